@@ -1,0 +1,64 @@
+# flightcheck: two commands from a fresh clone.
+#   make scan   set everything up, then scan this machine into out/
+#   make test   set everything up, then run the whole test suite
+#
+# Set-up is idempotent: Debian packages are installed only when missing, the
+# virtualenv is (re)built only when pyproject.toml changes.
+
+SHELL      := /bin/bash
+PYTHON     ?= /usr/bin/python3.11
+VENV       := .venv
+VPY        := $(VENV)/bin/python
+STAMP      := $(VENV)/.installed
+OUT        ?= out
+ROOT       ?= /
+SCAN_ARGS  ?=
+PYTEST_ARGS ?=
+
+# Debian packages flightcheck and its tests need:
+#  python3.11 + venv  the interpreter Debian's python3-rpm is built for
+#  rpm python3-rpm    librpm and its bindings (the PyPI "rpm" shim imports them)
+#  gcc libc6-dev      compile the fixture programs and libraries
+#  pax-utils          scanelf/lddtree, the benchmark's reference tools
+#  file binutils      readelf, used by tests as an independent oracle
+APT_PKGS := python3.11 python3.11-venv python3-rpm rpm gcc libc6-dev pax-utils file binutils
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: scan test setup system-packages venv bench clean fixtures
+
+scan: setup
+	$(VENV)/bin/flightcheck scan $(ROOT) -o $(OUT) $(SCAN_ARGS); rc=$$?; \
+	  echo "reports written to $(OUT)/ (exit $$rc)"; [ $$rc -le 1 ]
+
+test: setup
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(VPY) bench/run.py
+
+fixtures: setup
+	$(VPY) fixtures/build_rpmroot.py
+
+setup: system-packages venv
+
+system-packages:
+	@missing=""; for p in $(APT_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .cache out build *.egg-info

@@ -1,0 +1,117 @@
+"""The ``flightcheck`` command: a thin layer that wires the pipeline stages.
+
+Exit codes: 0 the scan passed, 1 the policy failed, 2 the target could not be scanned.
+Errors are one line on standard error; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from scanner import __version__
+from scanner import result as resultmod
+from scanner.scan import ScanOptions, scan as run_scan
+from scanner.target import TargetError, open_target
+
+EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+
+
+def _fail(message: str, debug: bool) -> None:
+    if debug:
+        traceback.print_exc()
+    click.echo(f"flightcheck: error: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="flightcheck")
+def main() -> None:
+    """Offline compliance and audit scanner for Linux systems: every ELF file, what it
+    links (resolved as the target's own loader would), in one JSON result."""
+
+
+@main.command()
+@click.argument("root", default="/", type=click.Path(path_type=str))
+@click.option("-o", "--output", "output", default="out", show_default=True, type=click.Path(path_type=Path),
+              help="Folder for result.json (created if missing).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Parallel parsing processes [default: all cores].")
+@click.option("--cross-mounts", is_flag=True,
+              help="Also walk file systems mounted below ROOT (never /proc, /sys and other kernel pseudo file systems).")
+@click.option("--exclude", multiple=True, metavar="GLOB",
+              help="Skip files whose path inside the target matches GLOB (repeatable), e.g. '/usr/lib/debug/*'.")
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar [default: when standard error is a terminal].")
+@click.option("-q", "--quiet", is_flag=True, help="No summary on standard output.")
+@click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
+def scan(root: str, output: Path, jobs: int | None, cross_mounts: bool, exclude: tuple[str, ...],
+         progress: bool | None, quiet: bool, debug: bool) -> None:
+    """Scan ROOT (a folder holding a system's /, default /) and write OUTPUT/result.json."""
+    err = Console(stderr=True)
+    try:
+        fs = open_target(root, cross_mounts=cross_mounts)
+    except TargetError as exc:
+        _fail(str(exc), debug)
+        return
+    show = err.is_terminal if progress is None else progress
+    t0 = time.monotonic()
+    try:
+        with fs, Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                          TextColumn("{task.fields[files]} files, {task.fields[elves]} ELF"),
+                          TimeElapsedColumn(), console=err, transient=True, disable=not show) as bar:
+            task = bar.add_task(f"scanning {fs.label}", total=None, files=0, elves=0)
+            doc = run_scan(
+                fs,
+                ScanOptions(jobs=jobs, cross_mounts=cross_mounts, exclude=exclude),
+                progress=lambda files, elves: bar.update(task, files=files, elves=elves),
+            )
+        dest = resultmod.write(doc, output)
+    except OSError as exc:
+        _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), debug)
+        return
+    if not quiet:
+        print_summary(doc, dest, time.monotonic() - t0, Console())
+    sys.exit(EXIT_PASS)
+
+
+def print_summary(doc: dict[str, Any], dest: Path, seconds: float, console: Console) -> None:
+    """The terminal summary of a result document."""
+    s = doc["summary"]
+    os_name = doc["target"]["os"].get("PRETTY_NAME") or doc["target"]["os"].get("ID") or "unknown OS"
+    table = Table(title=f"flightcheck: {doc['target']['root']} ({os_name}, {doc['target']['machine'] or '?'})",
+                  show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for label, value in (
+        ("files examined", s["files"]),
+        ("ELF files", s["elves"]),
+        ("executables", s["executables"]),
+        ("libraries", s["libraries"]),
+        ("static", s.get("static", 0)),
+        ("setuid/setgid", s.get("setuid", 0)),
+        ("unresolved sonames", s["unresolved_sonames"]),
+        ("errors", s["errors"]),
+        ("time", f"{seconds:.1f} s"),
+    ):
+        table.add_row(label, str(value))
+    console.print(table)
+    for item in doc["unresolved"][:10]:
+        users = item["needed_by"]
+        more = f" (+{len(users) - 1} more)" if len(users) > 1 else ""
+        console.print(f"  unresolved [yellow]{item['soname']}[/] needed by {users[0]}{more}", highlight=False)
+    if len(doc["unresolved"]) > 10:
+        console.print(f"  ... {len(doc['unresolved']) - 10} more unresolved sonames in the result")
+    console.print(f"result: {dest}", highlight=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

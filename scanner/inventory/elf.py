@@ -1,0 +1,340 @@
+"""ELF census: one record per ELF file, read once, with pyelftools.
+
+What is read is what the dynamic loader and the later stages use: the ELF header (class,
+byte order, machine, OSABI, type), the program headers (``PT_INTERP``, ``PT_DYNAMIC``), the
+dynamic segment (``DT_NEEDED``, ``DT_RPATH``, ``DT_RUNPATH``, ``DT_SONAME``, ``DT_FLAGS_1``)
+and the undefined function symbols of the dynamic symbol table (what the file imports).
+The dynamic segment is read through the program headers, as ``ld.so`` reads it, so files
+whose section headers were stripped still parse.
+
+Written by hand: only the walk over ``.dynsym`` entries, which unpacks the table with
+:mod:`struct` in one pass instead of building a pyelftools ``Symbol`` per entry (large
+libraries have tens of thousands of symbols; this is the census' hot path). Everything
+else is pyelftools.
+
+Hostile input (truncated files, header counts or sizes that point past the end of the
+file) raises :class:`ElfParseError` with a one-line reason; nothing is read beyond the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import stat as statmod
+import struct
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from elftools.common.exceptions import ELFError, ELFParseError
+from elftools.elf.dynamic import DynamicSegment
+from elftools.elf.elffile import ELFFile
+
+try:  # construct is vendored inside pyelftools
+    from elftools.construct.core import ConstructError as _ConstructError
+except ImportError:  # pragma: no cover
+    _ConstructError = ELFError  # type: ignore[assignment,misc]
+
+ELF_MAGIC = b"\x7fELF"
+
+DF_1_NODEFLIB = 0x800
+DF_1_PIE = 0x08000000
+_FLAGS_1_NAMES = {
+    0x1: "NOW", 0x2: "GLOBAL", 0x4: "GROUP", 0x8: "NODELETE", 0x10: "LOADFLTR",
+    0x20: "INITFIRST", 0x40: "NOOPEN", 0x80: "ORIGIN", 0x100: "DIRECT", 0x400: "INTERPOSE",
+    DF_1_NODEFLIB: "NODEFLIB", 0x1000: "NODUMP", 0x2000: "CONFALT", 0x4000: "ENDFILTEE",
+    0x8000: "DISPRELDNE", 0x10000: "DISPRELPND", 0x20000: "NODIRECT", 0x40000: "IGNMULDEF",
+    0x80000: "NOKSYMS", 0x100000: "NOHDR", 0x200000: "EDITED", 0x400000: "NORELOC",
+    0x800000: "SYMINTPOSE", 0x1000000: "GLOBAUDIT", 0x2000000: "SINGLETON", 0x4000000: "STUB",
+    DF_1_PIE: "PIE",
+}
+
+#: e_machine -> the name ``uname -m`` and distributions use
+_MACHINES = {
+    "EM_X86_64": "x86_64", "EM_386": "i386", "EM_AARCH64": "aarch64", "EM_ARM": "arm",
+    "EM_PPC": "ppc", "EM_PPC64": "ppc64", "EM_S390": "s390", "EM_RISCV": "riscv",
+    "EM_MIPS": "mips", "EM_SPARC": "sparc", "EM_SPARCV9": "sparc64", "EM_IA_64": "ia64",
+    "EM_LOONGARCH": "loongarch", "EM_ALPHA": "alpha", "EM_68K": "m68k", "EM_SH": "sh",
+    "EM_PARISC": "parisc", "EM_X86_64_X32": "x32",
+}
+_NUMERIC_MACHINES = {258: "loongarch"}
+
+
+class ElfParseError(Exception):
+    """The file starts with the ELF magic but cannot be parsed safely."""
+
+
+@dataclass(frozen=True)
+class ElfRecord:
+    """What flightcheck knows of one ELF file, by the names of the ELF specification."""
+
+    path: str
+    type: str  # executable | pie | shared-library | relocatable | core | debuginfo | other
+    elf_class: int  # 32 or 64
+    byte_order: str  # little | big
+    machine: str
+    osabi: str
+    interpreter: str | None
+    needed: tuple[str, ...]
+    rpath: tuple[str, ...]
+    runpath: tuple[str, ...]
+    soname: str | None
+    flags_1: tuple[str, ...]
+    imports: tuple[str, ...]
+    static: bool
+    setuid: bool
+    setgid: bool
+    mode: int
+    size: int
+    sha256: str
+    sha1: str
+    uid: int = 0
+    gid: int = 0
+
+    @property
+    def abi(self) -> tuple[int, str, str]:
+        """What the loader requires a dependency to share: class, byte order, machine."""
+        return (self.elf_class, self.byte_order, self.machine)
+
+    @property
+    def nodeflib(self) -> bool:
+        return "NODEFLIB" in self.flags_1
+
+    @property
+    def is_executable(self) -> bool:
+        return self.type in ("executable", "pie")
+
+    @property
+    def is_library(self) -> bool:
+        return self.type == "shared-library"
+
+
+def machine_name(e_machine: object, elf_class: int, little: bool) -> str:
+    """``uname -m``-style machine name for an ELF header's ``e_machine``."""
+    if isinstance(e_machine, int):
+        base = _NUMERIC_MACHINES.get(e_machine, f"em{e_machine}")
+    else:
+        base = _MACHINES.get(e_machine, e_machine.removeprefix("EM_").lower())
+    if base == "x86_64" and elf_class == 32:
+        return "x32"
+    if base in ("ppc64",) and little:
+        return "ppc64le"
+    if base == "s390" and elf_class == 64:
+        return "s390x"
+    if base in ("riscv", "loongarch"):
+        return f"{base}{elf_class}"
+    if base == "mips":
+        return ("mips64" if elf_class == 64 else "mips") + ("el" if little else "")
+    if base == "arm" and not little:
+        return "armeb"
+    if base == "aarch64" and not little:
+        return "aarch64_be"
+    return base
+
+
+def _flags_1_names(value: int) -> tuple[str, ...]:
+    return tuple(name for bit, name in sorted(_FLAGS_1_NAMES.items()) if value & bit)
+
+
+def _bounded_segments(elf: ELFFile, size: int) -> list:
+    hdr = elf.header
+    if hdr.e_phnum == 0:
+        return []
+    if hdr.e_phoff + hdr.e_phnum * hdr.e_phentsize > size:
+        raise ElfParseError(
+            f"program header table ({hdr.e_phnum} entries at offset {hdr.e_phoff}) "
+            f"runs past the end of the file ({size} bytes)"
+        )
+    return list(elf.iter_segments())
+
+
+def _dynamic_tags(seg: DynamicSegment, size: int, entsize: int) -> list:
+    """Tags of the dynamic segment up to DT_NULL, never more entries than the file holds."""
+    limit = max(0, (size - seg.header.p_offset) // entsize)
+    count = min(seg.header.p_filesz // entsize, limit)
+    tags = []
+    for i in range(count):
+        tag = seg.get_tag(i)
+        if tag.entry.d_tag == "DT_NULL":
+            break
+        tags.append(tag)
+    return tags
+
+
+def _dynsym_section(elf: ELFFile, size: int) -> tuple[object | None, bool, bool]:
+    """One pass over the section headers: the ``SHT_DYNSYM`` section, whether the file has
+    usable section headers at all, and whether it is a separate debug-info file (its
+    ``.dynamic`` is ``SHT_NOBITS``: the program headers describe contents it lacks)."""
+    hdr = elf.header
+    if not hdr.e_shnum or hdr.e_shoff + hdr.e_shnum * hdr.e_shentsize > size:
+        return None, False, False
+    dynsym = None
+    debuginfo = False
+    for sec in elf.iter_sections():
+        stype = sec.header.sh_type
+        if stype == "SHT_DYNSYM" and dynsym is None:
+            dynsym = sec
+        elif stype == "SHT_NOBITS" and sec.name in (".dynamic", ".dynsym"):
+            debuginfo = True
+    return dynsym, True, debuginfo
+
+
+def _undefined_functions(elf: ELFFile, symtab: object | None, has_sections: bool,
+                         dynseg: DynamicSegment, size: int) -> tuple[str, ...]:
+    """Names of undefined ``STT_FUNC`` symbols in the dynamic symbol table."""
+    names: set[str] = set()
+    if symtab is not None:
+        strtab = elf.get_section(symtab.header.sh_link)
+        h = symtab.header
+        if h.sh_offset + h.sh_size > size or strtab.header.sh_offset + strtab.header.sh_size > size:
+            raise ElfParseError(".dynsym or its string table runs past the end of the file")
+        data = symtab.data()
+        strings = strtab.data()
+        if elf.elfclass == 64:
+            fmt, name_i, info_i, shndx_i, ent = "IBBHQQ", 0, 1, 3, 24
+        else:
+            fmt, name_i, info_i, shndx_i, ent = "IIIBBH", 0, 3, 5, 16
+        fmt = ("<" if elf.little_endian else ">") + fmt
+        usable = len(data) - len(data) % ent
+        for sym in struct.iter_unpack(fmt, data[:usable]):
+            if sym[shndx_i] == 0 and sym[info_i] & 0xF == 2 and sym[name_i]:
+                off = sym[name_i]
+                end = strings.find(b"\0", off)
+                if off < len(strings):
+                    names.add(strings[off : end if end >= 0 else None].decode("utf-8", "replace"))
+    elif not has_sections:
+        # section headers stripped: pyelftools finds the table through DT_SYMTAB/DT_*HASH
+        for sym in dynseg.iter_symbols():
+            e = sym.entry
+            if e.st_shndx == "SHN_UNDEF" and e.st_info.type == "STT_FUNC" and sym.name:
+                names.add(sym.name)
+    return tuple(sorted(names))
+
+
+def _open_stream(fh: BinaryIO, size: int) -> BinaryIO | mmap.mmap:
+    try:
+        return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else fh
+    except (OSError, ValueError, AttributeError):
+        return fh
+
+
+def _hashes(stream: BinaryIO | mmap.mmap) -> tuple[str, str]:
+    sha256, sha1 = hashlib.sha256(), hashlib.sha1()
+    if isinstance(stream, mmap.mmap):
+        sha256.update(stream)
+        sha1.update(stream)
+    else:
+        stream.seek(0)
+        while chunk := stream.read(1 << 20):
+            sha256.update(chunk)
+            sha1.update(chunk)
+    return sha256.hexdigest(), sha1.hexdigest()
+
+
+def parse_elf(path: str, fh: BinaryIO, st_mode: int, size: int, uid: int = 0, gid: int = 0) -> ElfRecord:
+    """Census one opened ELF file. ``path`` is the guest path the record carries."""
+    stream = _open_stream(fh, size)
+    try:
+        try:
+            rec = _parse(path, stream, st_mode, size, uid, gid)
+        except ElfParseError:
+            raise
+        except (ELFError, ELFParseError, _ConstructError, struct.error, ValueError,
+                IndexError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+            raise ElfParseError(f"malformed ELF: {exc or type(exc).__name__}") from exc
+        return rec
+    finally:
+        if isinstance(stream, mmap.mmap):
+            stream.close()
+
+
+def _parse(path: str, stream: BinaryIO | mmap.mmap, st_mode: int, size: int, uid: int, gid: int) -> ElfRecord:
+    if size < 16:
+        raise ElfParseError(f"truncated ELF: {size} bytes")
+    elf = ELFFile(stream)
+    hdr = elf.header
+    ehsize = 64 if elf.elfclass == 64 else 52
+    if size < ehsize:
+        raise ElfParseError(f"truncated ELF: {size} bytes, header needs {ehsize}")
+    machine = machine_name(hdr.e_machine, elf.elfclass, elf.little_endian)
+    dynsym, has_sections, debuginfo = _dynsym_section(elf, size)
+    # a separate debug-info file keeps the program headers of its binary, but not the
+    # contents they describe: nothing to read past the headers
+    interp: str | None = None
+    dynseg: DynamicSegment | None = None
+    for seg in [] if debuginfo else _bounded_segments(elf, size):
+        ptype = seg.header.p_type
+        if ptype == "PT_INTERP":
+            if seg.header.p_offset + seg.header.p_filesz > size:
+                raise ElfParseError("PT_INTERP runs past the end of the file")
+            interp = seg.get_interp_name()
+        elif ptype == "PT_DYNAMIC" and dynseg is None:
+            if seg.header.p_offset >= size:
+                raise ElfParseError("PT_DYNAMIC starts past the end of the file")
+            dynseg = seg
+    needed: list[str] = []
+    rpath: list[str] = []
+    runpath: list[str] = []
+    soname = None
+    flags_1 = 0
+    if dynseg is not None:
+        entsize = 16 if elf.elfclass == 64 else 8
+        for tag in _dynamic_tags(dynseg, size, entsize):
+            t = tag.entry.d_tag
+            if t == "DT_NEEDED":
+                needed.append(tag.needed)
+            elif t == "DT_RPATH":
+                rpath.extend(p for p in tag.rpath.split(":"))
+            elif t == "DT_RUNPATH":
+                runpath.extend(p for p in tag.runpath.split(":"))
+            elif t == "DT_SONAME":
+                soname = tag.soname
+            elif t == "DT_FLAGS_1":
+                flags_1 = tag.entry.d_val
+    etype = hdr.e_type
+    if debuginfo:
+        kind = "debuginfo"
+    elif etype == "ET_EXEC":
+        kind = "executable"
+    elif etype == "ET_DYN":
+        if flags_1 & DF_1_PIE:
+            kind = "pie"
+        elif soname is None and interp is not None:
+            kind = "pie"
+        else:
+            kind = "shared-library"
+    elif etype == "ET_REL":
+        kind = "relocatable"
+    elif etype == "ET_CORE":
+        kind = "core"
+    else:
+        kind = "other"
+    static = not debuginfo and (
+        dynseg is None or (interp is None and not needed and kind != "shared-library")
+    )
+    imports = _undefined_functions(elf, dynsym, has_sections, dynseg, size) if dynseg else ()
+    sha256, sha1 = _hashes(stream)
+    osabi = hdr.e_ident.EI_OSABI
+    return ElfRecord(
+        path=path,
+        type=kind,
+        elf_class=elf.elfclass,
+        byte_order="little" if elf.little_endian else "big",
+        machine=machine,
+        osabi=osabi.removeprefix("ELFOSABI_") if isinstance(osabi, str) else str(osabi),
+        interpreter=interp,
+        needed=tuple(needed),
+        rpath=tuple(rpath),
+        runpath=tuple(runpath),
+        soname=soname,
+        flags_1=_flags_1_names(flags_1),
+        imports=imports,
+        static=static,
+        setuid=bool(st_mode & statmod.S_ISUID),
+        setgid=bool(st_mode & statmod.S_ISGID),
+        mode=statmod.S_IMODE(st_mode),
+        size=size,
+        sha256=sha256,
+        sha1=sha1,
+        uid=uid,
+        gid=gid,
+    )

@@ -1,0 +1,28 @@
+"""Find the content that ships beside the code: the rule pack (``rules/``), the report
+templates (``reports/``) and the result schema.
+
+In a checkout they sit at the top of the repository; in an installed wheel they are the
+data-only packages ``scanner._rules`` and ``scanner._reports`` (see pyproject.toml).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def content_dir(name: str) -> Path:
+    """Return the folder of ``rules`` or ``reports``, from a checkout or the wheel."""
+    if name not in ("rules", "reports"):
+        raise ValueError(f"unknown content folder {name!r}")
+    here = _CHECKOUT / name
+    if here.is_dir():
+        return here
+    return Path(str(resources.files(f"scanner._{name}")))
+
+
+def schema_path(name: str = "result-1.schema.json") -> Path:
+    """Path of a JSON Schema shipped with the result model."""
+    return Path(str(resources.files("scanner.result") / name))

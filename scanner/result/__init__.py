@@ -1,0 +1,176 @@
+"""Stage 6, result: the one JSON document every report and later command reads.
+
+The document is versioned (``"schema": "flightcheck/result/1"``) and described by the JSON
+Schema ``result-1.schema.json`` beside this file; :func:`validate` checks a document
+against it. Field names are stable once released: add, never rename.
+
+Strings from the target (paths, sonames, symbol names) may hold bytes that are not UTF-8;
+they are written with those bytes as ``\\xNN`` escapes so the document is always valid JSON
+text in UTF-8.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scanner import __version__
+from scanner.errors import ErrorRecord
+from scanner.inventory.census import Census
+from scanner.inventory.elf import ElfRecord
+from scanner.linkage.loader import Linkage
+from scanner.resources import schema_path
+
+SCHEMA_ID = "flightcheck/result/1"
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """What was scanned: its kind, where it is, what it says it is."""
+
+    kind: str  # directory (image and domain come later)
+    root: str
+    os: dict[str, str]
+    machine: str | None
+
+
+@dataclass(frozen=True)
+class ScanInfo:
+    started: str  # ISO 8601, UTC
+    finished: str
+    duration_seconds: float
+    options: dict[str, Any]
+
+
+def text(s: str) -> str:
+    """A target string made safe for JSON: undecodable bytes (surrogate escapes) become
+    visible ``\\xNN`` sequences."""
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def elf_to_json(rec: ElfRecord, closure: dict[str, str | None] | None) -> dict[str, Any]:
+    return {
+        "path": text(rec.path),
+        "type": rec.type,
+        "class": rec.elf_class,
+        "byte_order": rec.byte_order,
+        "machine": rec.machine,
+        "osabi": rec.osabi,
+        "interpreter": text(rec.interpreter) if rec.interpreter is not None else None,
+        "needed": [text(n) for n in rec.needed],
+        "rpath": [text(n) for n in rec.rpath],
+        "runpath": [text(n) for n in rec.runpath],
+        "soname": text(rec.soname) if rec.soname is not None else None,
+        "flags_1": list(rec.flags_1),
+        "static": rec.static,
+        "setuid": rec.setuid,
+        "setgid": rec.setgid,
+        "mode": f"{rec.mode:04o}",
+        "uid": rec.uid,
+        "gid": rec.gid,
+        "size": rec.size,
+        "sha256": rec.sha256,
+        "sha1": rec.sha1,
+        "imports": [text(n) for n in rec.imports],
+        "closure": {text(k): (text(v) if v is not None else None) for k, v in (closure or {}).items()},
+    }
+
+
+def error_to_json(err: ErrorRecord) -> dict[str, str]:
+    return {"path": text(err.path), "stage": err.stage, "message": text(err.message)}
+
+
+def build(target: TargetInfo, scan: ScanInfo, census: Census, linkage: Linkage) -> dict[str, Any]:
+    """Assemble the result document from the stages' records."""
+    elves = [elf_to_json(r, linkage.closures.get(r.path)) for r in census.elves]
+    unresolved = linkage.unresolved
+    types = Counter(r.type for r in census.elves)
+    errors = [error_to_json(e) for e in (*census.errors, *linkage.errors)]
+    return {
+        "schema": SCHEMA_ID,
+        "tool": {"name": "flightcheck", "version": __version__},
+        "scan": {
+            "started": scan.started,
+            "finished": scan.finished,
+            "duration_seconds": round(scan.duration_seconds, 3),
+            "options": scan.options,
+        },
+        "target": {
+            "kind": target.kind,
+            "root": text(target.root),
+            "os": {k: text(v) for k, v in target.os.items()},
+            "machine": target.machine,
+            "loader": {
+                "cache": linkage.cache,
+                "interpreters": [
+                    {
+                        "path": text(c.interpreter),
+                        "flavour": c.flavour,
+                        "system_dirs": [text(d) for d in c.system_dirs],
+                        "system_dirs_from": c.source,
+                        "lib": c.lib,
+                        "platform": c.platform,
+                    }
+                    for c in linkage.loaders
+                ],
+            },
+        },
+        "summary": {
+            "files": census.files,
+            "elves": len(census.elves),
+            "executables": types["executable"] + types["pie"],
+            "libraries": types["shared-library"],
+            "static": sum(1 for r in census.elves if r.static),
+            "setuid": sum(1 for r in census.elves if r.setuid or r.setgid),
+            "unresolved_sonames": len(unresolved),
+            "errors": len(errors),
+        },
+        "elves": elves,
+        "unresolved": [
+            {"soname": text(name), "needed_by": [text(p) for p in sorted(users)]}
+            for name, users in sorted(unresolved.items())
+        ],
+        "errors": errors,
+    }
+
+
+def write(doc: dict[str, Any], out_dir: str | os.PathLike[str]) -> Path:
+    """Write ``result.json`` into ``out_dir`` (created if needed) atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dest = out / "result.json"
+    tmp = out / ".result.json.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=1, ensure_ascii=False)
+        fh.write("\n")
+    os.replace(tmp, dest)
+    return dest
+
+
+def load(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a result document, refusing one of another schema."""
+    with open(path, encoding="utf-8") as fh:
+        doc = json.load(fh)
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_ID:
+        raise ValueError(f"{path}: not a {SCHEMA_ID} document")
+    return doc
+
+
+def schema() -> dict[str, Any]:
+    with open(schema_path(), encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def validate(doc: dict[str, Any]) -> None:
+    """Raise ``jsonschema.ValidationError`` unless ``doc`` matches the result schema."""
+    import jsonschema
+
+    jsonschema.validate(doc, schema(), cls=jsonschema.Draft202012Validator)

@@ -1,0 +1,54 @@
+"""The pipeline wired once: target -> inventory -> linkage -> result. The CLI and the tests
+call :func:`scan`; each stage stays a pure function of the one before it."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from scanner import result as resultmod
+from scanner.inventory import census_file, take_census
+from scanner.inventory.census import Progress
+from scanner.inventory.osrelease import read_os_release
+from scanner.linkage.loader import resolve_all
+from scanner.target import DirectoryRoot, RootFS
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    jobs: int | None = None
+    cross_mounts: bool = False
+    exclude: tuple[str, ...] = field(default=())
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | None = None) -> dict[str, Any]:
+    """Scan one target and return its result document."""
+    started, t0 = _now(), time.monotonic()
+    census = take_census(fs, jobs=options.jobs, exclude=options.exclude, progress=progress)
+    linkage = resolve_all(fs, census.elves, lambda p: census_file(fs, p))
+    machines = Counter(r.machine for r in census.elves if r.is_executable)
+    target = resultmod.TargetInfo(
+        kind="directory",
+        root=getattr(fs, "host_root", fs.label),
+        os=read_os_release(fs),
+        machine=machines.most_common(1)[0][0] if machines else None,
+    )
+    info = resultmod.ScanInfo(
+        started=started,
+        finished=_now(),
+        duration_seconds=time.monotonic() - t0,
+        options={
+            "jobs": options.jobs,
+            "cross_mounts": options.cross_mounts,
+            "exclude": list(options.exclude),
+            "live": isinstance(fs, DirectoryRoot) and fs.is_live,
+        },
+    )
+    return resultmod.build(target, info, census, linkage)

@@ -1,0 +1,243 @@
+"""The read-only file-system interface every target implements, and symlink resolution
+confined to the target's root.
+
+Paths handed to and returned by a target are *guest paths*: absolute POSIX strings as the
+scanned system sees them (``/usr/lib64/libc.so.6``), whatever the bytes come from (a folder,
+a disk image). Symlinks are resolved the way the guest's kernel would resolve them if the
+target were its ``/``: an absolute link restarts at the target's root, ``..`` at the root
+stays at the root (like ``openat2(RESOLVE_IN_ROOT)``), and more than 40 links in one lookup
+is a loop (Linux ``MAXSYMLINKS``). Nothing here ever writes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import stat as statmod
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+MAXSYMLINKS = 40
+
+
+class TargetError(Exception):
+    """The target as a whole cannot be read (missing root, unreadable image...)."""
+
+
+class PathLoop(OSError):
+    """Too many levels of symbolic links while resolving inside the root."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(errno.ELOOP, "too many levels of symbolic links", path)
+
+
+@dataclass(frozen=True)
+class WalkEntry:
+    """One non-directory entry found by :meth:`RootFS.walk` (``kind`` from the directory
+    entry itself, no extra system call): ``file``, ``symlink`` or ``other``."""
+
+    path: str
+    kind: str
+
+
+def normpath(path: str) -> str:
+    """Normalise a guest path lexically (no link resolution); always absolute."""
+    p = posixpath.normpath("/" + path.lstrip("/"))
+    return "/" if p == "//" else p
+
+
+class RootFS(ABC):
+    """A read-only view of a system's file tree. Subclasses supply the primitives
+    (:meth:`lstat`, :meth:`readlink`, :meth:`listdir`, :meth:`_open_resolved`); link
+    resolution, ``open`` and ``read`` are built here on top of them, once for all kinds."""
+
+    #: human-readable name of the target (a folder, an image file, a domain)
+    label: str = ""
+
+    # ---- primitives -------------------------------------------------------------
+    @abstractmethod
+    def lstat(self, path: str) -> os.stat_result:
+        """``lstat`` of a guest path whose parent components hold no symlinks."""
+
+    @abstractmethod
+    def readlink(self, path: str) -> str:
+        """Target of the symlink at ``path`` (parents must hold no symlinks)."""
+
+    @abstractmethod
+    def listdir(self, path: str) -> list[tuple[str, str]]:
+        """``(name, kind)`` pairs of a directory; kind is dir/file/symlink/other."""
+
+    @abstractmethod
+    def open_resolved(self, path: str) -> tuple[BinaryIO, os.stat_result]:
+        """Open a regular file by a resolved guest path (no symlink anywhere in it) for
+        reading; return the file and its ``stat``. Raises ``OSError`` otherwise."""
+
+    # ---- built on the primitives ------------------------------------------------
+    def resolve(self, path: str, *, strict: bool = True) -> str:
+        """Resolve every symlink in ``path`` inside the root and return the canonical
+        guest path. With ``strict`` a missing component raises ``FileNotFoundError``;
+        without it the unresolved rest is appended lexically (like ``realpath -m``)."""
+        todo = [c for c in path.split("/") if c]
+        todo.reverse()
+        parts: list[str] = []
+        links = 0
+        while todo:
+            name = todo.pop()
+            if name == ".":
+                continue
+            if name == "..":
+                if parts:
+                    parts.pop()
+                continue
+            cur = "/" + "/".join(parts + [name])
+            try:
+                st = self.lstat(cur)
+            except FileNotFoundError:
+                if strict:
+                    raise
+                parts.append(name)
+                continue
+            except NotADirectoryError:
+                if strict:
+                    raise
+                parts.append(name)
+                continue
+            if statmod.S_ISLNK(st.st_mode):
+                links += 1
+                if links > MAXSYMLINKS:
+                    raise PathLoop(path)
+                target = self.readlink(cur)
+                if target.startswith("/"):
+                    parts = []
+                comps = [c for c in target.split("/") if c]
+                todo.extend(reversed(comps))
+                continue
+            if todo and not statmod.S_ISDIR(st.st_mode):
+                if strict:
+                    raise NotADirectoryError(errno.ENOTDIR, "not a directory", cur)
+            parts.append(name)
+        return "/" + "/".join(parts)
+
+    def stat(self, path: str) -> os.stat_result:
+        """``stat`` following links inside the root."""
+        return self.lstat(self.resolve(path))
+
+    def exists(self, path: str) -> bool:
+        try:
+            self.stat(path)
+        except OSError:
+            return False
+        return True
+
+    def is_file(self, path: str) -> bool:
+        try:
+            return statmod.S_ISREG(self.stat(path).st_mode)
+        except OSError:
+            return False
+
+    def is_dir(self, path: str) -> bool:
+        try:
+            return statmod.S_ISDIR(self.stat(path).st_mode)
+        except OSError:
+            return False
+
+    def open(self, path: str) -> BinaryIO:
+        """Open a regular file for reading, following links inside the root."""
+        return self.open_resolved(self.resolve(path))[0]
+
+    def read(self, path: str, size: int = -1) -> bytes:
+        with self.open(path) as fh:
+            return fh.read(size)
+
+    def iterdir(self, path: str) -> Iterator[str]:
+        """Names in a directory, following links inside the root to reach it."""
+        for name, _kind in self.listdir(self.resolve(path)):
+            yield name
+
+    def glob(self, pattern: str) -> list[str]:
+        """Expand a shell glob (``*``, ``?``, ``[...]`` per component) inside the root,
+        as glibc's ``glob(3)`` does for ``include`` lines; results sorted like it."""
+        import fnmatch
+
+        comps = [c for c in normpath(pattern).split("/") if c]
+        found = ["/"]
+        for i, comp in enumerate(comps):
+            nxt: list[str] = []
+            magic = any(ch in comp for ch in "*?[")
+            for base in found:
+                if not magic:
+                    cand = posixpath.join(base, comp)
+                    if i == len(comps) - 1:
+                        if self.exists(cand) or self.is_symlink(cand):
+                            nxt.append(cand)
+                    elif self.is_dir(cand):
+                        nxt.append(cand)
+                    continue
+                try:
+                    names = sorted(self.iterdir(base))
+                except OSError:
+                    continue
+                for name in names:
+                    if name.startswith(".") and not comp.startswith("."):
+                        continue
+                    if fnmatch.fnmatchcase(name, comp):
+                        nxt.append(posixpath.join(base, name))
+            found = nxt
+        return sorted(found)
+
+    def is_symlink(self, path: str) -> bool:
+        try:
+            parent, name = posixpath.split(normpath(path))
+            return statmod.S_ISLNK(self.lstat(posixpath.join(self.resolve(parent), name)).st_mode)
+        except OSError:
+            return False
+
+    def walk(self, top: str = "/", *, skip: frozenset[str] = frozenset()) -> Iterator[WalkEntry]:
+        """Every non-directory entry under ``top`` (never following links). Directories
+        in ``skip`` (guest paths) or refused by :meth:`descend` are not entered;
+        unreadable directories are reported through :meth:`on_walk_error`."""
+        stack = [normpath(top)]
+        while stack:
+            d = stack.pop()
+            try:
+                entries = self.listdir(d)
+            except OSError as exc:
+                self.on_walk_error(d, exc)
+                continue
+            subdirs = []
+            for name, kind in entries:
+                p = d.rstrip("/") + "/" + name
+                if kind == "dir":
+                    if p not in skip and self.descend(p):
+                        subdirs.append(p)
+                else:
+                    yield WalkEntry(p, kind)
+            stack.extend(sorted(subdirs, reverse=True))
+
+    def descend(self, path: str) -> bool:
+        """Whether :meth:`walk` enters the directory ``path`` (mount boundaries)."""
+        return True
+
+    def on_walk_error(self, path: str, exc: OSError) -> None:
+        """Called for a directory the walk cannot list; recorded in :attr:`walk_errors`
+        so the scan reports it and goes on."""
+        self.walk_errors.append((path, f"{exc.strerror or exc}"))
+
+    @property
+    def walk_errors(self) -> list[tuple[str, str]]:
+        errs = self.__dict__.get("_walk_errors")
+        if errs is None:
+            errs = self.__dict__["_walk_errors"] = []
+        return errs
+
+    def close(self) -> None:
+        """Release what the target holds (images, connections)."""
+
+    def __enter__(self) -> "RootFS":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
