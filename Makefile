@@ -21,7 +21,10 @@ PYTEST_ARGS ?=
 #  gcc libc6-dev      compile the fixture programs and libraries
 #  pax-utils          scanelf/lddtree, the benchmark's reference tools
 #  file binutils      readelf, used by tests as an independent oracle
-APT_PKGS := python3.11 python3.11-venv python3-rpm rpm gcc libc6-dev pax-utils file binutils
+#  util-linux         setpriv, to run a scan as an unprivileged user in tests
+#  gcc-aarch64-linux-gnu libc6-dev-arm64-cross  a real ARM root for the foreign-architecture test
+APT_PKGS := python3.11 python3.11-venv python3-rpm rpm gcc libc6-dev pax-utils file binutils util-linux \
+            gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

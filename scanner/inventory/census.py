@@ -34,25 +34,27 @@ class Census:
     files: int  # regular files examined
 
 
-def census_file(fs: RootFS, path: str) -> ElfRecord | ErrorRecord | None:
-    """Census one regular file by its resolved guest path: an :class:`ElfRecord`, an
-    :class:`ErrorRecord`, or None when it is not an ELF file."""
+def census_file(fs: RootFS, path: str) -> list[ElfRecord | ErrorRecord]:
+    """Census one regular file by its resolved guest path: nothing when it is not an ELF
+    file; else its :class:`ElfRecord`, an :class:`ErrorRecord` for each problem met, or
+    only an :class:`ErrorRecord` when it cannot be parsed."""
     try:
         fh, st = fs.open_resolved(path)
     except OSError as exc:
-        return ErrorRecord(path, "inventory", f"cannot open: {exc.strerror or exc}")
+        return [ErrorRecord(path, "inventory", f"cannot open: {exc.strerror or exc}")]
     with fh:
         try:
             if st.st_size < 4 or fh.read(4) != ELF_MAGIC:
-                return None
+                return []
             fh.seek(0)
-            return parse_elf(path, fh, st.st_mode, st.st_size, st.st_uid, st.st_gid)
+            rec, notes = parse_elf(path, fh, st.st_mode, st.st_size, st.st_uid, st.st_gid)
         except ElfParseError as exc:
-            return ErrorRecord(path, "inventory", str(exc))
+            return [ErrorRecord(path, "inventory", str(exc))]
         except OSError as exc:
-            return ErrorRecord(path, "inventory", f"cannot read: {exc.strerror or exc}")
+            return [ErrorRecord(path, "inventory", f"cannot read: {exc.strerror or exc}")]
         except MemoryError:
-            return ErrorRecord(path, "inventory", "file too large to parse")
+            return [ErrorRecord(path, "inventory", "file too large to parse")]
+    return [rec, *(ErrorRecord(path, "inventory", n) for n in notes)]
 
 
 def _regular_files(fs: RootFS, exclude: tuple[str, ...]) -> Iterator[str]:
@@ -134,4 +136,4 @@ def take_census(
 
 
 def _census_batch_with(fs: RootFS, paths: list[str]) -> list[ElfRecord | ErrorRecord]:
-    return [r for r in (census_file(fs, p) for p in paths) if r is not None]
+    return [r for p in paths for r in census_file(fs, p)]

@@ -63,6 +63,10 @@ class ElfParseError(Exception):
     """The file starts with the ELF magic but cannot be parsed safely."""
 
 
+class _SectionsPastEnd(Exception):
+    """Section headers unusable; the file is still read through its program headers."""
+
+
 @dataclass(frozen=True)
 class ElfRecord:
     """What flightcheck knows of one ELF file, by the names of the ELF specification."""
@@ -135,22 +139,36 @@ def _flags_1_names(value: int) -> tuple[str, ...]:
     return tuple(name for bit, name in sorted(_FLAGS_1_NAMES.items()) if value & bit)
 
 
-def _bounded_segments(elf: ELFFile, size: int) -> list:
+PN_XNUM = 0xFFFF
+
+
+def _bounded_segments(elf: ELFFile, size: int, has_sections: bool) -> list:
     hdr = elf.header
-    if hdr.e_phnum == 0:
+    count = hdr.e_phnum
+    if count == PN_XNUM:
+        # the real count is in section 0's sh_info (ELF gABI, for > 65534 segments)
+        count = elf.get_section(0).header.sh_info if has_sections else 0
+        if not count:
+            raise ElfParseError("e_phnum is PN_XNUM (0xffff) but section 0 holds no program header count")
+    if count == 0:
         return []
-    if hdr.e_phoff + hdr.e_phnum * hdr.e_phentsize > size:
+    if hdr.e_phoff + count * hdr.e_phentsize > size:
         raise ElfParseError(
-            f"program header table ({hdr.e_phnum} entries at offset {hdr.e_phoff}) "
+            f"program header table ({count} entries at offset {hdr.e_phoff}) "
             f"runs past the end of the file ({size} bytes)"
         )
-    return list(elf.iter_segments())
+    return [elf.get_segment(i) for i in range(count)]
 
 
-def _dynamic_tags(seg: DynamicSegment, size: int, entsize: int) -> list:
+def _dynamic_tags(seg: DynamicSegment, size: int, entsize: int, notes: list[str]) -> list:
     """Tags of the dynamic segment up to DT_NULL, never more entries than the file holds."""
     limit = max(0, (size - seg.header.p_offset) // entsize)
-    count = min(seg.header.p_filesz // entsize, limit)
+    count = seg.header.p_filesz // entsize
+    if count > limit:
+        notes.append(
+            f"PT_DYNAMIC claims {count} entries but the file holds at most {limit}; read up to DT_NULL"
+        )
+        count = limit
     tags = []
     for i in range(count):
         tag = seg.get_tag(i)
@@ -165,8 +183,13 @@ def _dynsym_section(elf: ELFFile, size: int) -> tuple[object | None, bool, bool]
     usable section headers at all, and whether it is a separate debug-info file (its
     ``.dynamic`` is ``SHT_NOBITS``: the program headers describe contents it lacks)."""
     hdr = elf.header
-    if not hdr.e_shnum or hdr.e_shoff + hdr.e_shnum * hdr.e_shentsize > size:
+    if not hdr.e_shnum:
         return None, False, False
+    if hdr.e_shoff + hdr.e_shnum * hdr.e_shentsize > size:
+        raise _SectionsPastEnd(
+            f"section header table ({hdr.e_shnum} entries at offset {hdr.e_shoff}) runs past "
+            f"the end of the file ({size} bytes); read through the program headers only"
+        )
     dynsym = None
     debuginfo = False
     for sec in elf.iter_sections():
@@ -230,8 +253,10 @@ def _hashes(stream: BinaryIO | mmap.mmap) -> tuple[str, str]:
     return sha256.hexdigest(), sha1.hexdigest()
 
 
-def parse_elf(path: str, fh: BinaryIO, st_mode: int, size: int, uid: int = 0, gid: int = 0) -> ElfRecord:
-    """Census one opened ELF file. ``path`` is the guest path the record carries."""
+def parse_elf(path: str, fh: BinaryIO, st_mode: int, size: int, uid: int = 0, gid: int = 0) -> tuple[ElfRecord, tuple[str, ...]]:
+    """Census one opened ELF file. ``path`` is the guest path the record carries. Returns
+    the record and the problems met on the way that did not stop the parse (a section
+    table past the end of the file, a dynamic segment larger than the file...)."""
     stream = _open_stream(fh, size)
     try:
         try:
@@ -247,7 +272,7 @@ def parse_elf(path: str, fh: BinaryIO, st_mode: int, size: int, uid: int = 0, gi
             stream.close()
 
 
-def _parse(path: str, stream: BinaryIO | mmap.mmap, st_mode: int, size: int, uid: int, gid: int) -> ElfRecord:
+def _parse(path: str, stream: BinaryIO | mmap.mmap, st_mode: int, size: int, uid: int, gid: int) -> tuple[ElfRecord, tuple[str, ...]]:
     if size < 16:
         raise ElfParseError(f"truncated ELF: {size} bytes")
     elf = ELFFile(stream)
@@ -256,12 +281,17 @@ def _parse(path: str, stream: BinaryIO | mmap.mmap, st_mode: int, size: int, uid
     if size < ehsize:
         raise ElfParseError(f"truncated ELF: {size} bytes, header needs {ehsize}")
     machine = machine_name(hdr.e_machine, elf.elfclass, elf.little_endian)
-    dynsym, has_sections, debuginfo = _dynsym_section(elf, size)
+    notes: list[str] = []
+    try:
+        dynsym, has_sections, debuginfo = _dynsym_section(elf, size)
+    except _SectionsPastEnd as exc:
+        notes.append(str(exc))
+        dynsym, has_sections, debuginfo = None, False, False
     # a separate debug-info file keeps the program headers of its binary, but not the
     # contents they describe: nothing to read past the headers
     interp: str | None = None
     dynseg: DynamicSegment | None = None
-    for seg in [] if debuginfo else _bounded_segments(elf, size):
+    for seg in [] if debuginfo else _bounded_segments(elf, size, has_sections):
         ptype = seg.header.p_type
         if ptype == "PT_INTERP":
             if seg.header.p_offset + seg.header.p_filesz > size:
@@ -278,7 +308,7 @@ def _parse(path: str, stream: BinaryIO | mmap.mmap, st_mode: int, size: int, uid
     flags_1 = 0
     if dynseg is not None:
         entsize = 16 if elf.elfclass == 64 else 8
-        for tag in _dynamic_tags(dynseg, size, entsize):
+        for tag in _dynamic_tags(dynseg, size, entsize, notes):
             t = tag.entry.d_tag
             if t == "DT_NEEDED":
                 needed.append(tag.needed)
@@ -337,4 +367,4 @@ def _parse(path: str, stream: BinaryIO | mmap.mmap, st_mode: int, size: int, uid
         sha1=sha1,
         uid=uid,
         gid=gid,
-    )
+    ), tuple(notes)

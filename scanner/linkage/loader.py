@@ -46,8 +46,8 @@ from scanner.target import PathLoop, RootFS
 
 MUSL_RESERVED = ("c.", "pthread.", "rt.", "m.", "dl.", "util.", "xnet.")
 
-Describe = Callable[[str], "ElfRecord | ErrorRecord | None"]
-"""Census of one resolved guest path the walk did not reach (None: not an ELF file)."""
+Describe = Callable[[str], "list[ElfRecord | ErrorRecord]"]
+"""Census of one resolved guest path the walk did not reach (empty: not an ELF file)."""
 
 
 @dataclass(frozen=True)
@@ -216,10 +216,12 @@ class Loader:
         if not self.fs.is_file(path):
             self._extra[path] = None
             return None
-        got = self.describe(path)
-        if isinstance(got, ErrorRecord):
-            self._error(got.path, got.message)
-            got = None
+        got = None
+        for r in self.describe(path):
+            if isinstance(r, ErrorRecord):
+                self._error(r.path, r.message)
+            else:
+                got = r
         self._extra[path] = got
         return got
 
