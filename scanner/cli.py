@@ -49,12 +49,15 @@ def main() -> None:
               help="Also walk file systems mounted below ROOT (never /proc, /sys and other kernel pseudo file systems).")
 @click.option("--exclude", multiple=True, metavar="GLOB",
               help="Skip files whose path inside the target matches GLOB (repeatable), e.g. '/usr/lib/debug/*'.")
+@click.option("--path", "paths", multiple=True, metavar="PATH",
+              help="Census only these folders or files inside the target (repeatable; default: all of /). "
+                   "Libraries they link are still found wherever the loader would look.")
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar [default: when standard error is a terminal].")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on standard output.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
 def scan(root: str, output: Path, jobs: int | None, cross_mounts: bool, exclude: tuple[str, ...],
-         progress: bool | None, quiet: bool, debug: bool) -> None:
+         paths: tuple[str, ...], progress: bool | None, quiet: bool, debug: bool) -> None:
     """Scan ROOT (a folder holding a system's /, default /) and write OUTPUT/result.json."""
     err = Console(stderr=True)
     try:
@@ -71,7 +74,7 @@ def scan(root: str, output: Path, jobs: int | None, cross_mounts: bool, exclude:
             task = bar.add_task(f"scanning {fs.label}", total=None, files=0, elves=0)
             doc = run_scan(
                 fs,
-                ScanOptions(jobs=jobs, cross_mounts=cross_mounts, exclude=exclude),
+                ScanOptions(jobs=jobs, cross_mounts=cross_mounts, exclude=exclude, paths=paths or ("/",)),
                 progress=lambda files, elves: bar.update(task, files=files, elves=elves),
             )
         dest = resultmod.write(doc, output)
@@ -87,8 +90,9 @@ def print_summary(doc: dict[str, Any], dest: Path, seconds: float, console: Cons
     """The terminal summary of a result document."""
     s = doc["summary"]
     os_name = doc["target"]["os"].get("PRETTY_NAME") or doc["target"]["os"].get("ID") or "unknown OS"
-    table = Table(title=f"flightcheck: {doc['target']['root']} ({os_name}, {doc['target']['machine'] or '?'})",
-                  show_header=False, title_justify="left")
+    console.print(f"[bold]flightcheck[/]: {doc['target']['root']} ({os_name}, {doc['target']['machine'] or '?'})",
+                  highlight=False)
+    table = Table(show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
     for label, value in (

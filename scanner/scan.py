@@ -11,6 +11,7 @@ from typing import Any
 
 from scanner import result as resultmod
 from scanner.inventory import census_file, take_census
+from scanner.inventory.census import census_paths
 from scanner.inventory.census import Progress
 from scanner.inventory.osrelease import read_os_release
 from scanner.linkage.loader import resolve_all
@@ -22,6 +23,7 @@ class ScanOptions:
     jobs: int | None = None
     cross_mounts: bool = False
     exclude: tuple[str, ...] = field(default=())
+    paths: tuple[str, ...] = ("/",)
 
 
 def _now() -> str:
@@ -31,8 +33,13 @@ def _now() -> str:
 def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | None = None) -> dict[str, Any]:
     """Scan one target and return its result document."""
     started, t0 = _now(), time.monotonic()
-    census = take_census(fs, jobs=options.jobs, exclude=options.exclude, progress=progress)
-    linkage = resolve_all(fs, census.elves, lambda p: census_file(fs, p))
+    census = take_census(fs, jobs=options.jobs, exclude=options.exclude, paths=options.paths, progress=progress)
+    # libraries outside the census are read only as far as the loader reads them
+    linkage = resolve_all(
+        fs, census.elves,
+        lambda p: census_file(fs, p, light=True),
+        lambda ps: census_paths(fs, ps, jobs=options.jobs, light=True),
+    )
     machines = Counter(r.machine for r in census.elves if r.is_executable)
     target = resultmod.TargetInfo(
         kind="directory",
@@ -48,6 +55,7 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
             "jobs": options.jobs,
             "cross_mounts": options.cross_mounts,
             "exclude": list(options.exclude),
+            "paths": list(options.paths),
             "live": isinstance(fs, DirectoryRoot) and fs.is_live,
         },
     )

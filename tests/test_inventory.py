@@ -135,3 +135,21 @@ def test_hostile_scan_changes_nothing(hostile_root: Path, rpmroot: Path) -> None
         before = snapshot(root)
         take_census(DirectoryRoot(root), jobs=1)
         assert snapshot(root) == before
+
+
+def test_file_without_section_headers_is_read_like_the_loader(rpmroot: Path, tmp_path: Path) -> None:
+    """sstrip-style files have no section headers; the loader needs none. DT_NEEDED comes
+    from PT_DYNAMIC, imports from DT_SYMTAB/DT_GNU_HASH."""
+    import struct
+
+    data = bytearray((rpmroot / "usr/bin/hello").read_bytes())
+    struct.pack_into("<Q", data, 0x28, 0)  # e_shoff
+    struct.pack_into("<HHH", data, 0x3A, 0, 0, 0)  # e_shentsize, e_shnum, e_shstrndx
+    (tmp_path / "usr/bin").mkdir(parents=True)
+    (tmp_path / "usr/bin/nosections").write_bytes(bytes(data))
+    recs = census_file(DirectoryRoot(tmp_path), "/usr/bin/nosections")
+    assert len(recs) == 1 and isinstance(recs[0], ElfRecord)
+    rec = recs[0]
+    assert rec.needed == ("libgreet.so.1", "libc.so.6")
+    assert rec.interpreter == "/lib64/ld-linux-x86-64.so.2"
+    assert set(rec.imports) == readelf_imports(str(rpmroot / "usr/bin/hello")) and "greet" in rec.imports

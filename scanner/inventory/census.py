@@ -17,7 +17,7 @@ import multiprocessing
 
 from scanner.errors import ErrorRecord
 from scanner.inventory.elf import ELF_MAGIC, ElfParseError, ElfRecord, parse_elf
-from scanner.target import RootFS
+from scanner.target import RootFS, WalkEntry, normpath
 
 BATCH = 192
 
@@ -34,10 +34,11 @@ class Census:
     files: int  # regular files examined
 
 
-def census_file(fs: RootFS, path: str) -> list[ElfRecord | ErrorRecord]:
+def census_file(fs: RootFS, path: str, *, light: bool = False) -> list[ElfRecord | ErrorRecord]:
     """Census one regular file by its resolved guest path: nothing when it is not an ELF
     file; else its :class:`ElfRecord`, an :class:`ErrorRecord` for each problem met, or
-    only an :class:`ErrorRecord` when it cannot be parsed."""
+    only an :class:`ErrorRecord` when it cannot be parsed. ``light``: see
+    :func:`~scanner.inventory.elf.parse_elf`."""
     try:
         fh, st = fs.open_resolved(path)
     except OSError as exc:
@@ -47,7 +48,7 @@ def census_file(fs: RootFS, path: str) -> list[ElfRecord | ErrorRecord]:
             if st.st_size < 4 or fh.read(4) != ELF_MAGIC:
                 return []
             fh.seek(0)
-            rec, notes = parse_elf(path, fh, st.st_mode, st.st_size, st.st_uid, st.st_gid)
+            rec, notes = parse_elf(path, fh, st.st_mode, st.st_size, st.st_uid, st.st_gid, light=light)
         except ElfParseError as exc:
             return [ErrorRecord(path, "inventory", str(exc))]
         except OSError as exc:
@@ -57,13 +58,23 @@ def census_file(fs: RootFS, path: str) -> list[ElfRecord | ErrorRecord]:
     return [rec, *(ErrorRecord(path, "inventory", n) for n in notes)]
 
 
-def _regular_files(fs: RootFS, exclude: tuple[str, ...]) -> Iterator[str]:
-    for entry in fs.walk("/"):
-        if entry.kind != "file":
+def _regular_files(fs: RootFS, exclude: tuple[str, ...], tops: tuple[str, ...]) -> Iterator[str]:
+    for top in tops:
+        top = normpath(top)
+        try:
+            kind = "file" if fs.is_file(top) else "dir" if fs.is_dir(top) else None
+        except OSError:
+            kind = None
+        if kind is None:
+            fs.on_walk_error(top, FileNotFoundError(2, "no such file or directory"))
             continue
-        if exclude and any(fnmatchcase(entry.path, pat) for pat in exclude):
-            continue
-        yield entry.path
+        entries = [WalkEntry(fs.resolve(top), "file")] if kind == "file" else fs.walk(fs.resolve(top))
+        for entry in entries:
+            if entry.kind != "file":
+                continue
+            if exclude and any(fnmatchcase(entry.path, pat) for pat in exclude):
+                continue
+            yield entry.path
 
 
 # ---- worker side ------------------------------------------------------------------------
@@ -75,9 +86,9 @@ def _init_worker(fs: RootFS) -> None:
     _worker_fs = fs
 
 
-def _census_batch(paths: list[str]) -> list[ElfRecord | ErrorRecord]:
+def _census_batch(paths: list[str], light: bool = False) -> list[ElfRecord | ErrorRecord]:
     assert _worker_fs is not None
-    return _census_batch_with(_worker_fs, paths)
+    return _census_batch_with(_worker_fs, paths, light)
 
 
 def _batches(paths: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -91,16 +102,38 @@ def _batches(paths: Iterable[str], size: int) -> Iterator[list[str]]:
         yield batch
 
 
+def _parse_all(fs: RootFS, paths: Iterable[str], jobs: int, light: bool,
+               account: Callable[[list[ElfRecord | ErrorRecord], int], None]) -> None:
+    """Census ``paths`` in batches, in ``jobs`` processes (1: in this one), handing each
+    batch's records to ``account`` as it completes."""
+    if jobs <= 1:
+        for batch in _batches(paths, BATCH):
+            account(_census_batch_with(fs, batch, light), len(batch))
+        return
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(fs,)) as pool:
+        pending: dict[Future[list[ElfRecord | ErrorRecord]], int] = {}
+        for batch in _batches(paths, BATCH):
+            pending[pool.submit(_census_batch, batch, light)] = len(batch)
+            if len(pending) >= jobs * 4:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    account(fut.result(), pending.pop(fut))
+        for fut in list(pending):
+            account(fut.result(), pending.pop(fut))
+
+
 def take_census(
     fs: RootFS,
     *,
     jobs: int | None = None,
     exclude: Iterable[str] = (),
+    paths: Iterable[str] = ("/",),
     progress: Progress | None = None,
 ) -> Census:
-    """Census every ELF file of ``fs``. ``jobs`` worker processes (default: all cores;
-    1 parses in this process)."""
-    jobs = jobs or os.cpu_count() or 1
+    """Census every ELF file of ``fs`` under ``paths`` (folders walked, files taken as
+    they are; guest paths). ``jobs`` worker processes (default: all cores; 1 parses in
+    this process)."""
     results: list[ElfRecord | ErrorRecord] = []
     files = 0
     elves = 0
@@ -113,27 +146,25 @@ def take_census(
         if progress:
             progress(files, elves)
 
-    paths = _regular_files(fs, tuple(exclude))
-    if jobs <= 1:
-        for batch in _batches(paths, BATCH):
-            account(_census_batch_with(fs, batch), len(batch))
-    else:
-        ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(fs,)) as pool:
-            pending: dict[Future[list[ElfRecord | ErrorRecord]], int] = {}
-            for batch in _batches(paths, BATCH):
-                pending[pool.submit(_census_batch, batch)] = len(batch)
-                if len(pending) >= jobs * 4:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        account(fut.result(), pending.pop(fut))
-            for fut in list(pending):
-                account(fut.result(), pending.pop(fut))
-    errors = [ErrorRecord(p, "target", f"cannot list directory: {msg}") for p, msg in fs.walk_errors]
+    files_iter = _regular_files(fs, tuple(exclude), tuple(paths) or ("/",))
+    _parse_all(fs, files_iter, jobs or os.cpu_count() or 1, False, account)
+    errors = [ErrorRecord(p, "target", f"cannot walk: {msg}") for p, msg in fs.walk_errors]
     elf_records = sorted((r for r in results if isinstance(r, ElfRecord)), key=lambda r: r.path)
     errors += sorted((r for r in results if isinstance(r, ErrorRecord)), key=lambda r: r.path)
     return Census(tuple(elf_records), tuple(errors), files)
 
 
-def _census_batch_with(fs: RootFS, paths: list[str]) -> list[ElfRecord | ErrorRecord]:
-    return [r for p in paths for r in census_file(fs, p)]
+def census_paths(fs: RootFS, paths: list[str], *, jobs: int | None = None,
+                 light: bool = False) -> list[ElfRecord | ErrorRecord]:
+    """Census a list of resolved guest paths in parallel (records of non-ELF files are
+    simply absent)."""
+    out: list[ElfRecord | ErrorRecord] = []
+    jobs = jobs or os.cpu_count() or 1
+    if len(paths) < BATCH:
+        jobs = 1  # a pool costs more than it saves
+    _parse_all(fs, paths, jobs, light, lambda rs, _n: out.extend(rs))
+    return out
+
+
+def _census_batch_with(fs: RootFS, paths: list[str], light: bool = False) -> list[ElfRecord | ErrorRecord]:
+    return [r for p in paths for r in census_file(fs, p, light=light)]

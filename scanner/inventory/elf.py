@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from elftools.common.exceptions import ELFError, ELFParseError
-from elftools.elf.dynamic import DynamicSegment
+from elftools.elf.dynamic import Dynamic, DynamicSegment
 from elftools.elf.elffile import ELFFile
 
 try:  # construct is vendored inside pyelftools
@@ -142,7 +142,23 @@ def _flags_1_names(value: int) -> tuple[str, ...]:
 PN_XNUM = 0xFFFF
 
 
-def _bounded_segments(elf: ELFFile, size: int, has_sections: bool) -> list:
+PT_LOAD, PT_DYNAMIC, PT_INTERP = 1, 2, 3
+DT_NULL, DT_NEEDED, DT_STRTAB, DT_STRSZ, DT_SONAME, DT_RPATH, DT_RUNPATH, DT_FLAGS_1 = 0, 1, 5, 10, 14, 15, 29, 0x6FFFFFFB
+
+
+@dataclass(frozen=True)
+class _Phdr:
+    index: int
+    p_type: int
+    p_offset: int
+    p_vaddr: int
+    p_filesz: int
+
+
+def _program_headers(elf: ELFFile, stream: BinaryIO | mmap.mmap, size: int, has_sections: bool) -> list[_Phdr]:
+    """The program headers, checked to lie inside the file, unpacked with :mod:`struct`
+    (pyelftools' Segment objects cost a construct parse each, and a DynamicSegment walks
+    every section)."""
     hdr = elf.header
     count = hdr.e_phnum
     if count == PN_XNUM:
@@ -152,57 +168,116 @@ def _bounded_segments(elf: ELFFile, size: int, has_sections: bool) -> list:
             raise ElfParseError("e_phnum is PN_XNUM (0xffff) but section 0 holds no program header count")
     if count == 0:
         return []
-    if hdr.e_phoff + count * hdr.e_phentsize > size:
+    ent = hdr.e_phentsize
+    need = 56 if elf.elfclass == 64 else 32
+    if ent < need:
+        raise ElfParseError(f"e_phentsize {ent} is smaller than a program header ({need})")
+    if hdr.e_phoff + count * ent > size:
         raise ElfParseError(
             f"program header table ({count} entries at offset {hdr.e_phoff}) "
             f"runs past the end of the file ({size} bytes)"
         )
-    return [elf.get_segment(i) for i in range(count)]
-
-
-def _dynamic_tags(seg: DynamicSegment, size: int, entsize: int, notes: list[str]) -> list:
-    """Tags of the dynamic segment up to DT_NULL, never more entries than the file holds."""
-    limit = max(0, (size - seg.header.p_offset) // entsize)
-    count = seg.header.p_filesz // entsize
-    if count > limit:
-        notes.append(
-            f"PT_DYNAMIC claims {count} entries but the file holds at most {limit}; read up to DT_NULL"
-        )
-        count = limit
-    tags = []
+    stream.seek(hdr.e_phoff)
+    table = stream.read(count * ent)
+    order = "<" if elf.little_endian else ">"
+    out = []
     for i in range(count):
-        tag = seg.get_tag(i)
-        if tag.entry.d_tag == "DT_NULL":
+        if elf.elfclass == 64:
+            p_type, _flags, off, vaddr, _paddr, filesz = struct.unpack_from(order + "IIQQQQ", table, i * ent)
+        else:
+            p_type, off, vaddr, _paddr, filesz = struct.unpack_from(order + "IIIII", table, i * ent)
+        out.append(_Phdr(i, p_type, off, vaddr, filesz))
+    return out
+
+
+def _read_dynamic(stream: BinaryIO | mmap.mmap, elf: ELFFile, dyn: _Phdr, loads: list[_Phdr],
+                  size: int, notes: list[str]) -> list[tuple[int, int | str]]:
+    """The dynamic array as ``ld.so`` reads it: entries up to DT_NULL (never more than the
+    file holds), string values looked up in the table DT_STRTAB points to, its virtual
+    address mapped to a file offset through the PT_LOAD segments."""
+    entsize = 16 if elf.elfclass == 64 else 8
+    limit = max(0, (size - dyn.p_offset) // entsize)
+    count = dyn.p_filesz // entsize
+    if count > limit:
+        notes.append(f"PT_DYNAMIC claims {count} entries but the file holds at most {limit}; read up to DT_NULL")
+        count = limit
+    stream.seek(dyn.p_offset)
+    raw = stream.read(count * entsize)
+    fmt = ("<" if elf.little_endian else ">") + ("qQ" if elf.elfclass == 64 else "iI")
+    entries: list[tuple[int, int]] = []
+    for tag, val in struct.iter_unpack(fmt, raw[: len(raw) - len(raw) % entsize]):
+        if tag == DT_NULL:
             break
-        tags.append(tag)
-    return tags
+        entries.append((tag, val))
+    values = dict(entries)
+    strtab = values.get(DT_STRTAB)
+    strsz = values.get(DT_STRSZ, 0)
+    str_off = None
+    if strtab is not None:
+        for ph in loads:
+            if ph.p_vaddr <= strtab < ph.p_vaddr + ph.p_filesz:
+                str_off = ph.p_offset + (strtab - ph.p_vaddr)
+                break
+    strings = b""
+    if str_off is not None and str_off < size:
+        stream.seek(str_off)
+        strings = stream.read(min(strsz or size - str_off, size - str_off))
+    out: list[tuple[int, int | str]] = []
+    for tag, val in entries:
+        if tag in (DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH):
+            if not strings or val >= len(strings):
+                raise ElfParseError(f"dynamic tag {tag:#x} points outside the string table")
+            end = strings.find(b"\0", val)
+            out.append((tag, strings[val : end if end >= 0 else None].decode("utf-8", "surrogateescape")))
+        elif tag == DT_FLAGS_1:
+            out.append((tag, val))
+    return out
 
 
-def _dynsym_section(elf: ELFFile, size: int) -> tuple[object | None, bool, bool]:
-    """One pass over the section headers: the ``SHT_DYNSYM`` section, whether the file has
-    usable section headers at all, and whether it is a separate debug-info file (its
-    ``.dynamic`` is ``SHT_NOBITS``: the program headers describe contents it lacks)."""
+@dataclass
+class _Sections:
+    """What one pass over the section headers tells."""
+
+    dynsym: object | None = None  # the SHT_DYNSYM section
+    usable: bool = False  # the file has section headers inside it
+    debuginfo: bool = False  # .dynamic/.dynsym are SHT_NOBITS: a separate debug-info file
+
+
+SHT_NOBITS, SHT_DYNSYM = 8, 11
+
+
+def _scan_sections(elf: ELFFile, stream: BinaryIO | mmap.mmap, size: int) -> _Sections:
     hdr = elf.header
+    out = _Sections()
     if not hdr.e_shnum:
-        return None, False, False
+        return out
     if hdr.e_shoff + hdr.e_shnum * hdr.e_shentsize > size:
         raise _SectionsPastEnd(
             f"section header table ({hdr.e_shnum} entries at offset {hdr.e_shoff}) runs past "
             f"the end of the file ({size} bytes); read through the program headers only"
         )
-    dynsym = None
-    debuginfo = False
-    for sec in elf.iter_sections():
-        stype = sec.header.sh_type
-        if stype == "SHT_DYNSYM" and dynsym is None:
-            dynsym = sec
-        elif stype == "SHT_NOBITS" and sec.name in (".dynamic", ".dynsym"):
-            debuginfo = True
-    return dynsym, True, debuginfo
+    out.usable = True
+    # only sh_type is needed to pick sections, and pyelftools builds every section object
+    # eagerly (GNU hash buckets and all): the types are unpacked straight from the table,
+    # and only the sections wanted become pyelftools objects
+    count = elf.num_sections()
+    ent = hdr.e_shentsize
+    if ent < 8:
+        raise ElfParseError(f"e_shentsize {ent} is too small for a section header")
+    stream.seek(hdr.e_shoff)
+    table = stream.read(count * ent)
+    word = struct.Struct(("<" if elf.little_endian else ">") + "I")
+    for i in range(min(count, len(table) // ent)):
+        stype = word.unpack_from(table, i * ent + 4)[0]
+        if stype == SHT_DYNSYM and out.dynsym is None:
+            out.dynsym = elf.get_section(i)
+        elif stype == SHT_NOBITS and elf._get_section_name(elf._get_section_header(i)) in (".dynamic", ".dynsym"):  # noqa: SLF001
+            out.debuginfo = True
+    return out
 
 
 def _undefined_functions(elf: ELFFile, symtab: object | None, has_sections: bool,
-                         dynseg: DynamicSegment, size: int) -> tuple[str, ...]:
+                         dyn: Dynamic | None, size: int) -> tuple[str, ...]:
     """Names of undefined ``STT_FUNC`` symbols in the dynamic symbol table."""
     names: set[str] = set()
     if symtab is not None:
@@ -224,9 +299,9 @@ def _undefined_functions(elf: ELFFile, symtab: object | None, has_sections: bool
                 end = strings.find(b"\0", off)
                 if off < len(strings):
                     names.add(strings[off : end if end >= 0 else None].decode("utf-8", "replace"))
-    elif not has_sections:
+    elif not has_sections and isinstance(dyn, DynamicSegment):
         # section headers stripped: pyelftools finds the table through DT_SYMTAB/DT_*HASH
-        for sym in dynseg.iter_symbols():
+        for sym in dyn.iter_symbols():
             e = sym.entry
             if e.st_shndx == "SHN_UNDEF" and e.st_info.type == "STT_FUNC" and sym.name:
                 names.add(sym.name)
@@ -253,14 +328,18 @@ def _hashes(stream: BinaryIO | mmap.mmap) -> tuple[str, str]:
     return sha256.hexdigest(), sha1.hexdigest()
 
 
-def parse_elf(path: str, fh: BinaryIO, st_mode: int, size: int, uid: int = 0, gid: int = 0) -> tuple[ElfRecord, tuple[str, ...]]:
+def parse_elf(path: str, fh: BinaryIO, st_mode: int, size: int, uid: int = 0, gid: int = 0,
+              *, light: bool = False) -> tuple[ElfRecord, tuple[str, ...]]:
     """Census one opened ELF file. ``path`` is the guest path the record carries. Returns
     the record and the problems met on the way that did not stop the parse (a section
-    table past the end of the file, a dynamic segment larger than the file...)."""
+    table past the end of the file, a dynamic segment larger than the file...).
+
+    ``light`` reads only what the loader needs (no symbol table, no hashes): for
+    libraries found outside the census, which are linked but not inventoried."""
     stream = _open_stream(fh, size)
     try:
         try:
-            rec = _parse(path, stream, st_mode, size, uid, gid)
+            rec = _parse(path, stream, st_mode, size, uid, gid, light)
         except ElfParseError:
             raise
         except (ELFError, ELFParseError, _ConstructError, struct.error, ValueError,
@@ -272,7 +351,8 @@ def parse_elf(path: str, fh: BinaryIO, st_mode: int, size: int, uid: int = 0, gi
             stream.close()
 
 
-def _parse(path: str, stream: BinaryIO | mmap.mmap, st_mode: int, size: int, uid: int, gid: int) -> tuple[ElfRecord, tuple[str, ...]]:
+def _parse(path: str, stream: BinaryIO | mmap.mmap, st_mode: int, size: int, uid: int, gid: int,
+           light: bool = False) -> tuple[ElfRecord, tuple[str, ...]]:
     if size < 16:
         raise ElfParseError(f"truncated ELF: {size} bytes")
     elf = ELFFile(stream)
@@ -283,43 +363,47 @@ def _parse(path: str, stream: BinaryIO | mmap.mmap, st_mode: int, size: int, uid
     machine = machine_name(hdr.e_machine, elf.elfclass, elf.little_endian)
     notes: list[str] = []
     try:
-        dynsym, has_sections, debuginfo = _dynsym_section(elf, size)
+        secs = _scan_sections(elf, stream, size)
     except _SectionsPastEnd as exc:
         notes.append(str(exc))
-        dynsym, has_sections, debuginfo = None, False, False
-    # a separate debug-info file keeps the program headers of its binary, but not the
-    # contents they describe: nothing to read past the headers
+        secs = _Sections()
     interp: str | None = None
-    dynseg: DynamicSegment | None = None
-    for seg in [] if debuginfo else _bounded_segments(elf, size, has_sections):
-        ptype = seg.header.p_type
-        if ptype == "PT_INTERP":
-            if seg.header.p_offset + seg.header.p_filesz > size:
-                raise ElfParseError("PT_INTERP runs past the end of the file")
-            interp = seg.get_interp_name()
-        elif ptype == "PT_DYNAMIC" and dynseg is None:
-            if seg.header.p_offset >= size:
-                raise ElfParseError("PT_DYNAMIC starts past the end of the file")
-            dynseg = seg
+    dyn: Dynamic | None = None
     needed: list[str] = []
     rpath: list[str] = []
     runpath: list[str] = []
     soname = None
     flags_1 = 0
-    if dynseg is not None:
-        entsize = 16 if elf.elfclass == 64 else 8
-        for tag in _dynamic_tags(dynseg, size, entsize, notes):
-            t = tag.entry.d_tag
-            if t == "DT_NEEDED":
-                needed.append(tag.needed)
-            elif t == "DT_RPATH":
-                rpath.extend(p for p in tag.rpath.split(":"))
-            elif t == "DT_RUNPATH":
-                runpath.extend(p for p in tag.runpath.split(":"))
-            elif t == "DT_SONAME":
-                soname = tag.soname
-            elif t == "DT_FLAGS_1":
-                flags_1 = tag.entry.d_val
+    # a separate debug-info file keeps the program headers of its binary, but not the
+    # contents they describe: nothing to read past the headers
+    phdrs = [] if secs.debuginfo else _program_headers(elf, stream, size, secs.usable)
+    loads = [ph for ph in phdrs if ph.p_type == PT_LOAD]
+    dyn_ph: _Phdr | None = None
+    for ph in phdrs:
+        if ph.p_type == PT_INTERP and interp is None:
+            if ph.p_offset + ph.p_filesz > size:
+                raise ElfParseError("PT_INTERP runs past the end of the file")
+            stream.seek(ph.p_offset)
+            interp = stream.read(ph.p_filesz).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        elif ph.p_type == PT_DYNAMIC and dyn_ph is None:
+            if ph.p_offset >= size:
+                raise ElfParseError("PT_DYNAMIC starts past the end of the file")
+            dyn_ph = ph
+            for tag, val in _read_dynamic(stream, elf, ph, loads, size, notes):
+                if tag == DT_NEEDED:
+                    needed.append(str(val))
+                elif tag == DT_RPATH:
+                    rpath.extend(str(val).split(":"))
+                elif tag == DT_RUNPATH:
+                    runpath.extend(str(val).split(":"))
+                elif tag == DT_SONAME:
+                    soname = str(val)
+                elif tag == DT_FLAGS_1:
+                    flags_1 = int(val)
+    if dyn_ph is not None and not secs.usable and not light:
+        # pyelftools' view of the same array, for the symbol table when sections are gone
+        dyn = elf.get_segment(dyn_ph.index)
+    debuginfo = secs.debuginfo
     etype = hdr.e_type
     if debuginfo:
         kind = "debuginfo"
@@ -339,10 +423,10 @@ def _parse(path: str, stream: BinaryIO | mmap.mmap, st_mode: int, size: int, uid
     else:
         kind = "other"
     static = not debuginfo and (
-        dynseg is None or (interp is None and not needed and kind != "shared-library")
+        dyn_ph is None or (interp is None and not needed and kind != "shared-library")
     )
-    imports = _undefined_functions(elf, dynsym, has_sections, dynseg, size) if dynseg else ()
-    sha256, sha1 = _hashes(stream)
+    imports = _undefined_functions(elf, secs.dynsym, secs.usable, dyn, size) if dyn_ph and not light else ()
+    sha256, sha1 = ("", "") if light else _hashes(stream)
     osabi = hdr.e_ident.EI_OSABI
     return ElfRecord(
         path=path,

@@ -244,6 +244,36 @@ class Loader:
             return None
         return canon, candidate
 
+    def prefetch(self, describe_many: DescribeMany, rounds: int = 4) -> None:
+        """Read ahead, in bulk, the cache's candidates for every name the known objects
+        need, round after round as new libraries bring new names."""
+        if self.cache_kind != "ld.so.cache":
+            return
+        assert isinstance(self._cache, dict)
+        pending = list(self.records.values())
+        asked: set[str] = set()
+        for _ in range(rounds):
+            wanted: set[str] = set()
+            for rec in pending:
+                for name in rec.needed:
+                    if name in asked or "/" in name:
+                        continue
+                    asked.add(name)
+                    for cand in self._cache.get(name, ()):
+                        canon = self.canonical(cand)
+                        if canon and canon not in self.records and canon not in self._extra:
+                            wanted.add(canon)
+            if not wanted:
+                return
+            found: dict[str, ElfRecord | None] = dict.fromkeys(wanted)
+            for r in describe_many(sorted(wanted)):
+                if isinstance(r, ErrorRecord):
+                    self._error(r.path, r.message)
+                else:
+                    found[r.path] = r
+            self._extra.update(found)
+            pending = [r for r in found.values() if r is not None]
+
     # ---- search ---------------------------------------------------------------------
     def _expand(self, entry: str, obj: _Loaded, cfg: LoaderConfig, secure: bool) -> str | None:
         s = entry
@@ -414,10 +444,20 @@ class Loader:
         return out
 
 
-def resolve_all(fs: RootFS, records: Iterable[ElfRecord], describe: Describe) -> Linkage:
-    """Closures of every dynamic executable and library of a census."""
+DescribeMany = Callable[[list[str]], "list[ElfRecord | ErrorRecord]"]
+"""Census of many resolved guest paths at once (in parallel)."""
+
+
+def resolve_all(fs: RootFS, records: Iterable[ElfRecord], describe: Describe,
+                describe_many: DescribeMany | None = None) -> Linkage:
+    """Closures of every dynamic executable and library of a census. With
+    ``describe_many``, libraries outside the census that the target's ``ld.so.cache``
+    offers for the names being linked are read ahead in bulk; anything else the loader
+    meets is read on demand by ``describe``."""
     recs = {r.path: r for r in records}
     loader = Loader(fs, recs, describe)
+    if describe_many is not None:
+        loader.prefetch(describe_many)
     closures = {path: loader.closure(r) for path, r in recs.items() if r.type in ("executable", "pie", "shared-library")}
     return Linkage(
         closures=closures,

@@ -149,7 +149,8 @@ def write(doc: dict[str, Any], out_dir: str | os.PathLike[str]) -> Path:
     dest = out / "result.json"
     tmp = out / ".result.json.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, indent=1, ensure_ascii=False)
+        # compact: a whole host's result is tens of megabytes (jq pretty-prints it)
+        json.dump(doc, fh, ensure_ascii=False, separators=(",", ":"))
         fh.write("\n")
     os.replace(tmp, dest)
     return dest

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Benchmark flightcheck against the tools it replaces, on this machine, in one run.
+
+1. all of /usr: flightcheck's census + link resolution vs ``scanelf -RyB`` (pax-utils,
+   C), both warm (each run once untimed first);
+2. the same N executables: flightcheck vs ``lddtree`` (pax-utils' Python script, run with
+   this virtualenv's pyelftools);
+3. the old loop on a small sample: ``ldd EXE`` then ``dpkg -S`` for every library, vs
+   flightcheck on the same executables.
+
+It prints each time and the ratios. Figures are for this machine and this run only.
+Usage: bench/run.py [--executables 400] [--loop-sample 50] [--jobs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+VENV_PY = sys.executable
+FLIGHTCHECK = [VENV_PY, "-m", "scanner"]
+
+
+def timed(cmd: list[str] | str, **kw: object) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, **kw)  # type: ignore[call-overload]
+    return time.perf_counter() - t
+
+
+def dynamic_executables(n: int) -> list[str]:
+    """n dynamically linked executables of /usr/bin and /usr/sbin (by ELF header and
+    PT_INTERP), chosen with a fixed seed."""
+    found = []
+    for d in ("/usr/bin", "/usr/sbin"):
+        for name in sorted(os.listdir(d)):
+            p = os.path.join(d, name)
+            if os.path.islink(p) or not os.path.isfile(p):
+                continue
+            try:
+                with open(p, "rb") as fh:
+                    head = fh.read(4096)
+            except OSError:
+                continue
+            if head[:4] == b"\x7fELF" and b"ld-linux" in head:
+                found.append(p)
+    random.Random(400).shuffle(found)
+    return sorted(found[:n])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--executables", type=int, default=400)
+    ap.add_argument("--loop-sample", type=int, default=50)
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    args = ap.parse_args()
+    for tool in ("scanelf", "lddtree", "ldd", "dpkg"):
+        if not shutil.which(tool):
+            print(f"bench: {tool} is missing (make setup installs pax-utils)", file=sys.stderr)
+            return 2
+    out = tempfile.mkdtemp(prefix="flightcheck-bench-")
+    fc_usr = FLIGHTCHECK + ["scan", "/", "--path", "/usr", "-o", out, "-q", "--no-progress", "-j", str(args.jobs)]
+    rows: list[tuple[str, float, float, str]] = []
+
+    # 1. all of /usr, warm
+    timed(["scanelf", "-RyB", "/usr"])
+    timed(fc_usr)
+    t_scanelf = timed(["scanelf", "-RyB", "/usr"])
+    t_fc_usr = timed(fc_usr)
+    import json
+
+    doc = json.loads(Path(out, "result.json").read_text())
+    rows.append((f"all of /usr ({doc['summary']['elves']} ELF files): flightcheck vs scanelf -RyB",
+                 t_fc_usr, t_scanelf, "target: flightcheck within 5x of scanelf"))
+
+    # 2. the same executables, flightcheck vs lddtree.py
+    exes = dynamic_executables(args.executables)
+    fc_exes = FLIGHTCHECK + ["scan", "/", "-o", out, "-q", "--no-progress", "-j", str(args.jobs)]
+    for e in exes:
+        fc_exes += ["--path", e]
+    lddtree = [VENV_PY, shutil.which("lddtree") or "lddtree", *exes]
+    t_lddtree = timed(lddtree)
+    t_fc_exes = timed(fc_exes)
+    rows.append((f"{len(exes)} executables: lddtree.py vs flightcheck", t_lddtree, t_fc_exes,
+                 "target: flightcheck at least 5x faster"))
+
+    # 3. the old loop: ldd, then dpkg -S per library
+    sample = exes[: args.loop_sample]
+    loop = (
+        'for exe in "$@"; do ldd "$exe" | awk \'/=> \\//{print $3}\' | '
+        'while read -r lib; do dpkg -S "$lib" >/dev/null 2>&1; done; done'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LD_")}
+    t_loop = timed(["bash", "-c", loop, "loop", *sample], env=env)
+    fc_sample = FLIGHTCHECK + ["scan", "/", "-o", out, "-q", "--no-progress", "-j", str(args.jobs)]
+    for e in sample:
+        fc_sample += ["--path", e]
+    t_fc_sample = timed(fc_sample)
+    rows.append((f"{len(sample)} executables: ldd + dpkg -S loop vs flightcheck", t_loop, t_fc_sample,
+                 "flightcheck does not yet map packages (ownership comes next)"))
+
+    shutil.rmtree(out, ignore_errors=True)
+    print(f"flightcheck bench on {os.uname().nodename}, {os.cpu_count()} cores, jobs={args.jobs}")
+    for label, a, b, note in rows:
+        print(f"- {label}: {a:.2f} s vs {b:.2f} s, ratio {a / b:.2f}  ({note})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
