@@ -23,8 +23,9 @@ PYTEST_ARGS ?=
 #  file binutils      readelf, used by tests as an independent oracle
 #  util-linux         setpriv, to run a scan as an unprivileged user in tests
 #  gcc-aarch64-linux-gnu libc6-dev-arm64-cross  a real ARM root for the foreign-architecture test
+#  musl musl-dev musl-tools  a real musl root (musl-gcc and its loader) for the musl test
 APT_PKGS := python3.11 python3.11-venv python3-rpm rpm gcc libc6-dev pax-utils file binutils util-linux \
-            gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+            gcc-aarch64-linux-gnu libc6-dev-arm64-cross musl musl-dev musl-tools
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -359,3 +359,34 @@ def test_unreadable_file_is_an_error_record(hostile_root: Path) -> None:
     msgs = [e["message"] for e in doc["errors"] if e["path"] == "/usr/bin/unreadable"]
     assert msgs and "Permission denied" in msgs[0]
     assert "/usr/bin/good" in by_path(doc)
+
+
+MUSL_LDSO = Path("/lib/ld-musl-x86_64.so.1")
+
+
+def test_musl_root(tmp_path: Path) -> None:
+    """A musl root: musl's own loader, its path file, libc.so implemented by the loader.
+    The real musl loader, run under chroot, is the oracle."""
+    if not shutil.which("musl-gcc") or not MUSL_LDSO.exists():
+        pytest.skip("needs Debian's musl, musl-dev and musl-tools (make installs them)")
+    root = tmp_path / "musl"
+    for d in ("lib", "etc", "usr/bin", "opt/m/lib", "usr/lib"):
+        (root / d).mkdir(parents=True)
+    shutil.copy2(MUSL_LDSO.resolve(), root / "lib/ld-musl-x86_64.so.1")
+    (root / "etc/ld-musl-x86_64.path").write_text("/opt/m/lib\n/usr/lib\n")
+    cc("musl-gcc", root / "opt/m/lib/libgreet.so.1", LIB_SRC, "-shared", "-fPIC", "-Wl,-soname,libgreet.so.1")
+    cc("musl-gcc", root / "usr/lib/libgreet.so.1", LIB_SRC, "-shared", "-fPIC", "-Wl,-soname,libgreet.so.1")
+    cc("musl-gcc", root / "usr/bin/app", APP_SRC, f"-L{root}/opt/m/lib", "-l:libgreet.so.1")
+    doc = scan_root(root)
+    app = by_path(doc)["/usr/bin/app"]
+    assert app["interpreter"] == "/lib/ld-musl-x86_64.so.1"
+    # the path file's order wins; libc.so is the loader itself
+    assert app["closure"] == {"libgreet.so.1": "/opt/m/lib/libgreet.so.1", "libc.so": "/lib/ld-musl-x86_64.so.1"}
+    interps = {i["path"]: i for i in doc["target"]["loader"]["interpreters"]}
+    musl = interps["/lib/ld-musl-x86_64.so.1"]
+    assert musl["flavour"] == "musl" and musl["system_dirs"] == ["/opt/m/lib", "/usr/lib"]
+    if _chroot_works() is None:
+        real = subprocess.run(["chroot", str(root), "/lib/ld-musl-x86_64.so.1", "--list", "/usr/bin/app"],
+                              capture_output=True, text=True)
+        listed = parse_ldd(real.stdout)
+        assert listed["libgreet.so.1"] == "/opt/m/lib/libgreet.so.1"
