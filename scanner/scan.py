@@ -13,7 +13,9 @@ from scanner import result as resultmod
 from scanner.inventory import census_file, take_census
 from scanner.inventory.census import census_paths
 from scanner.inventory.census import Progress
+from scanner.inventory import dpkg, rpmdb
 from scanner.inventory.osrelease import read_os_release
+from scanner.inventory.packages import OwnershipIndex, PackageDatabase
 from scanner.linkage.loader import resolve_all
 from scanner.target import DirectoryRoot, RootFS
 
@@ -24,6 +26,8 @@ class ScanOptions:
     cross_mounts: bool = False
     exclude: tuple[str, ...] = field(default=())
     paths: tuple[str, ...] = ("/",)
+    rpm_reader: str = "auto"  # auto | librpm | python
+    packages: bool = True
 
 
 def _now() -> str:
@@ -40,11 +44,14 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
         lambda p: census_file(fs, p, light=True),
         lambda ps: census_paths(fs, ps, jobs=options.jobs, light=True),
     )
+    os_release = read_os_release(fs)
+    databases = read_package_databases(fs, os_release, options.rpm_reader) if options.packages else []
+    ownership = OwnershipIndex(fs, databases)
     machines = Counter(r.machine for r in census.elves if r.is_executable)
     target = resultmod.TargetInfo(
         kind="directory",
         root=getattr(fs, "host_root", fs.label),
-        os=read_os_release(fs),
+        os=os_release,
         machine=machines.most_common(1)[0][0] if machines else None,
     )
     info = resultmod.ScanInfo(
@@ -57,6 +64,17 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
             "exclude": list(options.exclude),
             "paths": list(options.paths),
             "live": isinstance(fs, DirectoryRoot) and fs.is_live,
+            "rpm_reader": options.rpm_reader,
+            "packages": options.packages,
         },
     )
-    return resultmod.build(target, info, census, linkage)
+    return resultmod.build(target, info, census, linkage, databases, ownership)
+
+
+def read_package_databases(fs: RootFS, os_release: dict[str, str], rpm_reader: str = "auto") -> list[PackageDatabase]:
+    """Every package database in the target: rpm (each database found) and dpkg."""
+    dbs = rpmdb.read_all(fs, os_release, prefer=rpm_reader)
+    deb = dpkg.read_database(fs, os_release)
+    if deb is not None:
+        dbs.append(deb)
+    return dbs

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from scanner import __version__
 from scanner.errors import ErrorRecord
 from scanner.inventory.census import Census
 from scanner.inventory.elf import ElfRecord
+from scanner.inventory.packages import OwnershipIndex, Package, PackageDatabase
 from scanner.linkage.loader import Linkage
 from scanner.resources import schema_path
 
@@ -56,7 +58,7 @@ def text(s: str) -> str:
         return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def elf_to_json(rec: ElfRecord, closure: dict[str, str | None] | None) -> dict[str, Any]:
+def elf_to_json(rec: ElfRecord, closure: dict[str, str | None] | None, owner: str | None = None) -> dict[str, Any]:
     return {
         "path": text(rec.path),
         "type": rec.type,
@@ -81,6 +83,25 @@ def elf_to_json(rec: ElfRecord, closure: dict[str, str | None] | None) -> dict[s
         "sha1": rec.sha1,
         "imports": [text(n) for n in rec.imports],
         "closure": {text(k): (text(v) if v is not None else None) for k, v in (closure or {}).items()},
+        "owner": owner,
+    }
+
+
+def package_to_json(p: Package) -> dict[str, Any]:
+    return {
+        "id": text(p.id),
+        "manager": p.manager,
+        "name": text(p.name),
+        "epoch": p.epoch,
+        "version": text(p.version),
+        "release": text(p.release) if p.release is not None else None,
+        "arch": p.arch,
+        "source": text(p.source) if p.source is not None else None,
+        "vendor": text(p.vendor) if p.vendor is not None else None,
+        "license_raw": text(p.license_raw) if p.license_raw is not None else None,
+        "purl": text(p.purl),
+        "files": len(p.files),
+        "database": text(p.database),
     }
 
 
@@ -88,12 +109,16 @@ def error_to_json(err: ErrorRecord) -> dict[str, str]:
     return {"path": text(err.path), "stage": err.stage, "message": text(err.message)}
 
 
-def build(target: TargetInfo, scan: ScanInfo, census: Census, linkage: Linkage) -> dict[str, Any]:
+def build(target: TargetInfo, scan: ScanInfo, census: Census, linkage: Linkage,
+          databases: Sequence[PackageDatabase] = (), ownership: OwnershipIndex | None = None) -> dict[str, Any]:
     """Assemble the result document from the stages' records."""
-    elves = [elf_to_json(r, linkage.closures.get(r.path)) for r in census.elves]
+    owners = {r.path: (ownership.owner(r.path) if ownership else None) for r in census.elves}
+    elves = [elf_to_json(r, linkage.closures.get(r.path), owners[r.path]) for r in census.elves]
     unresolved = linkage.unresolved
     types = Counter(r.type for r in census.elves)
-    errors = [error_to_json(e) for e in (*census.errors, *linkage.errors)]
+    db_errors = [e for db in databases for e in db.errors]
+    errors = [error_to_json(e) for e in (*census.errors, *db_errors, *linkage.errors)]
+    packages = [package_to_json(p) for db in databases for p in db.packages]
     return {
         "schema": SCHEMA_ID,
         "tool": {"name": "flightcheck", "version": __version__},
@@ -131,8 +156,16 @@ def build(target: TargetInfo, scan: ScanInfo, census: Census, linkage: Linkage) 
             "static": sum(1 for r in census.elves if r.static),
             "setuid": sum(1 for r in census.elves if r.setuid or r.setgid),
             "unresolved_sonames": len(unresolved),
+            "packages": len(packages),
+            "unowned_elves": sum(1 for o in owners.values() if o is None),
             "errors": len(errors),
         },
+        "databases": [
+            {"manager": db.manager, "path": text(db.path), "backend": db.backend, "reader": db.reader,
+             "packages": len(db.packages)}
+            for db in databases
+        ],
+        "packages": packages,
         "elves": elves,
         "unresolved": [
             {"soname": text(name), "needed_by": [text(p) for p in sorted(users)]}

@@ -1,0 +1,107 @@
+"""Package records and file ownership, shared by every package manager.
+
+Each manager (:mod:`scanner.inventory.rpmdb`, :mod:`scanner.inventory.dpkg`) turns its
+database into :class:`Package` records behind one interface (:class:`PackageDatabase`);
+ownership is computed afterwards, once, from those records: an index from canonical path
+inside the target to package id. Paths are canonicalised through the target's own links,
+so a file recorded as ``/lib/x86_64-linux-gnu/libc.so.6`` owns
+``/usr/lib/x86_64-linux-gnu/libc.so.6`` when ``/lib`` links to ``usr/lib`` (merged /usr).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from packageurl import PackageURL
+
+from scanner.errors import ErrorRecord
+from scanner.target import RootFS
+
+
+@dataclass(frozen=True)
+class Package:
+    """One installed package, whatever manager installed it."""
+
+    id: str
+    manager: str  # rpm | dpkg
+    name: str
+    epoch: int | None
+    version: str
+    release: str | None
+    arch: str | None
+    source: str | None  # source rpm / source package
+    vendor: str | None  # rpm vendor / dpkg maintainer
+    license_raw: str | None  # rpm LICENSE tag; dpkg: set by the licensing stage
+    purl: str
+    files: tuple[str, ...] = field(repr=False)
+    database: str = ""  # guest path of the database it came from
+
+
+@dataclass(frozen=True)
+class PackageDatabase:
+    """What one database of the target holds."""
+
+    manager: str
+    path: str  # guest path of the database folder or file
+    backend: str  # sqlite | bdb | ndb | dpkg-status
+    reader: str  # librpm | python | python-debian
+    packages: tuple[Package, ...]
+    errors: tuple[ErrorRecord, ...] = ()
+
+
+def package_id(manager: str, name: str, epoch: int | None, version: str, release: str | None,
+               arch: str | None) -> str:
+    """A stable, readable id: ``rpm/bash-5.1.8-1.cm2.x86_64``, ``deb/libc6_2.36-9_amd64``."""
+    if manager == "dpkg":
+        return f"deb/{name}_{version}_{arch or 'all'}"
+    evr = (f"{epoch}:" if epoch else "") + version + (f"-{release}" if release else "")
+    return f"rpm/{name}-{evr}.{arch or 'noarch'}"
+
+
+def make_purl(manager: str, os_release: dict[str, str], name: str, epoch: int | None, version: str,
+              release: str | None, arch: str | None) -> str:
+    """Package URL per the purl spec's ``rpm`` and ``deb`` types, namespaced by the
+    target's os-release ``ID`` and qualified by ``distro=ID-VERSION_ID``."""
+    ns = os_release.get("ID") or None
+    quals: dict[str, str] = {}
+    if arch:
+        quals["arch"] = arch
+    if epoch:
+        quals["epoch"] = str(epoch)
+    distro = "-".join(x for x in (os_release.get("ID"), os_release.get("VERSION_ID")) if x)
+    if distro:
+        quals["distro"] = distro
+    ptype = "deb" if manager == "dpkg" else "rpm"
+    full = version + (f"-{release}" if release else "")
+    return PackageURL(type=ptype, namespace=ns, name=name, version=full, qualifiers=quals).to_string()
+
+
+class OwnershipIndex:
+    """Canonical guest path -> id of the package that installed it, built once."""
+
+    def __init__(self, fs: RootFS, databases: Iterable[PackageDatabase]) -> None:
+        self.fs = fs
+        self._dirs: dict[str, str] = {}
+        self.owners: dict[str, str] = {}
+        for db in databases:
+            for pkg in db.packages:
+                for f in pkg.files:
+                    self.owners.setdefault(self.canonical(f), pkg.id)
+
+    def canonical(self, path: str) -> str:
+        """``path`` with its folder resolved inside the target (the file name itself is
+        kept: a package that ships a symlink owns the link, not its target)."""
+        parent, name = posixpath.split(path)
+        d = self._dirs.get(parent)
+        if d is None:
+            try:
+                d = self.fs.resolve(parent, strict=False)
+            except OSError:
+                d = posixpath.normpath(parent)
+            self._dirs[parent] = d
+        return posixpath.join(d, name)
+
+    def owner(self, path: str) -> str | None:
+        return self.owners.get(self.canonical(path))

@@ -1,0 +1,258 @@
+"""rpm's installed-package database read without librpm: the header blob format and the
+three storage backends, in pure Python.
+
+Used where librpm cannot read a database: the ndb backend (SUSE; Debian's librpm has no
+ndb), and every backend when the ``rpm`` bindings are missing. librpm itself is preferred
+where it works (see :mod:`scanner.inventory.rpmdb`). Written by hand because no maintained
+Python library reads these formats; the formats are from rpm's own sources:
+
+* header blob (``lib/header.c``, ``headerImport``): big-endian ``il`` (entry count) and
+  ``dl`` (data size), ``il`` index entries ``(tag, type, offset, count)``, then the data;
+* sqlite (``lib/backend/sqlite.c``): table ``Packages(hnum, blob)``;
+* Berkeley DB hash (``lib/backend/bdb_ro.c``): hash pages of key/data pairs, the header
+  blobs usually on overflow page chains;
+* ndb (``lib/backend/ndb/rpmpkg.c``): a ``RpmP`` header, slot pages of ``Slot`` entries
+  ``(magic, pkgidx, blkoff, blkcnt)``, each pointing at a ``BlbS`` blob header followed
+  by the header blob, in 16-byte blocks.
+
+Every length and offset is checked against the data it points into; a malformed database
+raises :class:`RpmDbError` with one line saying what is wrong, and a malformed header in a
+readable database is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+# tags (rpmtag.h)
+NAME, VERSION, RELEASE, EPOCH, LICENSE, VENDOR, ARCH, SOURCERPM = 1000, 1001, 1002, 1003, 1014, 1011, 1022, 1044
+OLDFILENAMES, DIRINDEXES, BASENAMES, DIRNAMES = 1027, 1116, 1117, 1118
+FILEFLAGS = 1037
+RPMFILE_GHOST = 1 << 6
+# types
+T_CHAR, T_INT8, T_INT16, T_INT32, T_INT64, T_STRING, T_BIN, T_STRING_ARRAY, T_I18NSTRING = 1, 2, 3, 4, 5, 6, 7, 8, 9
+
+MAX_IL = 0x00FFFF  # rpm's HEADER_MAX_TAGS... generous bounds against hostile counts
+MAX_DL = 256 << 20
+
+
+class RpmDbError(Exception):
+    """An rpm database, or one header in it, cannot be read."""
+
+
+@dataclass(frozen=True)
+class RpmHeader:
+    """The fields of one installed package that flightcheck uses."""
+
+    name: str
+    epoch: int | None
+    version: str
+    release: str
+    arch: str | None
+    source: str | None
+    vendor: str | None
+    license: str | None
+    files: tuple[str, ...]
+
+
+def _strings(data: bytes, off: int, count: int) -> list[str]:
+    out = []
+    pos = off
+    for _ in range(count):
+        end = data.find(b"\0", pos)
+        if end < 0:
+            raise RpmDbError("header string runs past the end of its data")
+        out.append(data[pos:end].decode("utf-8", "surrogateescape"))
+        pos = end + 1
+    return out
+
+
+def parse_header(blob: bytes) -> RpmHeader:
+    """Decode an installed package's header blob (as the databases store it: no lead, no
+    header magic)."""
+    if len(blob) < 8:
+        raise RpmDbError(f"header blob of {len(blob)} bytes is too short")
+    il, dl = struct.unpack_from(">ii", blob, 0)
+    if not (0 < il <= MAX_IL) or not (0 <= dl <= MAX_DL):
+        raise RpmDbError(f"header claims {il} entries and {dl} data bytes")
+    data_start = 8 + 16 * il
+    if data_start + dl > len(blob):
+        raise RpmDbError(f"header needs {data_start + dl} bytes, blob has {len(blob)}")
+    data = blob[data_start : data_start + dl]
+    want = {NAME, VERSION, RELEASE, EPOCH, LICENSE, VENDOR, ARCH, SOURCERPM, OLDFILENAMES, DIRINDEXES,
+            BASENAMES, DIRNAMES, FILEFLAGS}
+    values: dict[int, object] = {}
+    for i in range(il):
+        tag, typ, off, count = struct.unpack_from(">iiii", blob, 8 + 16 * i)
+        if tag not in want:
+            continue
+        if off < 0 or off > dl or count < 0 or count > dl + 1:
+            raise RpmDbError(f"tag {tag}: offset {off} or count {count} outside the data")
+        if typ in (T_STRING, T_I18NSTRING):
+            values[tag] = _strings(data, off, 1)[0]
+        elif typ == T_STRING_ARRAY:
+            values[tag] = _strings(data, off, count)
+        elif typ == T_INT32:
+            if off + 4 * count > dl:
+                raise RpmDbError(f"tag {tag}: int32 array runs past the data")
+            values[tag] = list(struct.unpack_from(f">{count}i", data, off))
+        elif typ == T_INT16:
+            if off + 2 * count > dl:
+                raise RpmDbError(f"tag {tag}: int16 array runs past the data")
+            values[tag] = list(struct.unpack_from(f">{count}h", data, off))
+    name = values.get(NAME)
+    if not isinstance(name, str):
+        raise RpmDbError("header has no NAME")
+    files = _file_list(values)
+    epoch = values.get(EPOCH)
+    return RpmHeader(
+        name=name,
+        epoch=epoch[0] if isinstance(epoch, list) and epoch else None,
+        version=str(values.get(VERSION, "")),
+        release=str(values.get(RELEASE, "")),
+        arch=values.get(ARCH) if isinstance(values.get(ARCH), str) else None,  # type: ignore[arg-type]
+        source=values.get(SOURCERPM) if isinstance(values.get(SOURCERPM), str) else None,  # type: ignore[arg-type]
+        vendor=values.get(VENDOR) if isinstance(values.get(VENDOR), str) else None,  # type: ignore[arg-type]
+        license=values.get(LICENSE) if isinstance(values.get(LICENSE), str) else None,  # type: ignore[arg-type]
+        files=files,
+    )
+
+
+def _file_list(values: dict[int, object]) -> tuple[str, ...]:
+    base = values.get(BASENAMES)
+    if isinstance(base, list):
+        dirs = values.get(DIRNAMES)
+        idx = values.get(DIRINDEXES)
+        if not isinstance(dirs, list) or not isinstance(idx, list) or len(idx) != len(base):
+            raise RpmDbError("BASENAMES without matching DIRNAMES/DIRINDEXES")
+        out = []
+        for b, i in zip(base, idx):
+            if not 0 <= i < len(dirs):
+                raise RpmDbError(f"DIRINDEXES entry {i} outside DIRNAMES")
+            out.append(dirs[i] + b)
+        return tuple(out)
+    old = values.get(OLDFILENAMES)
+    return tuple(old) if isinstance(old, list) else ()
+
+
+# ---- backends -------------------------------------------------------------------------------
+def sqlite_blobs(path: str) -> Iterator[bytes]:
+    """Header blobs of an rpm sqlite database. ``path`` must be a private copy: sqlite
+    may create journal files beside the file it opens."""
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+        try:
+            rows = con.execute("SELECT blob FROM Packages ORDER BY hnum").fetchall()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise RpmDbError(f"sqlite: {exc}") from exc
+    for (blob,) in rows:
+        if isinstance(blob, bytes):
+            yield blob
+
+
+# Berkeley DB hash (db-5 on-disk format)
+_DB_HASHMAGIC = 0x061561
+_P_HASH_UNSORTED, _P_OVERFLOW, _P_HASHMETA, _P_HASH = 2, 7, 8, 13
+_H_KEYDATA, _H_OFFPAGE = 1, 3
+_PAGE_HEADER = 26
+
+
+def bdb_blobs(data: bytes) -> Iterator[bytes]:
+    """Data items of a Berkeley DB hash file (rpm's ``Packages``): the header blobs."""
+    if len(data) < 512:
+        raise RpmDbError(f"Berkeley DB file of {len(data)} bytes is too short")
+    for order in ("<", ">"):
+        magic, _version, pagesize = struct.unpack_from(order + "III", data, 12)
+        if magic == _DB_HASHMAGIC:
+            break
+    else:
+        raise RpmDbError("not a Berkeley DB hash file (bad magic)")
+    if pagesize < 512 or pagesize > 65536 or pagesize & (pagesize - 1):
+        raise RpmDbError(f"Berkeley DB page size {pagesize} is invalid")
+    npages = len(data) // pagesize
+    u16, u32 = order + "H", order + "I"
+
+    def overflow(pgno: int, total: int) -> bytes:
+        out = bytearray()
+        seen = set()
+        while pgno and len(out) < total:
+            if pgno in seen or pgno >= npages:
+                raise RpmDbError(f"Berkeley DB overflow chain broken at page {pgno}")
+            seen.add(pgno)
+            page = pgno * pagesize
+            if data[page + 25] != _P_OVERFLOW:
+                raise RpmDbError(f"Berkeley DB page {pgno} is not an overflow page")
+            length = struct.unpack_from(u16, data, page + 22)[0]
+            if length > pagesize - _PAGE_HEADER:
+                raise RpmDbError(f"Berkeley DB overflow page {pgno} claims {length} bytes")
+            out += data[page + _PAGE_HEADER : page + _PAGE_HEADER + length]
+            pgno = struct.unpack_from(u32, data, page + 16)[0]
+        if len(out) != total:
+            raise RpmDbError(f"Berkeley DB overflow item has {len(out)} of {total} bytes")
+        return bytes(out)
+
+    for pgno in range(1, npages):
+        page = pgno * pagesize
+        ptype = data[page + 25]
+        if ptype not in (_P_HASH, _P_HASH_UNSORTED):
+            continue
+        entries = struct.unpack_from(u16, data, page + 20)[0]
+        if _PAGE_HEADER + 2 * entries > pagesize:
+            raise RpmDbError(f"Berkeley DB page {pgno} claims {entries} entries")
+        offsets = struct.unpack_from(f"{order}{entries}H", data, page + _PAGE_HEADER)
+        # items are key, data, key, data...; each ends where the previous one starts
+        for i in range(1, entries, 2):
+            off = offsets[i]
+            end = offsets[i - 1]
+            if not (_PAGE_HEADER <= off < pagesize) or end > pagesize or end < off:
+                raise RpmDbError(f"Berkeley DB page {pgno}: item offset {off} outside the page")
+            # rpm keeps its next-instance counter under key 0: not a header
+            koff, kend = offsets[i - 1], offsets[i - 2] if i >= 2 else pagesize
+            if data[page + koff] == _H_KEYDATA and data[page + koff + 1 : page + kend] == b"\0\0\0\0":
+                continue
+            kind = data[page + off]
+            if kind == _H_KEYDATA:
+                yield data[page + off + 1 : page + end]
+            elif kind == _H_OFFPAGE:
+                first, total = struct.unpack_from(order + "II", data, page + off + 4)
+                yield overflow(first, total)
+
+
+_NDB_MAGIC = 0x506D7052  # "RpmP" little-endian
+_NDB_SLOT_MAGIC = 0x746F6C53  # "Slot"
+_NDB_BLOB_MAGIC = 0x53626C42  # "BlbS"
+_NDB_PAGE = 4096
+
+
+def ndb_blobs(data: bytes) -> Iterator[bytes]:
+    """Header blobs of an ndb ``Packages.db`` (SUSE)."""
+    if len(data) < 32:
+        raise RpmDbError(f"ndb file of {len(data)} bytes is too short")
+    magic, version, _generation, slot_pages = struct.unpack_from("<IIII", data, 0)
+    if magic != _NDB_MAGIC:
+        raise RpmDbError("not an ndb Packages.db (bad magic)")
+    if version != 0:
+        raise RpmDbError(f"ndb version {version} is not supported")
+    if slot_pages == 0 or slot_pages * _NDB_PAGE > len(data):
+        raise RpmDbError(f"ndb claims {slot_pages} slot pages, the file has {len(data) // _NDB_PAGE} pages")
+    nslots = slot_pages * _NDB_PAGE // 16 - 2  # the 32-byte file header takes two slots
+    for i in range(nslots):
+        smagic, pkgidx, blkoff, _blkcnt = struct.unpack_from("<IIII", data, 32 + 16 * i)
+        if smagic != _NDB_SLOT_MAGIC:
+            raise RpmDbError(f"ndb slot {i} has a bad magic")
+        if pkgidx == 0:
+            continue
+        at = blkoff * 16
+        if at + 16 > len(data):
+            raise RpmDbError(f"ndb package {pkgidx}: blob offset {at} past the end of the file")
+        bmagic, bidx, _cksum, blen = struct.unpack_from("<IIII", data, at)
+        if bmagic != _NDB_BLOB_MAGIC or bidx != pkgidx:
+            raise RpmDbError(f"ndb package {pkgidx}: bad blob header at offset {at}")
+        if at + 16 + blen > len(data):
+            raise RpmDbError(f"ndb package {pkgidx}: blob of {blen} bytes runs past the end")
+        yield data[at + 16 : at + 16 + blen]
