@@ -52,12 +52,17 @@ def main() -> None:
 @click.option("--path", "paths", multiple=True, metavar="PATH",
               help="Census only these folders or files inside the target (repeatable; default: all of /). "
                    "Libraries they link are still found wherever the loader would look.")
+@click.option("--rpm-reader", type=click.Choice(["auto", "librpm", "python"]), default="auto", show_default=True,
+              help="How rpm databases are read: librpm where it can read the backend, else the built-in reader; "
+                   "or force one.")
+@click.option("--no-packages", is_flag=True, help="Skip the package databases (no ownership).")
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar [default: when standard error is a terminal].")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on standard output.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
 def scan(root: str, output: Path, jobs: int | None, cross_mounts: bool, exclude: tuple[str, ...],
-         paths: tuple[str, ...], progress: bool | None, quiet: bool, debug: bool) -> None:
+         paths: tuple[str, ...], rpm_reader: str, no_packages: bool, progress: bool | None, quiet: bool,
+         debug: bool) -> None:
     """Scan ROOT (a folder holding a system's /, default /) and write OUTPUT/result.json."""
     err = Console(stderr=True)
     try:
@@ -74,7 +79,8 @@ def scan(root: str, output: Path, jobs: int | None, cross_mounts: bool, exclude:
             task = bar.add_task(f"scanning {fs.label}", total=None, files=0, elves=0)
             doc = run_scan(
                 fs,
-                ScanOptions(jobs=jobs, cross_mounts=cross_mounts, exclude=exclude, paths=paths or ("/",)),
+                ScanOptions(jobs=jobs, cross_mounts=cross_mounts, exclude=exclude, paths=paths or ("/",),
+                            rpm_reader=rpm_reader, packages=not no_packages),
                 progress=lambda files, elves: bar.update(task, files=files, elves=elves),
             )
         dest = resultmod.write(doc, output)
@@ -102,12 +108,17 @@ def print_summary(doc: dict[str, Any], dest: Path, seconds: float, console: Cons
         ("libraries", s["libraries"]),
         ("static", s.get("static", 0)),
         ("setuid/setgid", s.get("setuid", 0)),
+        ("packages", s.get("packages", 0)),
+        ("unowned ELF files", s.get("unowned_elves", 0)),
         ("unresolved sonames", s["unresolved_sonames"]),
         ("errors", s["errors"]),
         ("time", f"{seconds:.1f} s"),
     ):
         table.add_row(label, str(value))
     console.print(table)
+    for db in doc.get("databases", []):
+        console.print(f"  {db['manager']} database {db['path']} ({db['backend']}, read by {db['reader']}): "
+                      f"{db['packages']} packages", highlight=False)
     for item in doc["unresolved"][:10]:
         users = item["needed_by"]
         more = f" (+{len(users) - 1} more)" if len(users) > 1 else ""

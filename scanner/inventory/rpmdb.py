@@ -145,10 +145,26 @@ def _headers_python(dbdir: str, backend: str, fname: str, errors: list[str]) -> 
 def read_database(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[str, str],
                   *, prefer: str = "auto") -> PackageDatabase:
     """Read one rpm database. ``prefer``: ``auto`` (librpm where it reads the backend,
-    else Python), ``librpm`` or ``python``."""
+    the built-in reader otherwise or when librpm fails), ``librpm`` or ``python``."""
     use_librpm = prefer != "python" and backend in ("sqlite", "bdb") and librpm_available()
     if prefer == "librpm" and not use_librpm:
-        raise rpmheader.RpmDbError(f"librpm cannot read the {backend} backend here")
+        db_path = posixpath.join(folder, fname)
+        return PackageDatabase("rpm", db_path, backend, "librpm", (), (ErrorRecord(
+            db_path, "inventory", f"rpm database ({backend}): librpm cannot read this backend here"),))
+    db = _read(fs, folder, backend, fname, os_release, use_librpm)
+    if use_librpm and prefer == "auto" and not db.packages and db.errors:
+        fallback = _read(fs, folder, backend, fname, os_release, False)
+        if fallback.packages:
+            return fallback
+        # neither could read it: say what each reader found
+        msg = "; ".join([e.message for e in db.errors] + [
+            e.message.replace(f"rpm database ({backend}): ", "built-in reader: ") for e in fallback.errors])
+        return PackageDatabase("rpm", db.path, backend, db.reader, (), (ErrorRecord(db.path, "inventory", msg),))
+    return db
+
+
+def _read(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[str, str],
+          use_librpm: bool) -> PackageDatabase:
     reader = "librpm" if use_librpm else "python"
     db_path = posixpath.join(folder, fname)
     errors: list[str] = []
