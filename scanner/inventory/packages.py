@@ -10,7 +10,7 @@ so a file recorded as ``/lib/x86_64-linux-gnu/libc.so.6`` owns
 
 from __future__ import annotations
 
-import posixpath
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -85,23 +85,40 @@ class OwnershipIndex:
         self.fs = fs
         self._dirs: dict[str, str] = {}
         self.owners: dict[str, str] = {}
+        owners = self.owners
         for db in databases:
             for pkg in db.packages:
                 for f in pkg.files:
-                    self.owners.setdefault(self.canonical(f), pkg.id)
+                    owners.setdefault(self.canonical(f), pkg.id)
 
     def canonical(self, path: str) -> str:
         """``path`` with its folder resolved inside the target (the file name itself is
         kept: a package that ships a symlink owns the link, not its target)."""
-        parent, name = posixpath.split(path)
+        parent, _, name = path.rpartition("/")
         d = self._dirs.get(parent)
         if d is None:
-            try:
-                d = self.fs.resolve(parent, strict=False)
-            except OSError:
-                d = posixpath.normpath(parent)
-            self._dirs[parent] = d
-        return posixpath.join(d, name)
+            d = self._canonical_dir(parent)
+        return (d if d != "/" else "") + "/" + name
+
+    def _canonical_dir(self, d: str) -> str:
+        """Folders resolved one component at a time on top of their resolved parent: one
+        ``lstat`` per distinct folder, a full resolution only where a link is met."""
+        if d in ("", "/"):
+            return "/"
+        got = self._dirs.get(d)
+        if got is not None:
+            return got
+        parent, _, name = d.rpartition("/")
+        base = self._canonical_dir(parent)
+        cand = (base if base != "/" else "") + "/" + name
+        try:
+            st = self.fs.lstat(cand)
+            if stat.S_ISLNK(st.st_mode):
+                cand = self.fs.resolve(cand, strict=False)
+        except OSError:
+            pass  # a folder that is not there keeps its recorded name
+        self._dirs[d] = cand
+        return cand
 
     def owner(self, path: str) -> str | None:
         return self.owners.get(self.canonical(path))
