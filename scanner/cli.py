@@ -19,6 +19,8 @@ from rich.table import Table
 
 from scanner import __version__
 from scanner import result as resultmod
+from scanner.checks import FAIL_ON, SEV_RANK, PolicyError
+from scanner.reports import FORMATS, write_reports
 from scanner.scan import ScanOptions, scan as run_scan
 from scanner.target import TargetError, open_target
 
@@ -56,15 +58,27 @@ def main() -> None:
               help="How rpm databases are read: librpm where it can read the backend, else the built-in reader; "
                    "or force one.")
 @click.option("--no-packages", is_flag=True, help="Skip the package databases (no ownership).")
+@click.option("--format", "formats", default="json", show_default=True, metavar="LIST",
+              help="Comma-separated outputs besides result.json: sarif (result.sarif), junit (junit.xml).")
+@click.option("--policy", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A policy TOML file laid over the default policy (license lists, rule overrides, names).")
+@click.option("--waivers", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A waivers TOML file: accepted findings (rule, subject glob, reason, expiry date).")
+@click.option("--fail-on", type=click.Choice(FAIL_ON), default="high", show_default=True,
+              help="Exit 1 when a finding at or above this severity fails (never: always exit 0 after a scan).")
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar [default: when standard error is a terminal].")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on standard output.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
 def scan(root: str, output: Path, jobs: int | None, cross_mounts: bool, exclude: tuple[str, ...],
-         paths: tuple[str, ...], rpm_reader: str, no_packages: bool, progress: bool | None, quiet: bool,
-         debug: bool) -> None:
+         paths: tuple[str, ...], rpm_reader: str, no_packages: bool, formats: str, policy: Path | None,
+         waivers: Path | None, fail_on: str, progress: bool | None, quiet: bool, debug: bool) -> None:
     """Scan ROOT (a folder holding a system's /, default /) and write OUTPUT/result.json."""
     err = Console(stderr=True)
+    wanted = [f.strip() for f in formats.split(",") if f.strip()]
+    unknown = [f for f in wanted if f not in FORMATS]
+    if unknown:
+        _fail(f"unknown format {', '.join(unknown)} (choose from {', '.join(FORMATS)})", debug)
     try:
         fs = open_target(root, cross_mounts=cross_mounts)
     except TargetError as exc:
@@ -80,16 +94,23 @@ def scan(root: str, output: Path, jobs: int | None, cross_mounts: bool, exclude:
             doc = run_scan(
                 fs,
                 ScanOptions(jobs=jobs, cross_mounts=cross_mounts, exclude=exclude, paths=paths or ("/",),
-                            rpm_reader=rpm_reader, packages=not no_packages),
+                            rpm_reader=rpm_reader, packages=not no_packages, policy=policy, waivers=waivers,
+                            fail_on=fail_on),
                 progress=lambda files, elves: bar.update(task, files=files, elves=elves),
             )
         dest = resultmod.write(doc, output)
+        extra = write_reports(doc, Path(output), wanted)
+    except PolicyError as exc:
+        _fail(str(exc), debug)
+        return
     except OSError as exc:
         _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), debug)
         return
     if not quiet:
         print_summary(doc, dest, time.monotonic() - t0, Console())
-    sys.exit(EXIT_PASS)
+        for path in extra:
+            Console().print(f"report: {path}", highlight=False)
+    sys.exit(EXIT_FAIL if doc["policy"]["verdict"] == "fail" else EXIT_PASS)
 
 
 def print_summary(doc: dict[str, Any], dest: Path, seconds: float, console: Console) -> None:
@@ -125,6 +146,22 @@ def print_summary(doc: dict[str, Any], dest: Path, seconds: float, console: Cons
         console.print(f"  unresolved [yellow]{item['soname']}[/] needed by {users[0]}{more}", highlight=False)
     if len(doc["unresolved"]) > 10:
         console.print(f"  ... {len(doc['unresolved']) - 10} more unresolved sonames in the result")
+    fails = [f for f in doc.get("findings", []) if f["state"] == "fail"]
+    by_sev = {s: 0 for s in ("critical", "high", "medium", "low")}
+    for f in fails:
+        by_sev[f["severity"]] = by_sev.get(f["severity"], 0) + 1
+    lic = s.get("licenses", {})
+    if lic:
+        console.print(f"  licenses: {lic.get('exact', 0)} exact SPDX, {lic.get('guess', 0)} guessed, "
+                      f"{lic.get('unknown', 0)} unknown, {lic.get('none', 0)} none declared", highlight=False)
+    console.print("  findings: " + ", ".join(f"{n} {sev}" for sev, n in by_sev.items())
+                  + f" failing; {s.get('waived', 0)} waived", highlight=False)
+    worst = sorted(fails, key=lambda f: -SEV_RANK[f["severity"]])[:5]
+    for f in worst:
+        console.print(f"  [{f['severity']}] {f['rule']} {f['subject']}: {f['title']}", highlight=False, markup=False)
+    policy = doc.get("policy", {})
+    color = "red" if policy.get("verdict") == "fail" else "green"
+    console.print(f"verdict: [bold {color}]{policy.get('verdict', 'pass').upper()}[/] (fail on {policy.get('fail_on')} and above)")
     console.print(f"result: {dest}", highlight=False)
 
 

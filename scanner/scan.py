@@ -1,5 +1,6 @@
-"""The pipeline wired once: target -> inventory -> linkage -> result. The CLI and the tests
-call :func:`scan`; each stage stays a pure function of the one before it."""
+"""The pipeline wired once: target -> inventory -> linkage -> licensing -> checks -> result.
+The CLI and the tests call :func:`scan`; each stage stays a pure function of the ones
+before it."""
 
 from __future__ import annotations
 
@@ -7,15 +8,16 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from scanner import result as resultmod
-from scanner.inventory import census_file, take_census
-from scanner.inventory.census import census_paths
-from scanner.inventory.census import Progress
-from scanner.inventory import dpkg, rpmdb
+from scanner.checks import CheckContext, effective_rules, evaluate, load_policy, load_rules, load_waivers
+from scanner.inventory import census_file, dpkg, rpmdb, take_census
+from scanner.inventory.census import Progress, census_paths
 from scanner.inventory.osrelease import read_os_release
 from scanner.inventory.packages import OwnershipIndex, PackageDatabase
+from scanner.licensing import license_closures, license_packages, load_tables
 from scanner.linkage.loader import resolve_all
 from scanner.target import DirectoryRoot, RootFS
 
@@ -28,6 +30,9 @@ class ScanOptions:
     paths: tuple[str, ...] = ("/",)
     rpm_reader: str = "auto"  # auto | librpm | python
     packages: bool = True
+    policy: Path | None = None
+    waivers: Path | None = None
+    fail_on: str = "high"
 
 
 def _now() -> str:
@@ -35,8 +40,14 @@ def _now() -> str:
 
 
 def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | None = None) -> dict[str, Any]:
-    """Scan one target and return its result document."""
+    """Scan one target and return its result document. A malformed policy or waiver file
+    raises :class:`scanner.checks.PolicyError` before anything is read."""
     started, t0 = _now(), time.monotonic()
+    policy = load_policy(options.policy)
+    rules = effective_rules(load_rules(), policy)
+    waivers = load_waivers(options.waivers) if options.waivers else []
+    tables = load_tables().with_overrides(policy.names, policy.exceptions)
+
     census = take_census(fs, jobs=options.jobs, exclude=options.exclude, paths=options.paths, progress=progress)
     # libraries outside the census are read only as far as the loader reads them
     linkage = resolve_all(
@@ -47,6 +58,10 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
     os_release = read_os_release(fs)
     databases = read_package_databases(fs, os_release, options.rpm_reader) if options.packages else []
     ownership = OwnershipIndex(fs, databases)
+    owners = {r.path: ownership.owner(r.path) for r in census.elves}
+    pkg_licenses = license_packages(fs, databases, tables, policy.network_copyleft)
+    linked = license_closures(census.elves, linkage.closures, owners, ownership.owner, pkg_licenses)
+
     machines = Counter(r.machine for r in census.elves if r.is_executable)
     target = resultmod.TargetInfo(
         kind="directory",
@@ -66,9 +81,15 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
             "live": isinstance(fs, DirectoryRoot) and fs.is_live,
             "rpm_reader": options.rpm_reader,
             "packages": options.packages,
+            "policy": str(options.policy) if options.policy else None,
+            "waivers": str(options.waivers) if options.waivers else None,
+            "fail_on": options.fail_on,
         },
     )
-    return resultmod.build(target, info, census, linkage, databases, ownership)
+    doc = resultmod.build(target, info, census, linkage, databases, owners, pkg_licenses, linked)
+    findings = evaluate(CheckContext(doc["elves"], doc["packages"], doc["unresolved"], policy), rules, waivers)
+    return resultmod.add_findings(doc, rules, findings, policy, options.fail_on,
+                                  str(options.waivers) if options.waivers else None)
 
 
 def read_package_databases(fs: RootFS, os_release: dict[str, str], rpm_reader: str = "auto") -> list[PackageDatabase]:

@@ -110,7 +110,7 @@ def test_fixture_root_owners_match_rpm_qf(rpmroot: Path, rpmroot_result: dict, t
         assert elves[path]["owner"] == f"rpm/{q}"
     (db,) = rpmroot_result["databases"]
     assert db == {"manager": "rpm", "path": "/var/lib/rpm/rpmdb.sqlite", "backend": "sqlite",
-                  "reader": "librpm" if rpmdb.librpm_available() else "python", "packages": 10}
+                  "reader": "librpm" if rpmdb.librpm_available() else "python", "packages": 12}
     hello = next(p for p in rpmroot_result["packages"] if p["name"] == "hello")
     assert hello["license_raw"] == "GPLv2+" and hello["source"] == "hello-1.0-1.src.rpm"
     assert hello["purl"] == "pkg:rpm/fixture/hello@1.0-1?arch=x86_64&distro=fixture-1"

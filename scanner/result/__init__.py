@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,9 @@ from scanner import __version__
 from scanner.errors import ErrorRecord
 from scanner.inventory.census import Census
 from scanner.inventory.elf import ElfRecord
-from scanner.inventory.packages import OwnershipIndex, Package, PackageDatabase
+from scanner.checks import SEVERITIES, Finding, Policy, Rule, verdict
+from scanner.inventory.packages import Package, PackageDatabase
+from scanner.licensing import LinkedLicense, PackageLicense
 from scanner.linkage.loader import Linkage
 from scanner.resources import schema_path
 
@@ -58,7 +60,8 @@ def text(s: str) -> str:
         return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def elf_to_json(rec: ElfRecord, closure: dict[str, str | None] | None, owner: str | None = None) -> dict[str, Any]:
+def elf_to_json(rec: ElfRecord, closure: dict[str, str | None] | None, owner: str | None = None,
+                own: PackageLicense | None = None, linked: Sequence[LinkedLicense] = ()) -> dict[str, Any]:
     return {
         "path": text(rec.path),
         "type": rec.type,
@@ -84,10 +87,18 @@ def elf_to_json(rec: ElfRecord, closure: dict[str, str | None] | None, owner: st
         "imports": [text(n) for n in rec.imports],
         "closure": {text(k): (text(v) if v is not None else None) for k, v in (closure or {}).items()},
         "owner": owner,
+        "license": own.outcome.spdx if own else None,
+        "license_category": own.category if own else "unknown",
+        "linked_licenses": [
+            {"soname": text(r.soname), "path": text(r.path) if r.path else None, "package": r.package,
+             "license": r.license, "category": r.category}
+            for r in linked
+        ],
     }
 
 
-def package_to_json(p: Package) -> dict[str, Any]:
+def package_to_json(p: Package, lic: PackageLicense | None = None) -> dict[str, Any]:
+    raw = lic.raw if lic is not None else p.license_raw
     return {
         "id": text(p.id),
         "manager": p.manager,
@@ -98,7 +109,12 @@ def package_to_json(p: Package) -> dict[str, Any]:
         "arch": p.arch,
         "source": text(p.source) if p.source is not None else None,
         "vendor": text(p.vendor) if p.vendor is not None else None,
-        "license_raw": text(p.license_raw) if p.license_raw is not None else None,
+        "license_raw": text(raw) if raw is not None else None,
+        "license_spdx": lic.outcome.spdx if lic else None,
+        "license_status": lic.outcome.status if lic else None,
+        "license_category": lic.category if lic else None,
+        "license_source": lic.source if lic else None,
+        "license_notes": [text(n) for n in lic.outcome.notes] if lic else [],
         "purl": text(p.purl),
         "files": len(p.files),
         "database": text(p.database),
@@ -110,15 +126,30 @@ def error_to_json(err: ErrorRecord) -> dict[str, str]:
 
 
 def build(target: TargetInfo, scan: ScanInfo, census: Census, linkage: Linkage,
-          databases: Sequence[PackageDatabase] = (), ownership: OwnershipIndex | None = None) -> dict[str, Any]:
-    """Assemble the result document from the stages' records."""
-    owners = {r.path: (ownership.owner(r.path) if ownership else None) for r in census.elves}
-    elves = [elf_to_json(r, linkage.closures.get(r.path), owners[r.path]) for r in census.elves]
+          databases: Sequence[PackageDatabase] = (), owners: Mapping[str, str | None] | None = None,
+          licenses: Mapping[str, PackageLicense] | None = None,
+          linked: Mapping[str, Sequence[LinkedLicense]] | None = None) -> dict[str, Any]:
+    """Assemble the result document from the stages' records (checks are added by
+    :func:`add_findings`)."""
+    owners = owners or {}
+    licenses = licenses or {}
+    linked = linked or {}
+    elves = [
+        elf_to_json(r, linkage.closures.get(r.path), owners.get(r.path),
+                    licenses.get(owners.get(r.path) or ""), linked.get(r.path, ()))
+        for r in census.elves
+    ]
     unresolved = linkage.unresolved
     types = Counter(r.type for r in census.elves)
     db_errors = [e for db in databases for e in db.errors]
     errors = [error_to_json(e) for e in (*census.errors, *db_errors, *linkage.errors)]
-    packages = [package_to_json(p) for db in databases for p in db.packages]
+    packages = [package_to_json(p, licenses.get(p.id)) for db in databases for p in db.packages]
+    refs: dict[str, str] = {}
+    for lic in licenses.values():
+        for ref, raw in lic.outcome.refs.items():
+            refs.setdefault(ref, raw)
+    statuses = Counter(p["license_status"] for p in packages if p["license_status"])
+    categories = Counter(p["license_category"] for p in packages if p["license_category"])
     return {
         "schema": SCHEMA_ID,
         "tool": {"name": "flightcheck", "version": __version__},
@@ -157,7 +188,9 @@ def build(target: TargetInfo, scan: ScanInfo, census: Census, linkage: Linkage,
             "setuid": sum(1 for r in census.elves if r.setuid or r.setgid),
             "unresolved_sonames": len(unresolved),
             "packages": len(packages),
-            "unowned_elves": sum(1 for o in owners.values() if o is None),
+            "unowned_elves": sum(1 for r in census.elves if owners.get(r.path) is None),
+            "licenses": {k: statuses[k] for k in ("exact", "guess", "unknown", "none")},
+            "license_categories": dict(sorted(categories.items())),
             "errors": len(errors),
         },
         "databases": [
@@ -171,8 +204,42 @@ def build(target: TargetInfo, scan: ScanInfo, census: Census, linkage: Linkage,
             {"soname": text(name), "needed_by": [text(p) for p in sorted(users)]}
             for name, users in sorted(unresolved.items())
         ],
+        "license_refs": [{"id": k, "text": text(v)} for k, v in sorted(refs.items())],
         "errors": errors,
     }
+
+
+def add_findings(doc: dict[str, Any], rules: Sequence[Rule], findings: Sequence[Finding], policy: Policy,
+                 fail_on: str, waivers: str | None) -> dict[str, Any]:
+    """Put the checks' outcome into the document: the rules run, the findings, the verdict."""
+    doc["rules"] = [
+        {"id": r.id, "check": r.check, "title": r.title, "severity": r.severity, "family": r.family,
+         "rationale": r.rationale, "fix": r.fix, "references": r.references, "enabled": r.enabled}
+        for r in rules
+    ]
+    doc["findings"] = [
+        {"id": f.id, "rule": f.rule, "title": f.title, "severity": f.severity, "state": f.state,
+         "subject": text(f.subject), "message": text(f.message), "evidence": _jsonable(f.evidence),
+         "references": f.references, "waiver": f.waiver}
+        for f in findings
+    ]
+    failing = Counter(f.severity for f in findings if f.state == "fail")
+    doc["policy"] = {"sources": list(policy.sources), "waivers": waivers, "fail_on": fail_on,
+                     "verdict": verdict(list(findings), fail_on)}
+    doc["summary"]["findings"] = {s: failing[s] for s in SEVERITIES}
+    doc["summary"]["waived"] = sum(1 for f in findings if f.state == "waived")
+    doc["summary"]["verdict"] = doc["policy"]["verdict"]
+    return doc
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, str):
+        return text(v)
+    return v
 
 
 def write(doc: dict[str, Any], out_dir: str | os.PathLike[str]) -> Path:

@@ -1,0 +1,97 @@
+"""Stage 4, licensing: every package's license as SPDX, its category, and for each ELF
+file the licenses of everything it links (its own package's, then each library's
+through the package that owns it): the table a lawyer asks for.
+
+Inputs are the inventory's package records and the linkage's closures; the name tables
+and the network-copyleft list are data (``rules/licenses/``, the policy)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+from scanner.inventory.elf import ElfRecord
+from scanner.inventory.packages import PackageDatabase
+from scanner.licensing.categories import DEFAULT_NETWORK_COPYLEFT, category
+from scanner.licensing.debian import read_copyright
+from scanner.licensing.normalize import LicenseOutcome, license_ref, normalize
+from scanner.licensing.tables import LicenseTables, load_tables
+from scanner.target import RootFS
+
+__all__ = ["LicenseOutcome", "LicenseTables", "LinkedLicense", "PackageLicense", "license_closures",
+           "license_packages", "load_tables", "normalize"]
+
+
+@dataclass(frozen=True)
+class PackageLicense:
+    package: str  # package id
+    raw: str | None
+    source: str  # rpm | dep5 | copyright-text | none
+    evidence: str
+    outcome: LicenseOutcome
+    category: str
+
+
+@dataclass(frozen=True)
+class LinkedLicense:
+    """One line of the lawyer's table: a linked library and the license it brings."""
+
+    soname: str
+    path: str | None
+    package: str | None
+    license: str | None
+    category: str
+
+
+def license_packages(fs: RootFS, databases: Iterable[PackageDatabase], tables: LicenseTables,
+                     network_copyleft: tuple[str, ...] = DEFAULT_NETWORK_COPYLEFT) -> dict[str, PackageLicense]:
+    """The license of every package: rpm's LICENSE tag, dpkg's copyright file."""
+
+    @lru_cache(maxsize=None)
+    def outcome(raw: str | None) -> tuple[LicenseOutcome, str]:
+        o = normalize(raw, tables)
+        return o, category(o.spdx, proprietary_refs=tables_props, public_domain_refs=tables_pd,
+                           network_copyleft=network_copyleft)
+
+    tables_props = frozenset(e.spdx for e in tables.names.values() if e.proprietary and e.spdx.startswith("LicenseRef-"))
+    tables_pd = frozenset(e.spdx for e in tables.names.values() if e.public_domain and e.spdx.startswith("LicenseRef-"))
+    out: dict[str, PackageLicense] = {}
+    for db in databases:
+        for pkg in db.packages:
+            if pkg.manager == "dpkg":
+                deb = read_copyright(fs, pkg.name)
+                raw, source, evidence = deb.raw, deb.source, deb.evidence
+            else:
+                raw, source, evidence = pkg.license_raw, ("rpm" if pkg.license_raw else "none"), "rpm LICENSE tag"
+            o, cat = outcome(raw)
+            if source == "copyright-text" and o.status == "exact":
+                o = LicenseOutcome(o.raw, o.spdx, "guess", o.refs, (*o.notes, "read from free-text copyright"),
+                                   o.proprietary, o.public_domain)
+            elif source == "copyright-text" and raw is None:
+                ref = license_ref(f"{pkg.name}-copyright")
+                o = LicenseOutcome(None, ref, "unknown", {ref: evidence}, ("copyright file is not machine-readable",))
+                cat = "unknown"
+            out[pkg.id] = PackageLicense(pkg.id, raw, source, evidence, o, cat)
+    return out
+
+
+def license_closures(elves: Iterable[ElfRecord], closures: Mapping[str, Mapping[str, str | None]],
+                     owners: Mapping[str, str | None], owner_of: Callable[[str], str | None],
+                     licenses: Mapping[str, PackageLicense]) -> dict[str, list[LinkedLicense]]:
+    """For each dynamic ELF file, every library of its closure with the package that owns
+    it and that package's license."""
+    out: dict[str, list[LinkedLicense]] = {}
+    for rec in elves:
+        closure = closures.get(rec.path)
+        if not closure:
+            continue
+        rows = []
+        for soname, path in closure.items():
+            pkg = owners.get(path) if path in owners else (owner_of(path) if path else None)
+            lic = licenses.get(pkg) if pkg else None
+            rows.append(LinkedLicense(soname, path, pkg, lic.outcome.spdx if lic else None,
+                                      lic.category if lic else "unknown"))
+        out[rec.path] = rows
+    return out
+

@@ -1,0 +1,254 @@
+"""License strings as package databases write them, turned into SPDX expressions.
+
+Input: Fedora/RHEL "Callaway" short names (``GPLv2+``, ``ASL 2.0``, ``GPL+ or Artistic``),
+SUSE's SPDX with lower-case operators and deprecated ids, Yocto's ``&``/``|`` and names
+(``CLOSED``), Debian DEP-5 short names, and plain SPDX. The name tables are data, in
+``rules/licenses/names.toml`` and ``exceptions.toml``; this module only parses.
+
+The grammar is SPDX's, made lenient: operators ``and``/``or``/``with`` in any case, ``&``
+and ``|`` (Yocto), ``,`` and ``;`` read as ``and``; ``AND`` binds tighter than ``OR``. A
+license name may span several words and even contain ``or``/``with`` (``GPL+ or Artistic``,
+``GPLv3+ with exceptions``): at each operand the longest run of words that is a known name
+wins. Whatever is not known becomes a ``LicenseRef-`` with the raw words kept, and the
+outcome says so. The expression is canonicalised by license-expression (which also
+rewrites deprecated SPDX ids: ``GPL-2.0+`` -> ``GPL-2.0-or-later``).
+
+Outcome ``status``: ``exact`` (every part mapped with certainty), ``guess`` (an umbrella
+name such as ``BSD`` mapped to a representative id), ``unknown`` (some part is a
+LicenseRef made from unmapped text, or the string could not be parsed), ``none`` (no
+license declared).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from license_expression import ExpressionError, get_spdx_licensing
+
+from scanner.licensing.tables import LicenseTables, NameEntry
+
+MAX_RAW = 4096  # longer strings are junk, not license expressions
+_WORD = re.compile(r"\(|\)|&&?|\|\|?|,|;|[^\s()&|,;]+")
+_OPS = {"and": "AND", "&": "AND", "&&": "AND", ",": "AND", ";": "AND", "or": "OR", "|": "OR", "||": "OR"}
+_MAX_NAME_WORDS = 8
+
+
+@dataclass(frozen=True)
+class LicenseOutcome:
+    """One raw license string and what it means in SPDX."""
+
+    raw: str | None
+    spdx: str  # an SPDX expression, or NOASSERTION when nothing was declared
+    status: str  # exact | guess | unknown | none
+    refs: dict[str, str] = field(default_factory=dict)  # LicenseRef-id -> the raw text it stands for
+    notes: tuple[str, ...] = ()  # what was guessed or not understood, for people
+    proprietary: bool = False
+    public_domain: bool = False
+
+
+class _Syntax(Exception):
+    pass
+
+
+@lru_cache(maxsize=1)
+def spdx_licensing():  # type: ignore[no-untyped-def]
+    """license-expression's SPDX licensing, built once (building it takes tens of ms)."""
+    return get_spdx_licensing()
+
+
+@lru_cache(maxsize=1)
+def _spdx_ids() -> dict[str, tuple[str, bool]]:
+    """lower-case SPDX id or alias -> (canonical id, is_exception)."""
+    out: dict[str, tuple[str, bool]] = {}
+    for key, sym in spdx_licensing().known_symbols.items():
+        if key.startswith("LicenseRef-scancode"):
+            continue
+        out[key.lower()] = (sym.key, bool(getattr(sym, "is_exception", False)))
+        for alias in getattr(sym, "aliases", ()) or ():
+            if " " not in alias:
+                out.setdefault(alias.lower(), (sym.key, bool(getattr(sym, "is_exception", False))))
+    return out
+
+
+def license_ref(text: str, prefix: str = "LicenseRef-") -> str:
+    """A valid SPDX LicenseRef id for free text: its letters, digits, ``.`` and ``-``; a
+    short hash keeps it unique when the text was changed or shortened to fit."""
+    slug = re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-.")
+    clean = slug == text and 0 < len(slug) <= 48
+    if clean:
+        return prefix + slug
+    digest = hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"{prefix}{slug[:40].strip('-.') or 'text'}-{digest}"
+
+
+@dataclass
+class _State:
+    tables: LicenseTables
+    refs: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    guess: bool = False
+    unknown: bool = False
+    proprietary: bool = False
+    public_domain: bool = False
+
+
+def _lookup(words: list[str], tables: LicenseTables, exception: bool) -> NameEntry | None:
+    text = " ".join(words)
+    entry = tables.exception(text) if exception else tables.name(text)
+    if entry is not None:
+        return entry
+    if len(words) == 1:
+        if text.startswith("LicenseRef-") and re.fullmatch(r"LicenseRef-[A-Za-z0-9.-]+", text):
+            return NameEntry(spdx=text)
+        hit = _spdx_ids().get(text.lower())
+        if hit is not None and hit[1] == exception:
+            return NameEntry(spdx=hit[0])
+    return None
+
+
+class _Parser:
+    """Recursive descent over the word tokens (SPDX precedence: WITH, AND, OR)."""
+
+    def __init__(self, tokens: list[str], state: _State) -> None:
+        self.toks = tokens
+        self.i = 0
+        self.st = state
+
+    def peek(self) -> str | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def op(self) -> str | None:
+        t = self.peek()
+        return _OPS.get(t.lower()) if t is not None else None
+
+    def parse(self) -> str:
+        expr = self.expr()
+        if self.peek() is not None:
+            raise _Syntax(f"unexpected {self.peek()!r}")
+        return expr
+
+    def expr(self) -> str:
+        parts = [self.term()]
+        while self.op() == "OR":
+            self.i += 1
+            parts.append(self.term())
+        return parts[0] if len(parts) == 1 else " OR ".join(parts)
+
+    def term(self) -> str:
+        parts = [self.factor()]
+        while self.op() == "AND":
+            self.i += 1
+            parts.append(self.factor())
+        if len(parts) == 1:
+            return parts[0]
+        return " AND ".join(f"({p})" if " OR " in p else p for p in parts)
+
+    def factor(self) -> str:
+        t = self.peek()
+        if t is None:
+            raise _Syntax("expression ends where a license was expected")
+        if t == "(":
+            self.i += 1
+            inner = self.expr()
+            if self.peek() != ")":
+                raise _Syntax("unbalanced parentheses")
+            self.i += 1
+            return f"({inner})"
+        if t == ")" or self.op() is not None:
+            raise _Syntax(f"{t!r} where a license was expected")
+        lic = self.name(exception=False)
+        if (self.peek() or "").lower() == "with":
+            self.i += 1
+            exc = self.name(exception=True)
+            if exc.startswith("LicenseRef-") or " " in lic:
+                # SPDX 2.3 allows no LicenseRef after WITH, nor WITH after a compound:
+                # the exception's text is kept alongside instead (as Fedora writes it)
+                return f"{lic} AND {exc}"
+            return f"{lic} WITH {exc}"
+        return lic
+
+    def name(self, exception: bool) -> str:
+        """The longest run of words that is a known name; else the words up to the next
+        operator, as a LicenseRef."""
+        run: list[str] = []
+        j = self.i
+        while j < len(self.toks) and len(run) < _MAX_NAME_WORDS:
+            t = self.toks[j]
+            if t in ("(", ")") or t in ("&", "&&", "|", "||", ",", ";"):
+                break
+            run.append(t)
+            j += 1
+        if not run:
+            raise _Syntax("a license name is missing")
+        for k in range(len(run), 0, -1):
+            entry = _lookup(run[:k], self.st.tables, exception)
+            if entry is not None:
+                self.i += k
+                return self.use(entry, " ".join(run[:k]))
+        # unknown: take words up to the first operator word
+        k = next((n for n, w in enumerate(run) if w.lower() in ("and", "or", "with")), len(run)) or 1
+        words = " ".join(run[:k])
+        self.i += k
+        ref = license_ref(words, "LicenseRef-" + ("exception-" if exception else ""))
+        self.st.refs[ref] = words
+        self.st.unknown = True
+        self.st.notes.append(f"{words!r} is not a license name flightcheck knows")
+        return ref
+
+    def use(self, entry: NameEntry, words: str) -> str:
+        if entry.guess:
+            self.st.guess = True
+            alts = f" (also used for {', '.join(entry.alternatives)})" if entry.alternatives else ""
+            self.st.notes.append(f"{words!r} is an umbrella name; read as {entry.spdx}{alts}")
+        if entry.proprietary:
+            self.st.proprietary = True
+        if entry.public_domain:
+            self.st.public_domain = True
+        for ref in re.findall(r"LicenseRef-[A-Za-z0-9.-]+", entry.spdx):
+            self.st.refs.setdefault(ref, words)
+        return f"({entry.spdx})" if re.search(r"\s(AND|OR)\s", entry.spdx) else entry.spdx
+
+
+_REF = re.compile(r"LicenseRef-[A-Za-z0-9.-]+")
+
+
+def _canonical(expr: str) -> str:
+    """license-expression's canonical rendering, with LicenseRef ids left exactly as we
+    made them (it would otherwise rewrite some to its own ScanCode refs)."""
+    refs: dict[str, str] = {}
+
+    def hide(m: re.Match[str]) -> str:
+        return refs.setdefault(m.group(0), f"flightcheck-ref-{len(refs)}")
+
+    rendered = spdx_licensing().parse(_REF.sub(hide, expr)).render()
+    back = {v: k for k, v in refs.items()}
+    return re.sub(r"flightcheck-ref-\d+", lambda m: back[m.group(0)], rendered)
+
+
+def normalize(raw: str | None, tables: LicenseTables) -> LicenseOutcome:
+    """The SPDX meaning of one raw license string."""
+    if raw is None or not raw.strip():
+        return LicenseOutcome(raw, "NOASSERTION", "none", notes=("no license declared",))
+    text = " ".join(raw.split())
+    st = _State(tables)
+    expr: str | None = None
+    if len(text) > MAX_RAW or "<" in text and ">" in text:
+        st.notes.append("not a license expression (too long or markup); kept as text")
+    else:
+        try:
+            expr = _Parser(_WORD.findall(text), st).parse()
+        except _Syntax as exc:
+            st.notes[:] = [f"cannot parse as a license expression: {exc}"]
+    if expr is None:
+        ref = license_ref(text[:200])
+        return LicenseOutcome(raw, ref, "unknown", {ref: raw}, tuple(st.notes))
+    try:
+        canonical = _canonical(expr)
+    except ExpressionError as exc:  # pragma: no cover - the parser builds valid syntax
+        ref = license_ref(text[:200])
+        return LicenseOutcome(raw, ref, "unknown", {ref: raw}, (f"license-expression: {exc}",))
+    status = "unknown" if st.unknown else "guess" if st.guess else "exact"
+    return LicenseOutcome(raw, canonical, status, st.refs, tuple(st.notes), st.proprietary, st.public_domain)

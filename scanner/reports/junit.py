@@ -1,0 +1,46 @@
+"""JUnit XML for CI systems (junitparser): one test suite per rule family, one test case
+per rule and subject. A failing finding is a failure, a waived one is skipped with the
+waiver's reason, and a rule that found nothing is one passing test case."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from junitparser import Failure, JUnitXml, Skipped, TestCase, TestSuite
+
+
+def to_junit(doc: dict[str, Any]) -> JUnitXml:
+    by_rule: dict[str, list[dict[str, Any]]] = {}
+    for f in doc.get("findings", []):
+        by_rule.setdefault(f["rule"], []).append(f)
+    suites: dict[str, TestSuite] = {}
+    rules = {r["id"]: r for r in doc.get("rules", [])}
+    for f_rule in by_rule:
+        rules.setdefault(f_rule, {"id": f_rule, "family": "flightcheck", "title": f_rule, "enabled": True})
+    for rid, rule in rules.items():
+        if not rule.get("enabled", True):
+            continue
+        suite = suites.setdefault(rule["family"], TestSuite(f"flightcheck.{rule['family']}"))
+        found = by_rule.get(rid, [])
+        if not found:
+            case = TestCase(f"{rid}: no findings", classname=f"flightcheck.{rid}")
+            suite.add_testcase(case)
+            continue
+        for f in found:
+            case = TestCase(f"{rid}: {f['subject']}", classname=f"flightcheck.{rid}")
+            if f["state"] == "waived":
+                case.result = [Skipped(f"waived: {f['waiver']['reason']}")]
+            else:
+                failure = Failure(f["message"], f"{f['severity']}")
+                failure.text = f"rule: {rid} ({rule.get('title', '')})\nseverity: {f['severity']}\nsubject: {f['subject']}"
+                case.result = [failure]
+            suite.add_testcase(case)
+    xml = JUnitXml("flightcheck")
+    for suite in suites.values():
+        xml.add_testsuite(suite)
+    return xml
+
+
+def write(doc: dict[str, Any], dest: Path) -> None:
+    to_junit(doc).write(str(dest), pretty=True)

@@ -1,0 +1,117 @@
+"""scanner.checks and the CI outputs: the license gate, waivers, SARIF and JUnit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+from junitparser import Failure, JUnitXml, Skipped
+
+from conftest import REPO
+
+SARIF_SCHEMA = REPO.parent / "shared" / "data" / "schemas" / "sarif-schema-2.1.0.json"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "scanner", *args], capture_output=True, text=True)
+
+
+def scan(root: Path, out: Path, *extra: str) -> tuple[int, dict]:
+    r = run("scan", str(root), "-o", str(out), "--no-progress", *extra)
+    assert r.returncode in (0, 1), r.stderr
+    return r.returncode, json.loads((out / "result.json").read_text())
+
+
+def findings(doc: dict, rule: str) -> list[dict]:
+    return [f for f in doc["findings"] if f["rule"] == rule]
+
+
+def waiver_file(path: Path, expires: str) -> Path:
+    path.write_text(
+        '[[waiver]]\nrule = "FC-LIC-003"\nsubject = "/opt/vendor/bin/*"\n'
+        f'reason = "Vendor holds a commercial license for libgplcalc (ticket LEGAL-42)"\nexpires = {expires}\n')
+    return path
+
+
+def test_proprietary_linking_gpl_fails_the_gate(rpmroot: Path, tmp_path: Path) -> None:
+    code, doc = scan(rpmroot, tmp_path)
+    assert code == 1 and doc["policy"]["verdict"] == "fail" and doc["summary"]["verdict"] == "fail"
+    (f,) = findings(doc, "FC-LIC-003")
+    assert f["subject"] == "/opt/vendor/bin/prop-app" and f["severity"] == "high" and f["state"] == "fail"
+    assert f["evidence"]["libraries"][0]["path"] == "/usr/lib64/libgplcalc.so.1"
+    assert "GPL-2.0-or-later" in f["message"] and "libgplcalc" in f["message"]
+    # the other rules ran too
+    assert [g["subject"] for g in findings(doc, "FC-INV-001")] == ["/usr/local/bin/unowned-tool"]
+    assert {g["subject"] for g in findings(doc, "FC-LNK-001")} == {"libmissing.so.1", "libdeep.so.1"}
+
+
+def test_a_waiver_passes_and_an_expired_one_fails_again(rpmroot: Path, tmp_path: Path) -> None:
+    code, doc = scan(rpmroot, tmp_path / "a", "--waivers", str(waiver_file(tmp_path / "w1.toml", "2999-12-31")))
+    assert code == 0 and doc["policy"]["verdict"] == "pass"
+    (f,) = findings(doc, "FC-LIC-003")
+    assert f["state"] == "waived" and "LEGAL-42" in f["waiver"]["reason"]
+    assert doc["summary"]["waived"] == 1
+    code, doc = scan(rpmroot, tmp_path / "b", "--waivers", str(waiver_file(tmp_path / "w2.toml", "2020-01-01")))
+    assert code == 1
+    assert findings(doc, "FC-LIC-003")[0]["state"] == "fail"
+    (expired,) = findings(doc, "FC-WVR-001")
+    assert "expired on 2020-01-01" in expired["message"]
+
+
+def test_fail_on_thresholds(rpmroot: Path, tmp_path: Path) -> None:
+    assert scan(rpmroot, tmp_path / "n", "--fail-on", "never")[0] == 0
+    assert scan(rpmroot, tmp_path / "c", "--fail-on", "critical")[0] == 0
+    # medium: the unowned ELF file fails too, even with FC-LIC-003 waived
+    w = waiver_file(tmp_path / "w.toml", "2999-12-31")
+    assert scan(rpmroot, tmp_path / "m", "--fail-on", "medium", "--waivers", str(w))[0] == 1
+    assert scan(rpmroot, tmp_path / "h", "--fail-on", "high", "--waivers", str(w))[0] == 0
+
+
+def test_user_policy(rpmroot: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[licenses]\ndeny = ["GPL-*"]\nallow = ["GPL-1.0-or-later"]\n\n'
+                      '[rules."FC-LIC-003"]\nenabled = false\n\n[rules."FC-INV-001"]\nseverity = "critical"\n\n'
+                      '[licenses.names."Proprietary"]\nspdx = "LicenseRef-Vendor-EULA"\nproprietary = true\n')
+    code, doc = scan(rpmroot, tmp_path / "o", "--policy", str(policy))
+    assert code == 1
+    assert not findings(doc, "FC-LIC-003")
+    denied = {f["subject"] for f in findings(doc, "FC-LIC-001")}
+    assert "rpm/hello-1.0-1.x86_64" in denied and "rpm/libgplcalc-2.1-3.x86_64" in denied
+    assert all(f["severity"] == "critical" for f in findings(doc, "FC-INV-001"))
+    vendor = next(p for p in doc["packages"] if p["name"] == "vendor-app")
+    assert vendor["license_spdx"] == "LicenseRef-Vendor-EULA" and vendor["license_category"] == "proprietary"
+
+
+def test_bad_policy_is_one_line_and_exit_2(rpmroot: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[licenses\ndeny = 3\n")
+    r = run("scan", str(rpmroot), "-o", str(tmp_path / "o"), "--policy", str(bad))
+    assert r.returncode == 2 and "not valid TOML" in r.stderr and "Traceback" not in r.stderr
+    bad.write_text('[[waiver]]\nrule = "X"\n')
+    r = run("scan", str(rpmroot), "-o", str(tmp_path / "o"), "--waivers", str(bad))
+    assert r.returncode == 2 and "waiver 1" in r.stderr
+
+
+def test_sarif_validates_and_junit_counts_match(rpmroot: Path, tmp_path: Path) -> None:
+    w = waiver_file(tmp_path / "w.toml", "2999-12-31")
+    code, doc = scan(rpmroot, tmp_path, "--format", "sarif,junit", "--waivers", str(w))
+    sarif = json.loads((tmp_path / "result.sarif").read_text())
+    schema = json.loads(SARIF_SCHEMA.read_text())
+    jsonschema.validate(sarif, schema)
+    results = sarif["runs"][0]["results"]
+    assert len(results) == len(doc["findings"])
+    prop = next(r for r in results if r["ruleId"] == "FC-LIC-003")
+    assert prop["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "opt/vendor/bin/prop-app"
+    assert prop["suppressions"][0]["kind"] == "external"
+    xml = JUnitXml.fromfile(str(tmp_path / "junit.xml"))
+    cases = [c for suite in xml for c in suite]
+    failures = [c for c in cases if any(isinstance(r, Failure) for r in c.result)]
+    skipped = [c for c in cases if any(isinstance(r, Skipped) for r in c.result)]
+    assert len(failures) == sum(1 for f in doc["findings"] if f["state"] == "fail")
+    assert len(skipped) == sum(1 for f in doc["findings"] if f["state"] == "waived") == 1
+    # one case per rule and subject, and one passing case per rule without findings
+    rules_without = {r["id"] for r in doc["rules"]} - {f["rule"] for f in doc["findings"]}
+    assert len(cases) == len(doc["findings"]) + len(rules_without)
