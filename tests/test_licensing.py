@@ -59,6 +59,9 @@ def test_known_pairs() -> None:
     ("(GPLv2+ or LGPLv3+) and ASL 2.0", "(GPL-2.0-or-later OR LGPL-3.0-or-later) AND Apache-2.0"),
     ("GPLv2 | MIT", "GPL-2.0-only OR MIT"),
     ("LGPL-2.1-or-later WITH GCC-exception-2.0", "LGPL-2.1-or-later WITH GCC-exception-2.0"),
+    # DEP-5: a comma lowers the precedence of the operator after it
+    ("GPL-2+ or AFL-2.1, and Expat", "(GPL-2.0-or-later OR AFL-2.1) AND MIT"),
+    ("Expat and GPL-2+, or Apache-2.0", "(MIT AND GPL-2.0-or-later) OR Apache-2.0"),
 ])
 def test_issue_examples(raw: str, want: str) -> None:
     assert normalize(raw, TABLES).spdx == want

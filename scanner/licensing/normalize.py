@@ -215,6 +215,47 @@ class _Parser:
 _REF = re.compile(r"LicenseRef-[A-Za-z0-9.-]+")
 
 
+def _dep5_commas(tokens: list[str]) -> list[str]:
+    """Debian's DEP-5 lowers the precedence of an operator written after a comma:
+    ``A or B, and C`` means ``(A or B) and C``. Rewrite those into parentheses, inside
+    every parenthesised group; other commas are left (read as AND)."""
+    i = 0
+
+    def group(end_at_paren: bool) -> list[str]:
+        nonlocal i
+        segments: list[list[str]] = [[]]
+        ops: list[str] = []
+        closed = not end_at_paren
+        while i < len(tokens):
+            t = tokens[i]
+            if t == "(":
+                i += 1
+                inner = group(True)
+                segments[-1] += ["(", *inner, ")"]
+                continue
+            if t == ")" and end_at_paren:
+                i += 1
+                closed = True
+                break
+            if t == "," and i + 1 < len(tokens) and tokens[i + 1].lower() in ("and", "or"):
+                ops.append(tokens[i + 1])
+                segments.append([])
+                i += 2
+                continue
+            segments[-1].append(t)
+            i += 1
+        if not closed:
+            raise _Syntax("unbalanced parentheses")
+        if not ops:
+            return segments[0]
+        res: list[str] = ["(", *segments[0], ")"]
+        for op, seg in zip(ops, segments[1:]):
+            res += [op, "(", *seg, ")"]
+        return res
+
+    return group(False)
+
+
 def _canonical(expr: str) -> str:
     """license-expression's canonical rendering, with LicenseRef ids left exactly as we
     made them (it would otherwise rewrite some to its own ScanCode refs)."""
@@ -239,7 +280,7 @@ def normalize(raw: str | None, tables: LicenseTables) -> LicenseOutcome:
         st.notes.append("not a license expression (too long or markup); kept as text")
     else:
         try:
-            expr = _Parser(_WORD.findall(text), st).parse()
+            expr = _Parser(_dep5_commas(_WORD.findall(text)), st).parse()
         except _Syntax as exc:
             st.notes[:] = [f"cannot parse as a license expression: {exc}"]
     if expr is None:
