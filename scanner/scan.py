@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +18,7 @@ from scanner.inventory import census_file, dpkg, rpmdb, take_census
 from scanner.inventory.census import Progress, census_paths
 from scanner.inventory.osrelease import read_os_release
 from scanner.inventory.packages import OwnershipIndex, PackageDatabase
-from scanner.licensing import license_closures, license_packages, load_tables
+from scanner.licensing import LicenseTables, PackageLicense, license_closures, license_packages, load_tables
 from scanner.linkage.loader import resolve_all
 from scanner.target import DirectoryRoot, RootFS
 
@@ -48,18 +49,22 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
     waivers = load_waivers(options.waivers) if options.waivers else []
     tables = load_tables().with_overrides(policy.names, policy.exceptions)
 
-    census = take_census(fs, jobs=options.jobs, exclude=options.exclude, paths=options.paths, progress=progress)
+    # the package databases and their licenses are read in a thread while the census
+    # workers parse ELF files (started once they are forked: never fork a busy thread)
+    with ThreadPoolExecutor(1, thread_name_prefix="flightcheck-packages") as background:
+        packages: list[Future[Packages]] = []
+        census = take_census(
+            fs, jobs=options.jobs, exclude=options.exclude, paths=options.paths, progress=progress,
+            started=lambda: packages.append(background.submit(_packages, fs, options, tables, policy.network_copyleft)),
+        )
+        os_release, databases, ownership, pkg_licenses = packages[0].result()
     # libraries outside the census are read only as far as the loader reads them
     linkage = resolve_all(
         fs, census.elves,
         lambda p: census_file(fs, p, light=True),
         lambda ps: census_paths(fs, ps, jobs=options.jobs, light=True),
     )
-    os_release = read_os_release(fs)
-    databases = read_package_databases(fs, os_release, options.rpm_reader) if options.packages else []
-    ownership = OwnershipIndex(fs, databases)
     owners = {r.path: ownership.owner(r.path) for r in census.elves}
-    pkg_licenses = license_packages(fs, databases, tables, policy.network_copyleft)
     linked = license_closures(census.elves, linkage.closures, owners, ownership.owner, pkg_licenses)
 
     machines = Counter(r.machine for r in census.elves if r.is_executable)
@@ -90,6 +95,17 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
     findings = evaluate(CheckContext(doc["elves"], doc["packages"], doc["unresolved"], policy), rules, waivers)
     return resultmod.add_findings(doc, rules, findings, policy, options.fail_on,
                                   str(options.waivers) if options.waivers else None)
+
+
+Packages = tuple[dict[str, str], list[PackageDatabase], OwnershipIndex, dict[str, PackageLicense]]
+
+
+def _packages(fs: RootFS, options: ScanOptions, tables: LicenseTables, network_copyleft: tuple[str, ...]) -> Packages:
+    """The target's identity, package databases, ownership index and package licenses."""
+    os_release = read_os_release(fs)
+    databases = read_package_databases(fs, os_release, options.rpm_reader) if options.packages else []
+    ownership = OwnershipIndex(fs, databases)
+    return os_release, databases, ownership, license_packages(fs, databases, tables, network_copyleft)
 
 
 def read_package_databases(fs: RootFS, os_release: dict[str, str], rpm_reader: str = "auto") -> list[PackageDatabase]:

@@ -103,10 +103,15 @@ def _batches(paths: Iterable[str], size: int) -> Iterator[list[str]]:
 
 
 def _parse_all(fs: RootFS, paths: Iterable[str], jobs: int, light: bool,
-               account: Callable[[list[ElfRecord | ErrorRecord], int], None]) -> None:
+               account: Callable[[list[ElfRecord | ErrorRecord], int], None],
+               started: Callable[[], None] | None = None) -> None:
     """Census ``paths`` in batches, in ``jobs`` processes (1: in this one), handing each
-    batch's records to ``account`` as it completes."""
+    batch's records to ``account`` as it completes. ``started`` is called once the
+    worker processes exist (with the fork start method, ProcessPoolExecutor forks them
+    all at the first submit), so the caller may start threads without forking them."""
     if jobs <= 1:
+        if started:
+            started()
         for batch in _batches(paths, BATCH):
             account(_census_batch_with(fs, batch, light), len(batch))
         return
@@ -115,6 +120,9 @@ def _parse_all(fs: RootFS, paths: Iterable[str], jobs: int, light: bool,
         pending: dict[Future[list[ElfRecord | ErrorRecord]], int] = {}
         for batch in _batches(paths, BATCH):
             pending[pool.submit(_census_batch, batch, light)] = len(batch)
+            if started:
+                started()
+                started = None
             if len(pending) >= jobs * 4:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
@@ -130,6 +138,7 @@ def take_census(
     exclude: Iterable[str] = (),
     paths: Iterable[str] = ("/",),
     progress: Progress | None = None,
+    started: Callable[[], None] | None = None,
 ) -> Census:
     """Census every ELF file of ``fs`` under ``paths`` (folders walked, files taken as
     they are; guest paths). ``jobs`` worker processes (default: all cores; 1 parses in
@@ -147,7 +156,7 @@ def take_census(
             progress(files, elves)
 
     files_iter = _regular_files(fs, tuple(exclude), tuple(paths) or ("/",))
-    _parse_all(fs, files_iter, jobs or os.cpu_count() or 1, False, account)
+    _parse_all(fs, files_iter, jobs or os.cpu_count() or 1, False, account, started)
     errors = [ErrorRecord(p, "target", f"cannot walk: {msg}") for p, msg in fs.walk_errors]
     elf_records = sorted((r for r in results if isinstance(r, ElfRecord)), key=lambda r: r.path)
     errors += sorted((r for r in results if isinstance(r, ErrorRecord)), key=lambda r: r.path)

@@ -28,6 +28,7 @@ from typing import BinaryIO
 from elftools.common.exceptions import ELFError, ELFParseError
 from elftools.elf.dynamic import Dynamic, DynamicSegment
 from elftools.elf.elffile import ELFFile
+from elftools.elf.structs import ELFStructs
 
 try:  # construct is vendored inside pyelftools
     from elftools.construct.core import ConstructError as _ConstructError
@@ -57,6 +58,45 @@ _MACHINES = {
     "EM_PARISC": "parisc", "EM_X86_64_X32": "x32",
 }
 _NUMERIC_MACHINES = {258: "loongarch"}
+
+
+class _CensusELFFile(ELFFile):
+    """pyelftools' ELFFile, with its struct definitions built once per ELF flavour.
+
+    ``ELFFile.__init__`` rebuilds every construct struct (with enum tables) for each file,
+    about a millisecond a file and most of the census' parsing time. The structs depend
+    only on (class, byte order, e_type, e_machine, OSABI), so they are memoised here; the
+    steps are ``ELFFile.__init__``'s own (pyelftools 0.31-0.33), and the census tests
+    against readelf pin the behaviour.
+    """
+
+    _basic: dict[tuple[bool, int], ELFStructs] = {}
+    _advanced: dict[tuple[object, ...], ELFStructs] = {}
+
+    def __init__(self, stream: BinaryIO | mmap.mmap) -> None:  # noqa: D107
+        self.stream = stream
+        self.stream.seek(0, 2)
+        self.stream_len = self.stream.tell()
+        self._identify_file()
+        key = (self.little_endian, self.elfclass)
+        basic = self._basic.get(key)
+        if basic is None:
+            basic = ELFStructs(little_endian=self.little_endian, elfclass=self.elfclass)
+            basic.create_basic_structs()
+            self._basic[key] = basic
+        self.structs = basic
+        self.header = self._parse_elf_header()
+        akey = (*key, self["e_type"], self["e_machine"], self["e_ident"]["EI_OSABI"])
+        advanced = self._advanced.get(akey)
+        if advanced is None:
+            advanced = ELFStructs(little_endian=self.little_endian, elfclass=self.elfclass)
+            advanced.create_basic_structs()
+            advanced.create_advanced_structs(self["e_type"], self["e_machine"], self["e_ident"]["EI_OSABI"])
+            self._advanced[akey] = advanced
+        self.structs = advanced
+        self.stream.seek(0)
+        self.e_ident_raw = self.stream.read(16)
+        self.stream_loader = None
 
 
 class ElfParseError(Exception):
@@ -355,7 +395,7 @@ def _parse(path: str, stream: BinaryIO | mmap.mmap, st_mode: int, size: int, uid
            light: bool = False) -> tuple[ElfRecord, tuple[str, ...]]:
     if size < 16:
         raise ElfParseError(f"truncated ELF: {size} bytes")
-    elf = ELFFile(stream)
+    elf = _CensusELFFile(stream)
     hdr = elf.header
     ehsize = 64 if elf.elfclass == 64 else 52
     if size < ehsize:
