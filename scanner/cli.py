@@ -57,7 +57,8 @@ def main() -> None:
 @click.option("--rpm-reader", type=click.Choice(["auto", "librpm", "python"]), default="auto", show_default=True,
               help="How rpm databases are read: librpm where it can read the backend, else the built-in reader; "
                    "or force one.")
-@click.option("--no-packages", is_flag=True, help="Skip the package databases (no ownership).")
+@click.option("--no-packages", is_flag=True, help="Skip the package databases (no ownership, no licenses).")
+@click.option("--no-licenses", is_flag=True, help="Skip license analysis (packages and ownership are still read).")
 @click.option("--format", "formats", default="json", show_default=True, metavar="LIST",
               help="Comma-separated outputs besides result.json: sarif (result.sarif), junit (junit.xml).")
 @click.option("--policy", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -71,7 +72,7 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No summary on standard output.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
 def scan(root: str, output: Path, jobs: int | None, cross_mounts: bool, exclude: tuple[str, ...],
-         paths: tuple[str, ...], rpm_reader: str, no_packages: bool, formats: str, policy: Path | None,
+         paths: tuple[str, ...], rpm_reader: str, no_packages: bool, no_licenses: bool, formats: str, policy: Path | None,
          waivers: Path | None, fail_on: str, progress: bool | None, quiet: bool, debug: bool) -> None:
     """Scan ROOT (a folder holding a system's /, default /) and write OUTPUT/result.json."""
     err = Console(stderr=True)
@@ -94,7 +95,8 @@ def scan(root: str, output: Path, jobs: int | None, cross_mounts: bool, exclude:
             doc = run_scan(
                 fs,
                 ScanOptions(jobs=jobs, cross_mounts=cross_mounts, exclude=exclude, paths=paths or ("/",),
-                            rpm_reader=rpm_reader, packages=not no_packages, policy=policy, waivers=waivers,
+                            rpm_reader=rpm_reader, packages=not no_packages, licenses=not no_licenses,
+                            policy=policy, waivers=waivers,
                             fail_on=fail_on),
                 progress=lambda files, elves: bar.update(task, files=files, elves=elves),
             )

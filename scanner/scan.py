@@ -31,6 +31,7 @@ class ScanOptions:
     paths: tuple[str, ...] = ("/",)
     rpm_reader: str = "auto"  # auto | librpm | python
     packages: bool = True
+    licenses: bool = True
     policy: Path | None = None
     waivers: Path | None = None
     fail_on: str = "high"
@@ -65,7 +66,8 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
         lambda ps: census_paths(fs, ps, jobs=options.jobs, light=True),
     )
     owners = {r.path: ownership.owner(r.path) for r in census.elves}
-    linked = license_closures(census.elves, linkage.closures, owners, ownership.owner, pkg_licenses)
+    linked = (license_closures(census.elves, linkage.closures, owners, ownership.owner, pkg_licenses)
+              if options.licenses else {})
 
     machines = Counter(r.machine for r in census.elves if r.is_executable)
     target = resultmod.TargetInfo(
@@ -86,6 +88,7 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
             "live": isinstance(fs, DirectoryRoot) and fs.is_live,
             "rpm_reader": options.rpm_reader,
             "packages": options.packages,
+            "licenses": options.licenses,
             "policy": str(options.policy) if options.policy else None,
             "waivers": str(options.waivers) if options.waivers else None,
             "fail_on": options.fail_on,
@@ -105,7 +108,8 @@ def _packages(fs: RootFS, options: ScanOptions, tables: LicenseTables, network_c
     os_release = read_os_release(fs)
     databases = read_package_databases(fs, os_release, options.rpm_reader) if options.packages else []
     ownership = OwnershipIndex(fs, databases)
-    return os_release, databases, ownership, license_packages(fs, databases, tables, network_copyleft)
+    licenses = license_packages(fs, databases, tables, network_copyleft) if options.licenses else {}
+    return os_release, databases, ownership, licenses
 
 
 def read_package_databases(fs: RootFS, os_release: dict[str, str], rpm_reader: str = "auto") -> list[PackageDatabase]:

@@ -62,3 +62,12 @@ def test_version_and_help() -> None:
     for opt in ("--output", "--jobs", "--cross-mounts", "--exclude", "--debug", "--policy", "--waivers",
                 "--fail-on", "--format", "--rpm-reader", "--no-packages", "--path"):
         assert opt in h
+
+
+def test_no_licenses_keeps_ownership(rpmroot: Path, tmp_path: Path) -> None:
+    r = run("scan", str(rpmroot), "-o", str(tmp_path), "-q", "--no-licenses")
+    doc = json.loads((tmp_path / "result.json").read_text())
+    assert r.returncode == 0  # nothing license-related can fail
+    assert doc["summary"]["packages"] == 12 and doc["summary"]["unowned_elves"] == 1
+    assert all(p["license_spdx"] is None for p in doc["packages"])
+    assert not [f for f in doc["findings"] if f["rule"].startswith("FC-LIC")]

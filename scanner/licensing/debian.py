@@ -20,6 +20,7 @@ from debian.deb822 import Deb822
 from scanner.target import RootFS
 
 MAX_COPYRIGHT = 4 << 20
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _COMMON = re.compile(r"/usr/share/common-licenses/([A-Za-z0-9.+_-]+)")
 _TITLES = (
     (re.compile(r"GNU (?:LESSER|Lesser|LIBRARY|Library) GENERAL PUBLIC LICENSE|GNU (?:Lesser|Library) General Public License", re.I), "LGPL"),
@@ -47,8 +48,11 @@ def read_copyright(fs: RootFS, package: str) -> DebianLicense:
         text = fs.read(path, MAX_COPYRIGHT).decode("utf-8", "replace")
     except OSError:
         return DebianLicense(None, "none", f"{path}: not present")
+    # only the header and the Files paragraphs matter; the stand-alone License paragraphs
+    # (full license texts, most of the file) are not handed to the parser at all
+    chunks = [c for i, c in enumerate(_PARAGRAPH_BREAK.split(text)) if i == 0 or c.lstrip().startswith("Files:")]
     try:
-        paragraphs = list(Deb822.iter_paragraphs(text.splitlines()))
+        paragraphs = [Deb822(c.splitlines()) for c in chunks]
     except (ValueError, KeyError, UnicodeError) as exc:
         return _free_text(text, path, f"malformed deb822 ({exc}); ")
     fmt = paragraphs[0].get("Format", "") if paragraphs else ""
