@@ -115,3 +115,29 @@ def test_sarif_validates_and_junit_counts_match(rpmroot: Path, tmp_path: Path) -
     # one case per rule and subject, and one passing case per rule without findings
     rules_without = {r["id"] for r in doc["rules"]} - {f["rule"] for f in doc["findings"]}
     assert len(cases) == len(doc["findings"]) + len(rules_without)
+
+
+def test_unmappable_licenses_become_findings(tmp_path: Path) -> None:
+    """Junk, markup, unbalanced parentheses and non-UTF-8 bytes in a package's license:
+    the scan finishes, each gets a LicenseRef with its raw text kept, and a finding."""
+    root = tmp_path / "root"
+    (root / "var/lib/dpkg/info").mkdir(parents=True)
+    junk = {"junk": "x" * 10_000, "markup": "<b>GPL</b> <i>maybe</i>", "parens": "GPL-2+ and (MIT or",
+            "bytes": "caf\udce9-license"}
+    status = ""
+    for name, lic in junk.items():
+        status += f"Package: {name}\nStatus: install ok installed\nVersion: 1\nArchitecture: all\n\n"
+        (root / f"usr/share/doc/{name}").mkdir(parents=True)
+        text = ("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+                f"Files: *\nCopyright: someone\nLicense: {lic}\n")
+        (root / f"usr/share/doc/{name}/copyright").write_bytes(text.encode("utf-8", "surrogateescape"))
+    (root / "var/lib/dpkg/status").write_text(status)
+    code, doc = scan(root, tmp_path / "out", "--fail-on", "medium")
+    assert code == 1
+    unknown = {f["subject"]: f for f in findings(doc, "FC-LIC-004")}
+    refs = {r["id"]: r["text"] for r in doc["license_refs"]}
+    for p in doc["packages"]:
+        assert p["license_status"] == "unknown" and p["id"] in unknown, p["name"]
+        assert p["license_spdx"].startswith("LicenseRef-") or "LicenseRef-" in p["license_spdx"]
+        assert any(ref in refs for ref in refs if ref in p["license_spdx"])
+    assert next(p for p in doc["packages"] if p["name"] == "junk")["license_raw"] == "x" * 10_000

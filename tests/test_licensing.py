@@ -185,3 +185,14 @@ def test_license_closure_of_the_fixture(rpmroot_result: dict) -> None:
     hello = elves["/usr/bin/hello"]
     assert hello["license"] == "GPL-2.0-or-later"
     assert {r["soname"]: r["license"] for r in hello["linked_licenses"]}["libgreet.so.1"] == "LGPL-2.0-or-later"
+
+
+def test_generic_exception_names_are_always_guesses() -> None:
+    """'X with exceptions' never says which exception: whatever representative the table
+    picks, the outcome must say it is a guess."""
+    names = [n for n in TABLES.names if n.endswith("with exceptions") or n.endswith("with exception")]
+    assert names
+    for n in names:
+        assert TABLES.names[n].guess, n
+    for n in ("GPL", "LGPL", "BSD", "MIT", "MPL", "Artistic"):
+        assert TABLES.name(n) is not None and TABLES.name(n).guess, n
