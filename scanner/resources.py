@@ -7,6 +7,7 @@ data-only packages ``scanner._rules`` and ``scanner._reports`` (see pyproject.to
 
 from __future__ import annotations
 
+import importlib.util
 from importlib import resources
 from pathlib import Path
 
@@ -20,7 +21,11 @@ def content_dir(name: str) -> Path:
     here = _CHECKOUT / name
     if here.is_dir():
         return here
-    return Path(str(resources.files(f"scanner._{name}")))
+    # a data-only folder is a namespace package: its first search location is the folder
+    spec = importlib.util.find_spec(f"scanner._{name}")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"flightcheck's {name}/ folder is not installed")
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 def schema_path(name: str = "result-1.schema.json") -> Path:
