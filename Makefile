@@ -24,8 +24,12 @@ PYTEST_ARGS ?=
 #  util-linux         setpriv, to run a scan as an unprivileged user in tests
 #  gcc-aarch64-linux-gnu libc6-dev-arm64-cross  a real ARM root for the foreign-architecture test
 #  musl musl-dev musl-tools  a real musl root (musl-gcc and its loader) for the musl test
+#  libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core  weasyprint's text layout and a font for the PDF
+#  chromium chromium-driver poppler-utils  the HTML report opened in a real browser, the PDF
+#                     turned into pages and text, in tests
 APT_PKGS := python3.11 python3.11-venv python3-rpm rpm gcc libc6-dev pax-utils file binutils util-linux \
-            gcc-aarch64-linux-gnu libc6-dev-arm64-cross musl musl-dev musl-tools
+            gcc-aarch64-linux-gnu libc6-dev-arm64-cross musl musl-dev musl-tools \
+            libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core chromium chromium-driver poppler-utils
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

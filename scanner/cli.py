@@ -20,7 +20,7 @@ from rich.table import Table
 from scanner import __version__
 from scanner import result as resultmod
 from scanner.checks import FAIL_ON, SEV_RANK, PolicyError
-from scanner.reports import FORMATS, write_reports
+from scanner.reports import FORMATS, parse_formats, write_reports
 from scanner.scan import ScanOptions, scan as run_scan
 from scanner.target import TargetError, open_target
 
@@ -60,7 +60,9 @@ def main() -> None:
 @click.option("--no-packages", is_flag=True, help="Skip the package databases (no ownership, no licenses).")
 @click.option("--no-licenses", is_flag=True, help="Skip license analysis (packages and ownership are still read).")
 @click.option("--format", "formats", default="json", show_default=True, metavar="LIST",
-              help="Comma-separated outputs besides result.json: sarif (result.sarif), junit (junit.xml).")
+              help="Comma-separated outputs besides result.json: html, pdf, spdx-json, spdx-tv, sarif, junit.")
+@click.option("--template", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A folder with your own report.html.j2 (and report.css, print.css, report.js) for html and pdf.")
 @click.option("--policy", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A policy TOML file laid over the default policy (license lists, rule overrides, names).")
 @click.option("--waivers", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -72,14 +74,16 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No summary on standard output.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
 def scan(root: str, output: Path, jobs: int | None, cross_mounts: bool, exclude: tuple[str, ...],
-         paths: tuple[str, ...], rpm_reader: str, no_packages: bool, no_licenses: bool, formats: str, policy: Path | None,
+         paths: tuple[str, ...], rpm_reader: str, no_packages: bool, no_licenses: bool, formats: str,
+         template: Path | None, policy: Path | None,
          waivers: Path | None, fail_on: str, progress: bool | None, quiet: bool, debug: bool) -> None:
     """Scan ROOT (a folder holding a system's /, default /) and write OUTPUT/result.json."""
     err = Console(stderr=True)
-    wanted = [f.strip() for f in formats.split(",") if f.strip()]
-    unknown = [f for f in wanted if f not in FORMATS]
-    if unknown:
-        _fail(f"unknown format {', '.join(unknown)} (choose from {', '.join(FORMATS)})", debug)
+    try:
+        wanted = parse_formats(formats)
+    except ValueError as exc:
+        _fail(str(exc), debug)
+        return
     try:
         fs = open_target(root, cross_mounts=cross_mounts)
     except TargetError as exc:
@@ -101,7 +105,7 @@ def scan(root: str, output: Path, jobs: int | None, cross_mounts: bool, exclude:
                 progress=lambda files, elves: bar.update(task, files=files, elves=elves),
             )
         dest = resultmod.write(doc, output)
-        extra = write_reports(doc, Path(output), wanted)
+        extra = write_reports(doc, Path(output), wanted, template)
     except PolicyError as exc:
         _fail(str(exc), debug)
         return
@@ -113,6 +117,31 @@ def scan(root: str, output: Path, jobs: int | None, cross_mounts: bool, exclude:
         for path in extra:
             Console().print(f"report: {path}", highlight=False)
     sys.exit(EXIT_FAIL if doc["policy"]["verdict"] == "fail" else EXIT_PASS)
+
+
+@main.command()
+@click.argument("result", type=click.Path(path_type=Path))
+@click.option("-f", "--format", "formats", default="html", show_default=True, metavar="LIST",
+              help=f"Comma-separated formats: {', '.join(FORMATS[1:])}.")
+@click.option("-o", "--output", "output", default="out", show_default=True, type=click.Path(path_type=Path),
+              help="Folder for the reports (created if missing).")
+@click.option("--template", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A folder with your own report.html.j2 (and report.css, print.css, report.js).")
+@click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
+def report(result: Path, formats: str, output: Path, template: Path | None, debug: bool) -> None:
+    """Render a saved RESULT (result.json) to reports, without scanning again."""
+    try:
+        wanted = parse_formats(formats)
+        doc = resultmod.load(result)
+    except (OSError, ValueError) as exc:
+        _fail(str(exc) if not isinstance(exc, OSError) else f"{result}: {exc.strerror or exc}", debug)
+        return
+    try:
+        for path in write_reports(doc, output, wanted, template):
+            click.echo(f"report: {path}")
+    except Exception as exc:  # noqa: BLE001 - a renderer failure is one clear line
+        _fail(f"cannot render: {exc}", debug)
+    sys.exit(EXIT_PASS)
 
 
 def print_summary(doc: dict[str, Any], dest: Path, seconds: float, console: Console) -> None:

@@ -126,6 +126,18 @@ def _load_toml(path: Path) -> dict[str, Any]:
         raise PolicyError(f"{path}: not valid TOML: {exc}") from exc
 
 
+def rule_pack_version(folder: Path | None = None) -> str:
+    """The rule pack's identity: the tool version and a digest of every rule, policy and
+    license-table file, so a report says exactly which content judged the target."""
+    from scanner import __version__
+
+    folder = folder or content_dir("rules")
+    h = hashlib.sha256()
+    for path in sorted(folder.rglob("*.toml")):
+        h.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
+    return f"{__version__}+{h.hexdigest()[:12]}"
+
+
 def load_rules(folder: Path | None = None) -> list[Rule]:
     """Every rule of the shipped rule pack (``rules/*.toml`` with ``[[rule]]`` tables)."""
     folder = folder or content_dir("rules")

@@ -23,7 +23,7 @@ from scanner import __version__
 from scanner.errors import ErrorRecord
 from scanner.inventory.census import Census
 from scanner.inventory.elf import ElfRecord
-from scanner.checks import SEVERITIES, Finding, Policy, Rule, verdict
+from scanner.checks import SEVERITIES, Finding, Policy, Rule, rule_pack_version, verdict
 from scanner.inventory.packages import Package, PackageDatabase
 from scanner.licensing import LinkedLicense, PackageLicense
 from scanner.linkage.loader import Linkage
@@ -225,7 +225,7 @@ def add_findings(doc: dict[str, Any], rules: Sequence[Rule], findings: Sequence[
     ]
     failing = Counter(f.severity for f in findings if f.state == "fail")
     doc["policy"] = {"sources": list(policy.sources), "waivers": waivers, "fail_on": fail_on,
-                     "verdict": verdict(list(findings), fail_on)}
+                     "rule_pack": rule_pack_version(), "verdict": verdict(list(findings), fail_on)}
     doc["summary"]["findings"] = {s: failing[s] for s in SEVERITIES}
     doc["summary"]["waived"] = sum(1 for f in findings if f.state == "waived")
     doc["summary"]["verdict"] = doc["policy"]["verdict"]
