@@ -33,7 +33,7 @@ APT_PKGS := python3.11 python3.11-venv python3-rpm rpm gcc libc6-dev pax-utils f
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: scan test setup system-packages venv bench clean fixtures
+.PHONY: scan test setup system-packages venv bench clean fixtures docs
 
 scan: setup
 	$(VENV)/bin/flightcheck scan $(ROOT) -o $(OUT) $(SCAN_ARGS); rc=$$?; \
@@ -44,6 +44,9 @@ test: setup
 
 bench: setup
 	$(VPY) bench/run.py
+
+docs: setup
+	docs/make-images.sh
 
 fixtures: setup
 	$(VPY) fixtures/build_rpmroot.py

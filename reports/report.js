@@ -46,7 +46,7 @@
   }
   ["f-search", "f-severity", "f-rule", "f-state"].forEach(function (id) {
     var el = document.getElementById(id);
-    if (el) el.addEventListener("input", applyFindings);
+    if (el) { el.addEventListener("input", applyFindings); el.addEventListener("change", applyFindings); }
   });
   applyFindings();
 

@@ -1,0 +1,154 @@
+"""scanner.reports: the HTML report in a real browser (Debian's headless Chromium driven by
+selenium), the PDF through poppler's pdftoppm and pdftotext, and the report command."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scanner.reports import html as htmlreport
+from scanner.reports import write_reports
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture()
+def browser(tmp_path: Path):  # type: ignore[no-untyped-def]
+    if not CHROMIUM or not CHROMEDRIVER:
+        pytest.skip("needs Debian's chromium and chromium-driver (make installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in (*CHROME_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1300,1800"):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    yield driver
+    driver.quit()
+
+
+def requests_made(driver) -> list[str]:  # type: ignore[no-untyped-def]
+    urls = []
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg["method"] == "Network.requestWillBeSent":
+            urls.append(msg["params"]["request"]["url"])
+    return urls
+
+
+def hostile(doc: dict) -> dict:
+    """The fixture result with target strings an attacker could choose."""
+    bad = copy.deepcopy(doc)
+    bad["packages"][0]["name"] = "<script>alert(1)</script>"
+    bad["packages"][0]["license_raw"] = "<img src=x onerror=alert(2)>"
+    bad["elves"][0]["path"] = "/usr/bin/</script><script>alert(3)</script>"
+    bad["elves"][0]["needed"] = ["</script><b>x"]
+    return bad
+
+
+def test_html_in_chromium(rpmroot_result: dict, tmp_path: Path, browser) -> None:  # type: ignore[no-untyped-def]
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    page = tmp_path / "report.html"
+    htmlreport.write_html(hostile(rpmroot_result), page)
+    url = page.as_uri()
+    requests_made(browser)  # drain what the browser's own start-up page requested
+    browser.get(url)
+    shot = tmp_path / "report.png"
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    # the findings table: one row per finding
+    rows = browser.find_elements(By.CSS_SELECTOR, "#findings-table tbody tr.finding")
+    assert len(rows) == len(rpmroot_result["findings"]) > 0
+    # filters work in the browser: only the high finding stays visible
+    Select(browser.find_element(By.ID, "f-severity")).select_by_visible_text("high")
+    visible = [r for r in rows if r.is_displayed()]
+    assert len(visible) == 1 and "prop-app" in visible[0].text
+    assert browser.find_element(By.ID, "f-count").text == f"1 of {len(rows)} findings"
+    # target strings are text, not markup: no alert, no extra element
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert  # noqa: B018
+    packages = browser.find_element(By.ID, "packages-table").text
+    assert "<script>alert(1)</script>" in packages and "<img src=x onerror=alert(2)>" in packages
+    assert len(browser.find_elements(By.TAG_NAME, "script")) == 2  # the graph data and the page's own
+    assert not browser.find_elements(By.CSS_SELECTOR, "#packages-table img")
+    # the dependency tree of an executable opens from the embedded data
+    browser.execute_script("document.querySelectorAll('#executables-table details').forEach(d => d.open = true)")
+    button = browser.find_element(By.CSS_SELECTOR, "button.tree-toggle[data-path='/usr/bin/hello']")
+    button.click()
+    tree = button.find_element(By.XPATH, "following-sibling::div").text
+    assert "libgreet.so.1 → /usr/lib64/libgreet.so.1.0.0" in tree
+    # nothing but the page itself was requested (the browser's own chrome:// pages aside)
+    made = requests_made(browser)
+    assert [u for u in made if not u.startswith(("chrome://", "chrome-untrusted://", "devtools://"))] == [url]
+    assert not [u for u in made if u.startswith(("http:", "https:", "ws:", "wss:"))]
+
+
+def test_html_is_self_contained(rpmroot_result: dict) -> None:
+    page = htmlreport.render(rpmroot_result)
+    for needle in ("http://", "https://", "src=", "@import", "url("):
+        lines = [ln for ln in page.splitlines() if needle in ln and "xmlns=" not in ln]
+        # the only absolute URLs allowed are the SVG namespace and text from the result
+        assert all("flightcheck.invalid" in ln or "example.invalid" in ln or needle == "src=" and "data:" in ln
+                   for ln in lines), (needle, lines[:3])
+
+
+def test_pdf_pages_and_text(rpmroot_result: dict, tmp_path: Path) -> None:
+    if not shutil.which("pdftoppm") or not shutil.which("pdftotext"):
+        pytest.skip("needs poppler-utils (make installs it)")
+    pdf = tmp_path / "report.pdf"
+    htmlreport.write_pdf(rpmroot_result, pdf)
+    subprocess.run(["pdftoppm", "-r", "40", "-png", str(pdf), str(tmp_path / "page")], check=True)
+    pages = sorted(tmp_path.glob("page-*.png"))
+    assert len(pages) >= 6  # cover, contents, and a page per section at least
+    first = subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(pdf), "-"], capture_output=True, text=True,
+                           check=True).stdout
+    assert "Flightcheck Fixture Linux 1" in first and rpmroot_result["target"]["root"] in first.replace("\n", "")
+    assert "FAIL" in first
+    toc = subprocess.run(["pdftotext", "-f", "2", "-l", "2", str(pdf), "-"], capture_output=True, text=True,
+                         check=True).stdout
+    for _, title in htmlreport.SECTIONS:
+        assert title in toc, title
+    # page numbers in the contents point at real pages, and the footer counts them
+    assert f"page 2 of {len(pages)}" in toc
+
+
+def test_report_command_rerenders_a_saved_result(rpmroot_result: dict, tmp_path: Path) -> None:
+    saved = tmp_path / "result.json"
+    saved.write_text(json.dumps(rpmroot_result))
+    custom = tmp_path / "tpl"
+    custom.mkdir()
+    template = (htmlreport.content_dir("reports") / "report.html.j2").read_text()
+    (custom / "report.html.j2").write_text(template.replace("<main>", "<main><p id='acme'>ACME audit</p>"))
+    r = subprocess.run([sys.executable, "-m", "scanner", "report", str(saved), "-f", "html,sarif,junit", "-o",
+                        str(tmp_path / "out"), "--template", str(custom)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out"
+    assert "ACME audit" in (out / "report.html").read_text()
+    assert (out / "result.sarif").is_file() and (out / "junit.xml").is_file()
+    bad = subprocess.run([sys.executable, "-m", "scanner", "report", str(saved), "-f", "docx"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown format docx" in bad.stderr
+    missing = subprocess.run([sys.executable, "-m", "scanner", "report", str(tmp_path / "nope.json")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_every_format_from_the_fixture_scan(rpmroot_result: dict, tmp_path: Path) -> None:
+    formats = ["html", "pdf", "sarif", "junit", "spdx-json", "spdx-tv"]
+    written = write_reports(rpmroot_result, tmp_path, formats)
+    assert [p.name for p in written] == ["report.html", "report.pdf", "result.sarif", "junit.xml",
+                                         "result.spdx.json", "result.spdx"]
+    assert all(p.stat().st_size > 1000 for p in written)
