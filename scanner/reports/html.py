@@ -25,7 +25,7 @@ from scanner.resources import content_dir
 
 SECTIONS = (("summary", "Summary"), ("findings", "Findings"), ("packages", "Packages and licenses"),
             ("executables", "Executables and the licenses they link"),
-            ("unowned", "Unowned files and unresolved libraries"), ("metadata", "Scan metadata"))
+            ("unowned", "Unowned files and unresolved libraries"), ("rules", "Rules"), ("metadata", "Scan metadata"))
 SEV_COLORS = {"critical": "#7f1d1d", "high": "#b3261e", "medium": "#b26a00", "low": "#4a6fa5", "info": "#6b7280"}
 CAT_COLORS = {"public-domain": "#3f8f5a", "permissive": "#5aa469", "weak-copyleft": "#d89b2b", "copyleft": "#c9473f",
               "network-copyleft": "#8e1f1a", "proprietary": "#7b52ae", "unknown": "#9aa3b2"}
@@ -80,6 +80,10 @@ def context(doc: dict[str, Any], *, print_: bool, folders: list[Path]) -> dict[s
         if f["state"] == "fail" and f["severity"] in failing:
             failing[f["severity"]] += 1
     cats = doc["summary"].get("license_categories", {})
+    failing_by_rule: dict[str, int] = {}
+    for f in doc.get("findings", []):
+        if f["state"] == "fail":
+            failing_by_rule[f["rule"]] = failing_by_rule.get(f["rule"], 0) + 1
     executables = []
     for e in doc["elves"]:
         if e["type"] not in ("executable", "pie"):
@@ -100,6 +104,7 @@ def context(doc: dict[str, Any], *, print_: bool, folders: list[Path]) -> dict[s
         "severities": [s for s in reversed(SEVERITIES)],
         "sev_rank": SEV_RANK,
         "rules": {r["id"]: r for r in doc.get("rules", [])},
+        "failing_by_rule": failing_by_rule,
         "findings": findings,
         "packages": sorted(doc.get("packages", []), key=lambda p: (p["name"], p["version"])),
         "executables": executables,
