@@ -86,25 +86,27 @@ def copyleft_linked(ctx: CheckContext, rule: Rule) -> Found:
             "libraries": bad}
 
 
-@check("license-unknown")
-def license_unknown(ctx: CheckContext, rule: Rule) -> Found:
+def _with_status(ctx: CheckContext, status: str) -> Iterator[tuple[dict[str, Any], str, dict[str, Any]]]:
+    """Packages whose license outcome is ``status``, with their notes and evidence."""
     for p in ctx.packages:
-        if p.get("license_status") == "unknown":
-            yield p["id"], (f"The license of {p['id']} could not be identified: "
-                            f"{'; '.join(p.get('license_notes') or []) or p.get('license_raw')}. "
-                            f"Its raw text is kept as {p.get('license_spdx')}."), {
+        if p.get("license_status") == status:
+            yield p, "; ".join(p.get("license_notes") or []), {
                 "license_raw": p.get("license_raw"), "license": p.get("license_spdx"),
                 "source": p.get("license_source")}
+
+
+@check("license-unknown")
+def license_unknown(ctx: CheckContext, rule: Rule) -> Found:
+    for p, notes, evidence in _with_status(ctx, "unknown"):
+        yield p["id"], (f"The license of {p['id']} could not be identified: {notes or p.get('license_raw')}. "
+                        f"Its raw text is kept as {p.get('license_spdx')}."), evidence
 
 
 @check("license-guessed")
 def license_guessed(ctx: CheckContext, rule: Rule) -> Found:
-    for p in ctx.packages:
-        if p.get("license_status") == "guess":
-            yield p["id"], (f"The license of {p['id']} ({p.get('license_raw')!r}) was read as "
-                            f"{p.get('license_spdx')}, which is a guess: {'; '.join(p.get('license_notes') or [])}."), {
-                "license_raw": p.get("license_raw"), "license": p.get("license_spdx"),
-                "source": p.get("license_source")}
+    for p, notes, evidence in _with_status(ctx, "guess"):
+        yield p["id"], (f"The license of {p['id']} ({p.get('license_raw')!r}) was read as "
+                        f"{p.get('license_spdx')}, which is a guess: {notes}."), evidence
 
 
 @check("license-none")
