@@ -95,7 +95,7 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
         },
     )
     doc = resultmod.build(target, info, census, linkage, databases, owners, pkg_licenses, linked)
-    findings = evaluate(CheckContext(doc["elves"], doc["packages"], doc["unresolved"], policy), rules, waivers)
+    findings = evaluate(CheckContext(doc["elves"], doc["packages"], doc["unresolved"], policy, fs), rules, waivers)
     return resultmod.add_findings(doc, rules, findings, policy, options.fail_on,
                                   str(options.waivers) if options.waivers else None)
 

@@ -73,8 +73,9 @@ def test_html_in_chromium(rpmroot_result: dict, tmp_path: Path, browser) -> None
     # the findings table: one row per finding
     rows = browser.find_elements(By.CSS_SELECTOR, "#findings-table tbody tr.finding")
     assert len(rows) == len(rpmroot_result["findings"]) > 0
-    # filters work in the browser: only the high finding stays visible
+    # filters work in the browser: only the failing high finding stays visible
     Select(browser.find_element(By.ID, "f-severity")).select_by_visible_text("high")
+    Select(browser.find_element(By.ID, "f-state")).select_by_visible_text("fail")
     visible = [r for r in rows if r.is_displayed()]
     assert len(visible) == 1 and "prop-app" in visible[0].text
     assert browser.find_element(By.ID, "f-count").text == f"1 of {len(rows)} findings"

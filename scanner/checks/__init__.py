@@ -63,7 +63,7 @@ class Waiver:
 class Finding:
     rule: str
     severity: str
-    state: str  # fail | waived
+    state: str  # fail | waived | pass | notapplicable | error | informational
     subject: str
     message: str
     evidence: dict[str, Any]
@@ -91,7 +91,22 @@ class Policy:
     sources: tuple[str, ...] = ()
 
 
-Check = Callable[["CheckContext", Rule], Iterator[tuple[str, str, dict[str, Any]]]]
+STATES = ("fail", "waived", "pass", "notapplicable", "error", "informational")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A check's result with an explicit state (a plain ``(subject, message, evidence)``
+    tuple means ``fail``). System checks say ``pass`` and ``notapplicable`` too, so an
+    auditor sees what was checked, not only what failed."""
+
+    state: str  # fail | pass | notapplicable | error | informational
+    subject: str
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+Check = Callable[["CheckContext", Rule], Iterator["tuple[str, str, dict[str, Any]] | Outcome"]]
 REGISTRY: dict[str, Check] = {}
 
 
@@ -113,6 +128,8 @@ class CheckContext:
     packages: list[dict[str, Any]]
     unresolved: list[dict[str, Any]]
     policy: Policy
+    fs: Any = None  # the target (a RootFS), for checks that read its configuration
+    cache: dict[str, Any] = field(default_factory=dict)  # what several checks read, read once
 
 
 # ---- loading ----------------------------------------------------------------------------------
@@ -221,7 +238,7 @@ def effective_rules(rules: list[Rule], policy: Policy) -> list[Rule]:
 def evaluate(ctx: CheckContext, rules: list[Rule], waivers: list[Waiver],
              today: dt.date | None = None) -> list[Finding]:
     """Run every enabled rule; apply waivers; report expired waivers."""
-    from scanner.checks import licenses as _licenses  # noqa: F401  (registers its checks)
+    from scanner.checks import boot as _boot, ipv6 as _ipv6, licenses as _licenses  # noqa: F401  (register)
 
     today = today or dt.date.today()
     findings: list[Finding] = []
@@ -232,9 +249,17 @@ def evaluate(ctx: CheckContext, rules: list[Rule], waivers: list[Waiver],
         fn = REGISTRY.get(rule.check)
         if fn is None:
             raise PolicyError(f"rule {rule.id} names an unknown check {rule.check!r}")
-        for subject, message, evidence in fn(ctx, rule):
-            state, waiver_info = "fail", None
-            for w in waivers:
+        try:
+            produced = list(fn(ctx, rule))
+        except Exception as exc:  # noqa: BLE001 - one broken check is an error result, not a crash
+            produced = [Outcome("error", rule.id, f"the check could not run: {type(exc).__name__}: {exc}")]
+        for item in produced:
+            if isinstance(item, Outcome):
+                state, subject, message, evidence = item.state, item.subject, item.message, item.evidence
+            else:
+                (subject, message, evidence), state = item, "fail"
+            waiver_info = None
+            for w in waivers if state == "fail" else ():
                 if not w.matches(rule.id, subject):
                     continue
                 if w.expired(today):

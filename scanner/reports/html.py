@@ -19,7 +19,7 @@ from typing import Any
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
-from scanner.checks import SEV_RANK, SEVERITIES
+from scanner.checks import SEV_RANK, SEVERITIES, STATES
 from scanner.licensing.categories import ORDER as CATEGORY_ORDER, RANK as CATEGORY_RANK
 from scanner.resources import content_dir
 
@@ -73,7 +73,8 @@ def _script_json(value: Any) -> str:
 
 
 def context(doc: dict[str, Any], *, print_: bool, folders: list[Path]) -> dict[str, Any]:
-    findings = sorted(doc.get("findings", []), key=lambda f: (f["state"] != "fail", -SEV_RANK[f["severity"]],
+    order = {s: i for i, s in enumerate(STATES)}
+    findings = sorted(doc.get("findings", []), key=lambda f: (order.get(f["state"], 9), -SEV_RANK[f["severity"]],
                                                                f["rule"], f["subject"]))
     failing = {s: 0 for s in reversed(SEVERITIES) if s != "info"}
     for f in doc.get("findings", []):
@@ -102,6 +103,7 @@ def context(doc: dict[str, Any], *, print_: bool, folders: list[Path]) -> dict[s
         "rule_pack": doc.get("policy", {}).get("rule_pack", "—"),
         "sections": SECTIONS,
         "severities": [s for s in reversed(SEVERITIES)],
+        "states": STATES,
         "sev_rank": SEV_RANK,
         "rules": {r["id"]: r for r in doc.get("rules", [])},
         "failing_by_rule": failing_by_rule,

@@ -1,13 +1,14 @@
 """JUnit XML for CI systems (junitparser): one test suite per rule family, one test case
-per rule and subject. A failing finding is a failure, a waived one is skipped with the
-waiver's reason, and a rule that found nothing is one passing test case."""
+per rule and subject. A failing finding is a failure, an error an error, a waived or not
+applicable one is skipped with the reason, a pass or informational result passes, and a
+rule that produced nothing is one passing test case."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from junitparser import Failure, JUnitXml, Skipped, TestCase, TestSuite
+from junitparser import Error, Failure, JUnitXml, Skipped, TestCase, TestSuite
 
 
 def to_junit(doc: dict[str, Any]) -> JUnitXml:
@@ -31,6 +32,12 @@ def to_junit(doc: dict[str, Any]) -> JUnitXml:
             case = TestCase(f"{rid}: {f['subject']}", classname=f"flightcheck.{rid}")
             if f["state"] == "waived":
                 case.result = [Skipped(f"waived: {f['waiver']['reason']}")]
+            elif f["state"] == "notapplicable":
+                case.result = [Skipped(f"not applicable: {f['message']}")]
+            elif f["state"] == "error":
+                case.result = [Error(f["message"], "error")]
+            elif f["state"] in ("pass", "informational"):
+                case.system_out = f["message"]
             else:
                 failure = Failure(f["message"], f"{f['severity']}")
                 failure.text = f"rule: {rid} ({rule.get('title', '')})\nseverity: {f['severity']}\nsubject: {f['subject']}"

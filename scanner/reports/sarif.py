@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
+#: flightcheck states -> SARIF result.kind (a waived finding is a suppressed fail)
+KIND = {"fail": "fail", "waived": "fail", "pass": "pass", "notapplicable": "notApplicable",
+        "error": "review", "informational": "informational"}
 SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0", "info": "0.0"}
 
 
@@ -33,9 +36,11 @@ def to_sarif(doc: dict[str, Any]) -> dict[str, Any]:
     ]
     results = []
     for f in doc.get("findings", []):
+        kind = KIND.get(f["state"], "fail")
         res: dict[str, Any] = {
             "ruleId": f["rule"],
-            "level": LEVEL[f["severity"]],
+            "kind": kind,
+            "level": LEVEL[f["severity"]] if kind == "fail" else "none",
             "message": {"text": f["message"]},
             "partialFingerprints": {"flightcheck/v1": f["id"]},
             "properties": {"severity": f["severity"], "subject": f["subject"], "evidence": f["evidence"]},

@@ -23,7 +23,7 @@ from scanner import __version__
 from scanner.errors import ErrorRecord
 from scanner.inventory.census import Census
 from scanner.inventory.elf import ElfRecord
-from scanner.checks import SEVERITIES, Finding, Policy, Rule, rule_pack_version, verdict
+from scanner.checks import SEVERITIES, STATES, Finding, Policy, Rule, rule_pack_version, verdict
 from scanner.inventory.packages import Package, PackageDatabase
 from scanner.licensing import LinkedLicense, PackageLicense
 from scanner.linkage.loader import Linkage
@@ -228,6 +228,8 @@ def add_findings(doc: dict[str, Any], rules: Sequence[Rule], findings: Sequence[
                      "rule_pack": rule_pack_version(), "verdict": verdict(list(findings), fail_on)}
     doc["summary"]["findings"] = {s: failing[s] for s in SEVERITIES}
     doc["summary"]["waived"] = sum(1 for f in findings if f.state == "waived")
+    states = Counter(f.state for f in findings)
+    doc["summary"]["states"] = {s: states[s] for s in STATES}
     doc["summary"]["verdict"] = doc["policy"]["verdict"]
     return doc
 

@@ -1,0 +1,195 @@
+"""IPv6 readiness checks (rules in ``rules/ipv6.toml``). Hardening guides count IPv6
+*disabled* as passing; readiness inverts that: every place that disables IPv6 is a finding,
+and programs still calling IPv4-only resolver functions are named."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+
+from scanner.checks import CheckContext, Outcome, Rule, check
+from scanner.checks.boot import _config
+from scanner.checks.sysconf import ConfigReadError, Line, read_text, sysctl_settings, sysctl_value
+
+Out = Iterator[Outcome]
+
+#: IPv4-only functions and what to use instead (reference: compliance-rules.md)
+IPV4_ONLY = {
+    "gethostbyname": "getaddrinfo (AF_UNSPEC)", "gethostbyname_r": "getaddrinfo (AF_UNSPEC)",
+    "gethostbyname2": "getaddrinfo (AF_UNSPEC)", "gethostbyaddr": "getnameinfo", "gethostbyaddr_r": "getnameinfo",
+    "inet_addr": "inet_pton, or getaddrinfo with AI_NUMERICHOST",
+    "inet_aton": "inet_pton, or getaddrinfo with AI_NUMERICHOST",
+    "inet_ntoa": "inet_ntop, or getnameinfo with NI_NUMERICHOST",
+    **{f: "an address-family independent equivalent (see its man page)" for f in (
+        "inet_makeaddr", "inet_netof", "inet_network", "inet_lnaof", "inet_neta", "inet_net_ntop",
+        "inet_net_pton", "inet_nsap_addr", "inet_nsap_ntoa", "rcmd", "rexec", "rresvport")},
+}
+FAMILY_DEPENDENT = ("inet_pton", "inet_ntop")
+
+
+def _lines(ctx: CheckContext, path: str) -> list[Line]:
+    return [Line(path, n, t) for n, t in enumerate(read_text(ctx.fs, path).splitlines(), 1)]
+
+
+def _sysctl(ctx: CheckContext) -> dict[str, Line]:
+    if "sysctl" not in ctx.cache:
+        ctx.cache["sysctl"] = sysctl_settings(ctx.fs)
+    return ctx.cache["sysctl"]
+
+
+@check("ipv6-kernel-arg")
+def ipv6_kernel_arg(ctx: CheckContext, rule: Rule) -> Out:
+    cfg = _config(ctx)
+    if isinstance(cfg, ConfigReadError):
+        yield Outcome("error", "boot", f"The boot configuration cannot be read: {cfg}")
+        return
+    if cfg.kind == "none":
+        yield Outcome("notapplicable", "boot", "The target has no boot loader configuration.")
+        return
+    hits = [e.where for e in cfg.entries if "ipv6.disable=1" in e.args]
+    hits += [line for key, (value, line) in cfg.defaults.items() if key.startswith("GRUB_CMDLINE") and
+             "ipv6.disable=1" in value.split()]
+    if hits:
+        yield Outcome("fail", "boot", "ipv6.disable=1 is on the kernel command line: the kernel has no IPv6.",
+                      {"lines": [h.evidence() for h in hits]})
+    else:
+        yield Outcome("pass", "boot", "No boot entry disables IPv6 in the kernel.")
+
+
+@check("ipv6-sysctl")
+def ipv6_sysctl(ctx: CheckContext, rule: Rule) -> Out:
+    settings = _sysctl(ctx)
+    keys = [k for k in settings if re.fullmatch(r"net\.ipv6\.conf\.[^.]+\.disable_ipv6", k)]
+    off = [settings[k] for k in keys if sysctl_value(settings[k]) == "1"]
+    if off:
+        yield Outcome("fail", "sysctl", "IPv6 is disabled by sysctl after every sysctl.d file is applied in "
+                      "systemd's order: " + "; ".join(f"{ln.text} ({ln.path}:{ln.number})" for ln in off),
+                      {"lines": [ln.evidence() for ln in off]})
+    else:
+        yield Outcome("pass", "sysctl", "No effective sysctl setting disables IPv6.",
+                      {"lines": [settings[k].evidence() for k in keys]})
+
+
+@check("ipv6-hardening")
+def ipv6_hardening(ctx: CheckContext, rule: Rule) -> Out:
+    settings = _sysctl(ctx)
+    wanted = rule.params.get("zero", [])
+    found = {k: settings[k] for k in settings if any(re.fullmatch(w.replace(".", r"\.").replace("*", "[^.]+"), k)
+                                                     for w in wanted)}
+    bad = [ln for ln in found.values() if sysctl_value(ln) not in ("0",)]
+    yield Outcome("informational", "sysctl", "IPv6 hardening settings: " + (
+        "; ".join(ln.text for ln in found.values()) or "none set (kernel defaults apply)") +
+        (f". Not 0: {'; '.join(ln.text for ln in bad)}" if bad else ""), {"lines": [ln.evidence() for ln in found.values()]})
+
+
+@check("ipv6-modprobe")
+def ipv6_modprobe(ctx: CheckContext, rule: Rule) -> Out:
+    files = ctx.fs.glob("/etc/modprobe.d/*.conf") + ctx.fs.glob("/usr/lib/modprobe.d/*.conf") + \
+        ctx.fs.glob("/lib/modprobe.d/*.conf") + [p for p in ["/etc/modprobe.conf"] if ctx.fs.is_file(p)]
+    hits = []
+    for path in files:
+        for ln in _lines(ctx, path):
+            w = ln.text.split("#", 1)[0].split()
+            if len(w) >= 2 and w[1] == "ipv6" and (
+                    w[0] == "blacklist" or w[0] == "install" and w[2:3] and w[2] in ("/bin/true", "/bin/false",
+                                                                                     "/usr/bin/true", "/usr/bin/false")
+                    or w[0] == "options" and "disable=1" in w[2:]):
+                hits.append(ln)
+    if hits:
+        yield Outcome("fail", "modprobe", "The ipv6 module is disabled or blocked: " + "; ".join(
+            f"{h.text.strip()} ({h.path}:{h.number})" for h in hits), {"lines": [h.evidence() for h in hits]})
+    else:
+        yield Outcome("pass", "modprobe", "No modprobe configuration disables IPv6.", {"files": files})
+
+
+@check("ipv6-initscripts")
+def ipv6_initscripts(ctx: CheckContext, rule: Rule) -> Out:
+    files = [p for p in ["/etc/sysconfig/network"] if ctx.fs.is_file(p)] + \
+        ctx.fs.glob("/etc/sysconfig/network-scripts/ifcfg-*")
+    if not files:
+        yield Outcome("notapplicable", "initscripts", "No initscripts network configuration.")
+        return
+    hits = [ln for p in files for ln in _lines(ctx, p)
+            if re.match(r"^\s*(NETWORKING_IPV6|IPV6INIT)\s*=\s*[\"']?(no|false|0)[\"']?\s*$", ln.text, re.I)]
+    if hits:
+        yield Outcome("fail", "initscripts", "IPv6 is switched off in initscripts: " + "; ".join(
+            f"{h.text.strip()} ({h.path})" for h in hits), {"lines": [h.evidence() for h in hits]})
+    else:
+        yield Outcome("pass", "initscripts", "initscripts do not switch IPv6 off.", {"files": files})
+
+
+@check("ipv6-networkmanager")
+def ipv6_networkmanager(ctx: CheckContext, rule: Rule) -> Out:
+    files = ctx.fs.glob("/etc/NetworkManager/system-connections/*")
+    if not files:
+        yield Outcome("notapplicable", "NetworkManager", "No NetworkManager keyfiles.")
+        return
+    disabled, ignored = [], []
+    for path in files:
+        section = ""
+        for ln in _lines(ctx, path):
+            s = ln.text.strip()
+            if s.startswith("["):
+                section = s
+            elif section == "[ipv6]" and s.replace(" ", "").startswith("method="):
+                method = s.split("=", 1)[1].strip()
+                (disabled if method == "disabled" else ignored if method == "ignore" else []).append(ln)
+    if disabled:
+        yield Outcome("fail", "NetworkManager", "Connections with IPv6 disabled: " + ", ".join(ln.path for ln in disabled),
+                      {"lines": [ln.evidence() for ln in disabled + ignored]})
+    elif ignored:
+        yield Outcome("informational", "NetworkManager", "Connections where NetworkManager leaves IPv6 alone "
+                      "(method=ignore): " + ", ".join(ln.path for ln in ignored), {"lines": [ln.evidence() for ln in ignored]})
+    else:
+        yield Outcome("pass", "NetworkManager", "No NetworkManager connection disables IPv6.", {"files": files})
+
+
+@check("ipv6-loopback-name")
+def ipv6_loopback_name(ctx: CheckContext, rule: Rule) -> Out:
+    if not ctx.fs.is_file("/etc/hosts"):
+        yield Outcome("notapplicable", "/etc/hosts", "The target has no /etc/hosts.")
+        return
+    hit = [ln for ln in _lines(ctx, "/etc/hosts") if ln.text.split("#", 1)[0].split()[:1] == ["::1"]]
+    if hit:
+        yield Outcome("pass", "/etc/hosts", "/etc/hosts names the IPv6 loopback (::1).", {"lines": [hit[0].evidence()]})
+    else:
+        yield Outcome("fail", "/etc/hosts", "/etc/hosts has no ::1 entry: localhost resolves to IPv4 only.",
+                      {"path": "/etc/hosts"})
+
+
+@check("ipv6-libvirt-networks")
+def ipv6_libvirt_networks(ctx: CheckContext, rule: Rule) -> Out:
+    files = ctx.fs.glob("/etc/libvirt/qemu/networks/*.xml")
+    if not files:
+        yield Outcome("notapplicable", "libvirt", "No libvirt networks are defined.")
+        return
+    for path in files:
+        try:
+            root = ET.fromstring(read_text(ctx.fs, path))
+        except ET.ParseError as exc:
+            yield Outcome("error", path, f"{path}: not valid XML ({exc})")
+            continue
+        name = root.findtext("name") or path
+        v6 = [ip for ip in root.iter("ip") if ip.get("family") == "ipv6"]
+        if v6:
+            yield Outcome("pass", path, f"libvirt network {name!r} has IPv6 ({v6[0].get('address')}/{v6[0].get('prefix')}).")
+        else:
+            yield Outcome("fail", path, f"libvirt network {name!r} has no <ip family='ipv6'>: its guests get IPv4 only.",
+                          {"path": path})
+
+
+@check("ipv4-only-apis")
+def ipv4_only_apis(ctx: CheckContext, rule: Rule) -> Out:
+    for e in ctx.elves:
+        if e["type"] not in ("executable", "pie"):
+            continue
+        used = [f for f in e.get("imports", ()) if f in IPV4_ONLY]
+        if used:
+            yield Outcome("fail", e["path"], f"{e['path']} calls IPv4-only functions: " + "; ".join(
+                f"{f} (use {IPV4_ONLY[f]})" for f in used) + ".",
+                {"path": e["path"], "functions": used, "package": e.get("owner")})
+        elif any(f in FAMILY_DEPENDENT for f in e.get("imports", ())):
+            fam = [f for f in e["imports"] if f in FAMILY_DEPENDENT]
+            yield Outcome("informational", e["path"], f"{e['path']} uses {', '.join(fam)}: fine for IPv6 when "
+                          "given AF_INET6, worth a look.", {"path": e["path"], "functions": fam})
