@@ -19,7 +19,7 @@ from rich.table import Table
 
 from scanner import __version__
 from scanner import result as resultmod
-from scanner.checks import FAIL_ON, SEV_RANK, PolicyError
+from scanner.checks import FAIL_ON, SEV_RANK, PolicyError, effective_rules, load_policy, load_rules
 from scanner.reports import FORMATS, parse_formats, write_reports
 from scanner.scan import ScanOptions, scan as run_scan
 from scanner.target import TargetError, open_target
@@ -142,6 +142,50 @@ def report(result: Path, formats: str, output: Path, template: Path | None, debu
     except Exception as exc:  # noqa: BLE001 - a renderer failure is one clear line
         _fail(f"cannot render: {exc}", debug)
     sys.exit(EXIT_PASS)
+
+
+@main.group()
+def rules() -> None:
+    """The rule pack: what flightcheck checks, with severities and references."""
+
+
+@rules.command("list")
+@click.option("--policy", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Show severities and switches as this policy file sets them.")
+@click.option("--family", help="Only rules of this family (boot, ipv6, licenses).")
+def rules_list(policy: Path | None, family: str | None) -> None:
+    """List every rule: id, severity, family, title."""
+    try:
+        pack = effective_rules(load_rules(), load_policy(policy))
+    except PolicyError as exc:
+        _fail(str(exc), False)
+        return
+    table = Table("id", "severity", "family", "title", box=None)
+    for r in pack:
+        if family and r.family != family:
+            continue
+        table.add_row(r.id, r.severity + ("" if r.enabled else " (off)"), r.family, r.title)
+    Console().print(table)
+
+
+@rules.command("show")
+@click.argument("rule_id")
+def rules_show(rule_id: str) -> None:
+    """Show one rule: its check, rationale, fix, parameters and references."""
+    found = [r for r in load_rules() if r.id.lower() == rule_id.lower()]
+    if not found:
+        _fail(f"no rule {rule_id} (see: flightcheck rules list)", False)
+        return
+    r = found[0]
+    out = Console()
+    out.print(f"[bold]{r.id}[/] {r.title}", highlight=False)
+    for label, value in (("severity", r.severity), ("family", r.family), ("check", r.check),
+                         ("rationale", r.rationale), ("fix", r.fix)):
+        out.print(f"  {label}: {value}", highlight=False, markup=False)
+    for key, value in r.params.items():
+        out.print(f"  parameter {key}: {value}", highlight=False, markup=False)
+    for key, value in r.references.items():
+        out.print(f"  {key}: {', '.join(value) if isinstance(value, list) else value}", highlight=False, markup=False)
 
 
 def print_summary(doc: dict[str, Any], dest: Path, seconds: float, console: Console) -> None:
