@@ -99,12 +99,16 @@ _LINUX = re.compile(r"^\s*(linux|linux16|linuxefi)\s+(\S+)\s*(.*)$")
 _HASH = re.compile(r"grub\.pbkdf2\.sha512\.\d+\.[0-9A-Fa-f]+\.[0-9A-Fa-f]+")
 
 
-def _grub2(fs: RootFS, path: str, cfg: BootConfig, seen: set[str]) -> bool:
-    """Read one grub.cfg (following ``configfile``); True when it says ``blscfg``."""
+def _grub2(fs: RootFS, path: str, cfg: BootConfig, seen: set[str], chain: tuple[str, ...] = ()) -> bool:
+    """Read one grub.cfg (following ``configfile``); True when it says ``blscfg``. A file
+    already read is not read again; one that ``configfile`` leads back to is a loop."""
     canon = fs.resolve(path, strict=False)
+    if canon in chain:
+        raise ConfigReadError(f"{path}: configfile loop ({' -> '.join((*chain, canon))})")
     if canon in seen:
-        raise ConfigReadError(f"{path}: configfile loop ({' -> '.join(sorted(seen))})")
+        return False
     seen.add(canon)
+    chain = (*chain, canon)
     text = read_text(fs, path)
     cfg.files.append(path)
     depth = 0
@@ -140,7 +144,7 @@ def _grub2(fs: RootFS, path: str, cfg: BootConfig, seen: set[str]) -> bool:
             target = re.sub(r"^\(\$?\w+\)", "", target)
             for resolved in _configfile_candidates(target):
                 if fs.is_file(resolved):
-                    bls |= _grub2(fs, resolved, cfg, seen)
+                    bls |= _grub2(fs, resolved, cfg, seen, chain)
                     break
     if depth > 0:
         raise ConfigReadError(f"{path}: {depth} unclosed brace(s): a menuentry or block never ends")
@@ -242,8 +246,7 @@ def boot_config(fs: RootFS) -> BootConfig:
         seen: set[str] = set()
         bls = False
         for path in grub2:
-            if fs.resolve(path, strict=False) not in seen:
-                bls |= _grub2(fs, path, cfg, seen)
+            bls |= _grub2(fs, path, cfg, seen)
         if bls or bls_entries:
             cfg.kind = "bls"
             _bls(fs, cfg)
