@@ -237,3 +237,12 @@ def test_binary_sysctl_file_is_an_error_not_a_crash(tmp_path: Path) -> None:
     doc = scan_root(root)
     assert state(doc, "FC-IP6-002") == "error"
     assert state(doc, "FC-IP6-006") == "pass"
+
+
+@pytest.mark.parametrize("name", ["hostile-longline", "hostile-braces", "hostile-configfile-loop"])
+def test_hostile_system_roots(name: str, systemroots: dict[str, Path]) -> None:
+    doc = scan_root(systemroots[name])
+    assert state(doc, "FC-BOOT-001") == "error"
+    assert state(doc, "FC-IP6-006") == "pass" and state(doc, "FC-IP6-003") == "pass"
+    assert all(f["state"] in ("pass", "fail", "error", "notapplicable", "informational", "waived")
+               for f in doc["findings"])
