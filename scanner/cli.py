@@ -42,7 +42,10 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("root", default="/", type=click.Path(path_type=str))
+@click.argument("root", required=False, type=click.Path(path_type=str))
+@click.option("--image", "images", multiple=True, type=click.Path(path_type=str), metavar="FILE",
+              help="Scan a virtual machine's disk image instead (qcow2 with backing files, vmdk, raw; repeat for "
+                   "each disk of one machine). Read-only, without mounting.")
 @click.option("-o", "--output", "output", default="out", show_default=True, type=click.Path(path_type=Path),
               help="Folder for result.json (created if missing).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
@@ -73,11 +76,12 @@ def main() -> None:
               help="Show a progress bar [default: when standard error is a terminal].")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on standard output.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
-def scan(root: str, output: Path, jobs: int | None, cross_mounts: bool, exclude: tuple[str, ...],
+def scan(root: str | None, images: tuple[str, ...], output: Path, jobs: int | None, cross_mounts: bool, exclude: tuple[str, ...],
          paths: tuple[str, ...], rpm_reader: str, no_packages: bool, no_licenses: bool, formats: str,
          template: Path | None, policy: Path | None,
          waivers: Path | None, fail_on: str, progress: bool | None, quiet: bool, debug: bool) -> None:
-    """Scan ROOT (a folder holding a system's /, default /) and write OUTPUT/result.json."""
+    """Scan ROOT (a folder holding a system's /, default /) or --image disks, and write
+    OUTPUT/result.json."""
     err = Console(stderr=True)
     try:
         wanted = parse_formats(formats)
@@ -85,7 +89,9 @@ def scan(root: str, output: Path, jobs: int | None, cross_mounts: bool, exclude:
         _fail(str(exc), debug)
         return
     try:
-        fs = open_target(root, cross_mounts=cross_mounts)
+        if root and images:
+            raise TargetError("give either ROOT or --image, not both")
+        fs = open_target(root, images=list(images), cross_mounts=cross_mounts)
     except TargetError as exc:
         _fail(str(exc), debug)
         return

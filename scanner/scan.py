@@ -71,7 +71,7 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
 
     machines = Counter(r.machine for r in census.elves if r.is_executable)
     target = resultmod.TargetInfo(
-        kind="directory",
+        kind="image" if type(fs).__name__ == "ImageRoot" else "directory",
         root=getattr(fs, "host_root", fs.label),
         os=os_release,
         machine=machines.most_common(1)[0][0] if machines else None,

@@ -83,7 +83,7 @@ _worker_fs: RootFS | None = None  # one per worker process, set by the pool init
 
 def _init_worker(fs: RootFS) -> None:
     global _worker_fs
-    _worker_fs = fs
+    _worker_fs = fs.for_worker()
 
 
 def _census_batch(paths: list[str], light: bool = False) -> list[ElfRecord | ErrorRecord]:

@@ -23,6 +23,14 @@ __all__ = [
 ]
 
 
-def open_target(spec: str | os.PathLike[str], *, cross_mounts: bool = False) -> RootFS:
-    """Open a target from its command-line spelling: a folder (``/`` or an extracted root)."""
-    return DirectoryRoot(spec, cross_mounts=cross_mounts)
+def open_target(spec: str | os.PathLike[str] | None = None, *, images: list[str] | None = None,
+                cross_mounts: bool = False) -> RootFS:
+    """Open a target from its command-line spelling: a folder (``/`` or an extracted root),
+    or the disk images of one machine (``images``)."""
+    if images:
+        try:
+            from scanner.target.image import ImageRoot
+        except ImportError as exc:  # pragma: no cover - the optional extra is missing
+            raise TargetError("reading disk images needs the dissect libraries: pip install 'flightcheck[images]'") from exc
+        return ImageRoot(images)
+    return DirectoryRoot(spec or "/", cross_mounts=cross_mounts)

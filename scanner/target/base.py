@@ -233,6 +233,11 @@ class RootFS(ABC):
             errs = self.__dict__["_walk_errors"] = []
         return errs
 
+    def for_worker(self) -> "RootFS":
+        """The target as a forked worker process should use it (targets holding open
+        files reopen them so parent and child never share a file offset)."""
+        return self
+
     def close(self) -> None:
         """Release what the target holds (images, connections)."""
 

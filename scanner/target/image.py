@@ -1,0 +1,318 @@
+"""A target that is a virtual machine's disk image, read without root, loop devices, FUSE or
+a kernel mount, with the dissect libraries (``--image-backend dissect``).
+
+Layers, each a dissect reader: the image container (qcow2 with its backing chain, vmdk,
+or raw; dissect.hypervisor), the partition table (GPT, MBR with extended partitions;
+dissect.volume), and the file systems (ext2/3/4: dissect.extfs; xfs: dissect.xfs). The
+guest's own ``/etc/fstab`` then says where each file system belongs (``UUID=``,
+``LABEL=``, ``PARTUUID=``, ``/dev/disk/by-*``), so a separate ``/boot`` or ``/var`` lands
+where the guest sees it. Nothing is ever written: images are opened read-only and no lock
+is taken.
+
+dissect is AGPL-3.0: it is the optional extra ``flightcheck[images]``.
+
+Not (yet) read here: LVM2 logical volumes (dissect.volume has a reader; no fixture
+without root tools yet), network disks.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import stat as statmod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from scanner.target.base import RootFS, TargetError, normpath
+
+
+@dataclass
+class FileSystem:
+    """One file system found on the disks."""
+
+    kind: str  # ext | xfs
+    fs: Any
+    uuid: str | None
+    label: str | None
+    where: str  # disk image and partition, for people
+    partuuid: str | None = None
+
+
+def _open_container(path: Path) -> BinaryIO:
+    """The guest-visible byte stream of one image file (qcow2 chains followed)."""
+    fh = open(path, "rb")  # noqa: SIM115 - kept open for the life of the target
+    head = fh.read(4)
+    fh.seek(0)
+    if head == b"QFI\xfb":
+        from dissect.hypervisor.disk.qcow2 import QCow2
+
+        return _qcow2(QCow2, path, fh, set())
+    if head == b"KDMV":
+        from dissect.hypervisor.disk.vmdk import VMDK
+
+        return VMDK(fh).open()
+    return fh
+
+
+def _qcow2(QCow2: Any, path: Path, fh: BinaryIO, seen: set[Path]) -> BinaryIO:
+    """A qcow2 stream with its backing files opened, refusing loops."""
+    real = path.resolve()
+    if real in seen:
+        raise TargetError(f"{path}: qcow2 backing chain loops back to itself")
+    seen.add(real)
+    probe = QCow2(fh, allow_no_backing_file=True)
+    backing_name = getattr(probe, "backing_file_name", None) or getattr(getattr(probe, "header", None),
+                                                                       "backing_file", None)
+    backing = None
+    if backing_name:
+        name = backing_name.decode() if isinstance(backing_name, bytes) else str(backing_name)
+        bpath = (path.parent / name) if not os.path.isabs(name) else Path(name)
+        if not bpath.is_file():
+            raise TargetError(f"{path}: backing file {name} not found")
+        bfh = open(bpath, "rb")  # noqa: SIM115
+        backing = _qcow2(QCow2, bpath, bfh, seen) if bfh.read(4) == b"QFI\xfb" and not bfh.seek(0) else bfh
+        bfh.seek(0)
+    fh.seek(0)
+    return QCow2(fh, backing_file=backing, allow_no_backing_file=backing is None).open()
+
+
+def _filesystem(stream: BinaryIO, where: str, partuuid: str | None = None) -> FileSystem | None:
+    stream.seek(1024 + 56)
+    if stream.read(2) == b"\x53\xef":
+        from dissect.extfs import ExtFS
+
+        fs = ExtFS(stream)
+        sb = getattr(fs, "sb", None)
+        uuid = str(getattr(fs, "uuid", "") or "") or None
+        label = getattr(fs, "volume_name", None) or (sb.s_volume_name.rstrip(b"\0").decode() if sb is not None else None)
+        return FileSystem("ext", fs, uuid, label or None, where, partuuid)
+    stream.seek(0)
+    if stream.read(4) == b"XFSB":
+        from dissect.xfs import XFS
+
+        stream.seek(0)
+        fs = XFS(stream)
+        uuid = str(getattr(fs, "uuid", "") or "") or None
+        label = getattr(fs, "name", None)
+        if isinstance(label, bytes):
+            label = label.rstrip(b"\0").decode(errors="replace")
+        return FileSystem("xfs", fs, uuid, label or None, where, partuuid)
+    return None
+
+
+class ImageRoot(RootFS):
+    """Disk images of one machine, assembled into its ``/`` per its fstab."""
+
+    def __init__(self, images: list[str | os.PathLike[str]]) -> None:
+        self.images = [Path(p) for p in images]
+        self.label = ", ".join(str(p) for p in self.images)
+        self.filesystems: list[FileSystem] = []
+        self.problems: list[str] = []
+        for path in self.images:
+            if not path.is_file():
+                raise TargetError(f"cannot read image {path}: no such file")
+            try:
+                stream = _open_container(path)
+            except TargetError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any reader failure: a clear line
+                raise TargetError(f"cannot read image {path}: {exc}") from exc
+            self._find_filesystems(stream, path)
+        if not self.filesystems:
+            raise TargetError(f"no ext2/3/4 or xfs file system found in {self.label}")
+        self.mounts = self._assemble()
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (ImageRoot, ([str(p) for p in self.images],))
+
+    def for_worker(self) -> "ImageRoot":
+        """A forked worker must not share file offsets with its parent: open again."""
+        return ImageRoot(self.images)
+
+    # ---- discovery ---------------------------------------------------------------------------
+    def _find_filesystems(self, stream: BinaryIO, path: Path) -> None:
+        from dissect.volume.disk import Disk
+
+        try:
+            stream.seek(0)
+            disk = Disk(stream)
+        except Exception:  # noqa: BLE001 - no partition table: maybe a bare file system
+            fs = _filesystem(stream, str(path))
+            if fs:
+                self.filesystems.append(fs)
+            return
+        for part in disk.partitions:
+            where = f"{path} partition {getattr(part, 'number', '?')} ({getattr(part, 'name', '') or ''})"
+            try:
+                size = stream.seek(0, io.SEEK_END)
+                if part.offset + part.size > size:
+                    self.problems.append(f"{where}: runs past the end of the disk; skipped")
+                    continue
+                guid = getattr(part, "guid", None)
+                fs = _filesystem(part.open(), where, str(guid) if guid else None)
+            except Exception as exc:  # noqa: BLE001
+                self.problems.append(f"{where}: {exc}")
+                continue
+            if fs:
+                self.filesystems.append(fs)
+
+    def _assemble(self) -> list[tuple[str, FileSystem]]:
+        """(mount point, file system), longest first: the root is the file system holding
+        /etc/fstab (and /usr), the others placed where its fstab says."""
+        root = None
+        for fs in self.filesystems:
+            if self._fs_exists(fs, "etc/fstab") or self._fs_exists(fs, "etc/os-release"):
+                root = fs
+                break
+        if root is None:
+            raise TargetError(f"no root file system (with /etc) found in {self.label}")
+        mounts: list[tuple[str, FileSystem]] = [("/", root)]
+        try:
+            text = self._fs_read(root, "etc/fstab").decode("utf-8", "replace")
+        except OSError:
+            text = ""
+        for line in text.splitlines():
+            fields = line.split("#", 1)[0].split()
+            if len(fields) < 3 or not fields[1].startswith("/") or fields[1] == "/" or fields[2] in (
+                    "swap", "tmpfs", "proc", "sysfs", "devpts", "nfs", "nfs4", "cifs"):
+                continue
+            fs = self._match(fields[0])
+            if fs is None:
+                self.problems.append(f"/etc/fstab: {fields[0]} for {fields[1]} is not on these disks")
+            elif fs is not root:
+                mounts.append((normpath(fields[1]), fs))
+        mounts.sort(key=lambda m: -len(m[0]))
+        return mounts
+
+    def _match(self, spec: str) -> FileSystem | None:
+        key, _, value = spec.partition("=")
+        for fs in self.filesystems:
+            if key == "UUID" and fs.uuid and fs.uuid.lower() == value.lower():
+                return fs
+            if key == "LABEL" and fs.label == value:
+                return fs
+            if key == "PARTUUID" and fs.partuuid and fs.partuuid.lower() == value.lower():
+                return fs
+            if spec.startswith("/dev/disk/by-uuid/") and fs.uuid and fs.uuid.lower() == spec.rsplit("/", 1)[1].lower():
+                return fs
+            if spec.startswith("/dev/disk/by-label/") and fs.label == spec.rsplit("/", 1)[1]:
+                return fs
+        if spec.startswith("/dev/") and len(self.filesystems) > 1:
+            return None  # a device name the guest's kernel assigns: not knowable offline
+        return None
+
+    # ---- file-system access ------------------------------------------------------------------
+    @staticmethod
+    def _fs_node(fs: FileSystem, rel: str) -> Any:
+        try:
+            return fs.fs.get(rel) if rel else fs.fs.get("/")
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a corrupt inode: an I/O error for this path
+            raise OSError(5, f"cannot read: {exc}", rel) from exc
+
+    def _fs_exists(self, fs: FileSystem, rel: str) -> bool:
+        try:
+            self._fs_node(fs, rel)
+            return True
+        except OSError:
+            return False
+
+    def _fs_read(self, fs: FileSystem, rel: str) -> bytes:
+        return self._fs_node(fs, rel).open().read(1 << 20)
+
+    def _locate(self, path: str) -> tuple[FileSystem, str]:
+        p = normpath(path)
+        for point, fs in self.mounts:
+            if p == point or point == "/" or p.startswith(point + "/"):
+                return fs, p[len(point):].lstrip("/") if point != "/" else p.lstrip("/")
+        raise FileNotFoundError(2, "no such file or directory", path)
+
+    def _node(self, path: str) -> Any:
+        fs, rel = self._locate(path)
+        return self._fs_node(fs, rel)
+
+    @staticmethod
+    def _stat(node: Any) -> os.stat_result:
+        raw = getattr(node, "inode", None)
+        mode = getattr(raw, "i_mode", None)
+        if mode is None:
+            mode = getattr(raw, "di_mode", 0)
+        uid = getattr(raw, "i_uid", getattr(raw, "di_uid", 0))
+        gid = getattr(raw, "i_gid", getattr(raw, "di_gid", 0))
+        mtime = int(getattr(node, "mtime", 0).timestamp()) if hasattr(getattr(node, "mtime", None), "timestamp") else 0
+        return os.stat_result((mode, getattr(node, "inum", 0) or 0, 0, 1, uid, gid, node.size or 0, mtime, mtime, mtime))
+
+    # ---- primitives ----------------------------------------------------------------------------
+    def lstat(self, path: str) -> os.stat_result:
+        return self._stat(self._node(path))
+
+    def readlink(self, path: str) -> str:
+        node = self._node(path)
+        if not statmod.S_ISLNK(self._stat(node).st_mode):
+            raise OSError(22, "not a symbolic link", path)
+        link = node.link
+        return link.decode("utf-8", "surrogateescape") if isinstance(link, bytes) else str(link)
+
+    def listdir(self, path: str) -> list[tuple[str, str]]:
+        p = normpath(path)
+        node = self._node(p)
+        if not statmod.S_ISDIR(self._stat(node).st_mode):
+            raise NotADirectoryError(20, "not a directory", path)
+        out = []
+        for entry in node.iterdir():
+            name = entry.filename if hasattr(entry, "filename") else entry.name
+            if isinstance(name, bytes):
+                name = name.decode("utf-8", "surrogateescape")
+            if name in (".", ".."):
+                continue
+            try:
+                mode = self._stat(entry).st_mode
+            except Exception:  # noqa: BLE001
+                mode = 0
+            kind = ("dir" if statmod.S_ISDIR(mode) else "file" if statmod.S_ISREG(mode) else
+                    "symlink" if statmod.S_ISLNK(mode) else "other")
+            child = posixpath.join(p, name)
+            if any(point == child for point, _ in self.mounts):
+                kind = "dir"  # a mount point: the mounted file system's root
+            out.append((name, kind))
+        return out
+
+    def open_resolved(self, path: str) -> tuple[BinaryIO, os.stat_result]:
+        node = self._node(path)
+        st = self._stat(node)
+        if statmod.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(21, "is a directory", path)
+        if not statmod.S_ISREG(st.st_mode):
+            raise OSError(22, "not a regular file", path)
+        return _Closing(node.open()), st
+
+
+class _Closing(io.RawIOBase):
+    """A dissect stream as a context-managed binary file (read, seek, tell)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self._s = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._s.read(size)
+
+    def readinto(self, b: Any) -> int:
+        data = self._s.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._s.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._s.tell()
