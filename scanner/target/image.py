@@ -208,8 +208,8 @@ class ImageRoot(RootFS):
     def _fs_node(fs: FileSystem, rel: str) -> Any:
         try:
             return fs.fs.get(rel) if rel else fs.fs.get("/")
-        except FileNotFoundError:
-            raise
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(2, "no such file or directory", rel) from exc
         except Exception as exc:  # noqa: BLE001 - a corrupt inode: an I/O error for this path
             raise OSError(5, f"cannot read: {exc}", rel) from exc
 
@@ -243,7 +243,9 @@ class ImageRoot(RootFS):
         uid = getattr(raw, "i_uid", getattr(raw, "di_uid", 0))
         gid = getattr(raw, "i_gid", getattr(raw, "di_gid", 0))
         mtime = int(getattr(node, "mtime", 0).timestamp()) if hasattr(getattr(node, "mtime", None), "timestamp") else 0
-        return os.stat_result((mode, getattr(node, "inum", 0) or 0, 0, 1, uid, gid, node.size or 0, mtime, mtime, mtime))
+        # dissect hands out its own integer types: plain ints cross process boundaries
+        return os.stat_result((int(mode), int(getattr(node, "inum", 0) or 0), 0, 1, int(uid), int(gid),
+                               int(node.size or 0), mtime, mtime, mtime))
 
     # ---- primitives ----------------------------------------------------------------------------
     def lstat(self, path: str) -> os.stat_result:
