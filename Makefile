@@ -27,9 +27,12 @@ PYTEST_ARGS ?=
 #  libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core  weasyprint's text layout and a font for the PDF
 #  chromium chromium-driver poppler-utils  the HTML report opened in a real browser, the PDF
 #                     turned into pages and text, in tests
+#  qemu-utils fdisk e2fsprogs xfsprogs  real disk images for the image tests (qemu-img,
+#                     sfdisk, mkfs.ext4 -d, mkfs.xfs -p), built without root
 APT_PKGS := python3.11 python3.11-venv python3-rpm rpm gcc libc6-dev pax-utils file binutils util-linux \
             gcc-aarch64-linux-gnu libc6-dev-arm64-cross musl musl-dev musl-tools \
-            libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core chromium chromium-driver poppler-utils
+            libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core chromium chromium-driver poppler-utils \
+            qemu-utils fdisk e2fsprogs xfsprogs
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

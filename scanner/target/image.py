@@ -52,28 +52,34 @@ def _open_container(path: Path) -> BinaryIO:
     if head == b"KDMV":
         from dissect.hypervisor.disk.vmdk import VMDK
 
-        return VMDK(fh).open()
+        vmdk = VMDK(fh)
+        return vmdk.open() if hasattr(vmdk, "open") else vmdk
     return fh
 
 
+MAX_CHAIN = 32
+
+
 def _qcow2(QCow2: Any, path: Path, fh: BinaryIO, seen: set[Path]) -> BinaryIO:
-    """A qcow2 stream with its backing files opened, refusing loops."""
+    """A qcow2 stream with its backing chain, built from the bottom up. dissect would
+    follow backing files itself when given a path, and recurse forever on a loop; here
+    each level is opened from a file object and the chain is checked for loops."""
     real = path.resolve()
-    if real in seen:
-        raise TargetError(f"{path}: qcow2 backing chain loops back to itself")
+    if real in seen or len(seen) >= MAX_CHAIN:
+        raise TargetError(f"{path}: the qcow2 backing chain loops back to itself")
     seen.add(real)
     probe = QCow2(fh, allow_no_backing_file=True)
-    backing_name = getattr(probe, "backing_file_name", None) or getattr(getattr(probe, "header", None),
-                                                                       "backing_file", None)
+    name = getattr(probe, "auto_backing_file", None)
     backing = None
-    if backing_name:
-        name = backing_name.decode() if isinstance(backing_name, bytes) else str(backing_name)
-        bpath = (path.parent / name) if not os.path.isabs(name) else Path(name)
+    if name:
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        bpath = Path(name) if os.path.isabs(name) else path.parent / name
         if not bpath.is_file():
-            raise TargetError(f"{path}: backing file {name} not found")
-        bfh = open(bpath, "rb")  # noqa: SIM115
-        backing = _qcow2(QCow2, bpath, bfh, seen) if bfh.read(4) == b"QFI\xfb" and not bfh.seek(0) else bfh
+            raise TargetError(f"{path}: its backing file {name} is not there")
+        bfh = open(bpath, "rb")  # noqa: SIM115 - kept open for the life of the target
+        magic = bfh.read(4)
         bfh.seek(0)
+        backing = _qcow2(QCow2, bpath, bfh, seen) if magic == b"QFI\xfb" else bfh
     fh.seek(0)
     return QCow2(fh, backing_file=backing, allow_no_backing_file=backing is None).open()
 
