@@ -29,10 +29,12 @@ PYTEST_ARGS ?=
 #                     turned into pages and text, in tests
 #  qemu-utils fdisk e2fsprogs xfsprogs  real disk images for the image tests (qemu-img,
 #                     sfdisk, mkfs.ext4 -d, mkfs.xfs -p), built without root
+#  libvirt-dev pkg-config  to build libvirt-python (libvirt's client library and its
+#                     test:/// driver come with it)
 APT_PKGS := python3.11 python3.11-venv python3-rpm rpm gcc libc6-dev pax-utils file binutils util-linux \
             gcc-aarch64-linux-gnu libc6-dev-arm64-cross musl musl-dev musl-tools \
             libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core chromium chromium-driver poppler-utils \
-            qemu-utils fdisk e2fsprogs xfsprogs
+            qemu-utils fdisk e2fsprogs xfsprogs libvirt-dev pkg-config
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -6,6 +6,7 @@ Errors are one line on standard error; ``--debug`` adds the traceback.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 import traceback
@@ -46,6 +47,12 @@ def main() -> None:
 @click.option("--image", "images", multiple=True, type=click.Path(path_type=str), metavar="FILE",
               help="Scan a virtual machine's disk image instead (qcow2 with backing files, vmdk, raw; repeat for "
                    "each disk of one machine). Read-only, without mounting.")
+@click.option("--domain", "domains", multiple=True, metavar="NAME",
+              help="Scan a libvirt domain's disks (repeatable); results go to OUTPUT/NAME/.")
+@click.option("--all-domains", is_flag=True, help="Scan every libvirt domain, active or shut off.")
+@click.option("-c", "--connect", metavar="URI", help="libvirt URI for --domain/--all-domains (as virsh -c).")
+@click.option("--allow-running", is_flag=True,
+              help="Also scan running domains (their images may be inconsistent while they are read).")
 @click.option("-o", "--output", "output", default="out", show_default=True, type=click.Path(path_type=Path),
               help="Folder for result.json (created if missing).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
@@ -76,18 +83,26 @@ def main() -> None:
               help="Show a progress bar [default: when standard error is a terminal].")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on standard output.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
-def scan(root: str | None, images: tuple[str, ...], output: Path, jobs: int | None, cross_mounts: bool, exclude: tuple[str, ...],
-         paths: tuple[str, ...], rpm_reader: str, no_packages: bool, no_licenses: bool, formats: str,
-         template: Path | None, policy: Path | None,
-         waivers: Path | None, fail_on: str, progress: bool | None, quiet: bool, debug: bool) -> None:
-    """Scan ROOT (a folder holding a system's /, default /) or --image disks, and write
-    OUTPUT/result.json."""
-    err = Console(stderr=True)
+def scan(root: str | None, images: tuple[str, ...], domains: tuple[str, ...], all_domains: bool,
+         connect: str | None, allow_running: bool, output: Path, jobs: int | None, cross_mounts: bool,
+         exclude: tuple[str, ...], paths: tuple[str, ...], rpm_reader: str, no_packages: bool, no_licenses: bool,
+         formats: str, template: Path | None, policy: Path | None, waivers: Path | None, fail_on: str,
+         progress: bool | None, quiet: bool, debug: bool) -> None:
+    """Scan ROOT (a folder holding a system's /, default /), --image disks, or libvirt
+    domains, and write OUTPUT/result.json (OUTPUT/DOMAIN/result.json for domains)."""
     try:
         wanted = parse_formats(formats)
     except ValueError as exc:
         _fail(str(exc), debug)
         return
+    options = ScanOptions(jobs=jobs, cross_mounts=cross_mounts, exclude=exclude, paths=paths or ("/",),
+                          rpm_reader=rpm_reader, packages=not no_packages, licenses=not no_licenses,
+                          policy=policy, waivers=waivers, fail_on=fail_on)
+    if domains or all_domains:
+        if root or images:
+            _fail("give ROOT, --image or --domain/--all-domains, not several", debug)
+        sys.exit(_scan_domains(domains, all_domains, connect, allow_running, output, options, wanted, template,
+                               progress, quiet, debug))
     try:
         if root and images:
             raise TargetError("give either ROOT or --image, not both")
@@ -95,6 +110,13 @@ def scan(root: str | None, images: tuple[str, ...], output: Path, jobs: int | No
     except TargetError as exc:
         _fail(str(exc), debug)
         return
+    sys.exit(_scan_one(fs, output, options, wanted, template, progress, quiet, debug)[0])
+
+
+def _scan_one(fs: Any, output: Path, options: ScanOptions, wanted: list[str], template: Path | None,
+              progress: bool | None, quiet: bool, debug: bool) -> tuple[int, dict[str, Any] | None]:
+    """Scan one opened target; its exit code and document."""
+    err = Console(stderr=True)
     show = err.is_terminal if progress is None else progress
     t0 = time.monotonic()
     try:
@@ -102,27 +124,99 @@ def scan(root: str | None, images: tuple[str, ...], output: Path, jobs: int | No
                           TextColumn("{task.fields[files]} files, {task.fields[elves]} ELF"),
                           TimeElapsedColumn(), console=err, transient=True, disable=not show) as bar:
             task = bar.add_task(f"scanning {fs.label}", total=None, files=0, elves=0)
-            doc = run_scan(
-                fs,
-                ScanOptions(jobs=jobs, cross_mounts=cross_mounts, exclude=exclude, paths=paths or ("/",),
-                            rpm_reader=rpm_reader, packages=not no_packages, licenses=not no_licenses,
-                            policy=policy, waivers=waivers,
-                            fail_on=fail_on),
-                progress=lambda files, elves: bar.update(task, files=files, elves=elves),
-            )
+            doc = run_scan(fs, options, progress=lambda files, elves: bar.update(task, files=files, elves=elves))
         dest = resultmod.write(doc, output)
         extra = write_reports(doc, Path(output), wanted, template)
     except PolicyError as exc:
         _fail(str(exc), debug)
-        return
+        return EXIT_ERROR, None
     except OSError as exc:
         _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), debug)
-        return
+        return EXIT_ERROR, None
     if not quiet:
         print_summary(doc, dest, time.monotonic() - t0, Console())
         for path in extra:
             Console().print(f"report: {path}", highlight=False)
-    sys.exit(EXIT_FAIL if doc["policy"]["verdict"] == "fail" else EXIT_PASS)
+    return (EXIT_FAIL if doc["policy"]["verdict"] == "fail" else EXIT_PASS), doc
+
+
+def _scan_domains(names: tuple[str, ...], all_domains: bool, connect: str | None, allow_running: bool,
+                  output: Path, options: ScanOptions, wanted: list[str], template: Path | None,
+                  progress: bool | None, quiet: bool, debug: bool) -> int:
+    """Scan libvirt domains, each into OUTPUT/NAME/, and write OUTPUT/fleet.json."""
+    from scanner.target.libvirt import connect as lv_connect, domain_images, list_domains
+
+    try:
+        known = list_domains(lv_connect(connect))
+    except TargetError as exc:
+        _fail(str(exc), debug)
+        return EXIT_ERROR
+    by_name = {d.name: d for d in known}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        _fail(f"no domain {', '.join(missing)} (see: flightcheck domains{' --connect ' + connect if connect else ''})",
+              debug)
+    chosen = known if all_domains else [by_name[n] for n in names]
+    fleet, worst = [], EXIT_PASS
+    err = Console(stderr=True)
+    for dom in chosen:
+        entry: dict[str, Any] = {"domain": dom.name, "uuid": dom.uuid, "state": dom.state}
+        try:
+            disks = domain_images(dom, allow_running=allow_running)
+        except TargetError as exc:
+            entry.update(outcome="skipped", reason=str(exc))
+            err.print(f"flightcheck: skipped: {exc}", highlight=False, markup=False)
+            if not all_domains:
+                worst = EXIT_ERROR
+            fleet.append(entry)
+            continue
+        if dom.active:
+            err.print(f"flightcheck: warning: {dom.name} is {dom.state}; its disks may be inconsistent while read",
+                      highlight=False, markup=False)
+        try:
+            fs = open_target(images=disks)
+        except TargetError as exc:
+            entry.update(outcome="error", reason=str(exc))
+            err.print(f"flightcheck: error: {dom.name}: {exc}", highlight=False, markup=False)
+            worst = EXIT_ERROR
+            fleet.append(entry)
+            continue
+        code, doc = _scan_one(fs, output / dom.name, options, wanted, template, progress, quiet, debug)
+        worst = max(worst, code)
+        entry.update(outcome="scanned", disks=disks, result=str(output / dom.name / "result.json"),
+                     verdict=doc["policy"]["verdict"] if doc else None,
+                     findings=doc["summary"]["findings"] if doc else None)
+        fleet.append(entry)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "fleet.json").write_text(json.dumps({"connect": connect, "domains": fleet}, indent=1) + "\n")
+    if not quiet:
+        table = Table("domain", "state", "outcome", "verdict", box=None)
+        for e in fleet:
+            table.add_row(e["domain"], e["state"], e["outcome"], e.get("verdict") or e.get("reason", ""))
+        Console().print(table)
+    return worst
+
+
+@main.command()
+@click.option("-c", "--connect", metavar="URI", help="libvirt URI (qemu:///system, qemu:///session, test:///...); "
+                                                     "default: libvirt's default, as virsh.")
+def domains(connect: str | None) -> None:
+    """List every libvirt domain, active and inactive, with its state and disks."""
+    from scanner.target.libvirt import connect as lv_connect, list_domains
+
+    try:
+        found = list_domains(lv_connect(connect))
+    except TargetError as exc:
+        _fail(str(exc), False)
+        return
+    table = Table("domain", "state", "target", "type", "source", box=None)
+    for d in found:
+        if not d.disks:
+            table.add_row(d.name, d.state, "-", "-", "no disks")
+        for i, disk in enumerate(d.disks):
+            table.add_row(d.name if i == 0 else "", d.state if i == 0 else "", disk.target,
+                          f"{disk.kind}/{disk.device}", disk.source or f"({disk.problem})")
+    Console().print(table)
 
 
 @main.command()
