@@ -99,3 +99,23 @@ def test_image_and_root_together_is_refused(images: dict[str, Path], rpmroot: Pa
     r = subprocess.run([sys.executable, "-m", "scanner", "scan", str(rpmroot), "--image", str(images["gpt-ext4.raw"]),
                         "-o", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2 and "either ROOT or --image" in r.stderr
+
+
+def test_guest_absolute_symlink_reads_the_guests_file(hostile_root: Path, tmp_path: Path) -> None:
+    """The hostile root made into an ext4 image: /usr/share/evil/abs -> /etc/shadow must
+    read the guest's /etc/shadow, and ../../ chains stop at the guest's /."""
+    import shutil
+
+    if not shutil.which("mkfs.ext4"):
+        pytest.skip("needs mkfs.ext4 (e2fsprogs)")
+    img = tmp_path / "hostile.img"
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(hostile_root), str(img), "16M"], check=True,
+                   capture_output=True)
+    fs = open_target(images=[str(img)])
+    assert fs.read("/usr/share/evil/abs") == b"fixture-shadow-inside-root\n"
+    assert fs.read("/usr/share/evil/up") == b"fixture-shadow-inside-root\n"
+    with pytest.raises(FileNotFoundError):
+        fs.read("/usr/lib64/libescape.so.1")  # dangling inside the guest, never the host's /etc/passwd
+    doc = scan(fs, ScanOptions(jobs=1))
+    assert "/usr/bin/good" in by_path(doc)
+    assert any(e["path"] == "/usr/bin/truncated" for e in doc["errors"])

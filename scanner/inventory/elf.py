@@ -19,6 +19,7 @@ file) raises :class:`ElfParseError` with a one-line reason; nothing is read beyo
 from __future__ import annotations
 
 import hashlib
+import io
 import mmap
 import stat as statmod
 import struct
@@ -348,10 +349,19 @@ def _undefined_functions(elf: ELFFile, symtab: object | None, has_sections: bool
     return tuple(sorted(names))
 
 
+IN_MEMORY = 256 << 20  # files without a file descriptor (inside disk images) up to this size
+
+
 def _open_stream(fh: BinaryIO, size: int) -> BinaryIO | mmap.mmap:
+    """The file as parsers read it best: mapped when it is a real file; read in one go
+    when it comes through a disk-image reader (many small reads through its layers cost
+    far more than one large one); streamed otherwise."""
     try:
         return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else fh
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        if size <= IN_MEMORY:
+            fh.seek(0)
+            return io.BytesIO(fh.read())
         return fh
 
 

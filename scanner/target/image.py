@@ -172,6 +172,8 @@ class ImageRoot(RootFS):
             if self._fs_exists(fs, "etc/fstab") or self._fs_exists(fs, "etc/os-release"):
                 root = fs
                 break
+        if root is None and len(self.filesystems) == 1:
+            root = self.filesystems[0]  # one file system and no /etc: a data disk, read as it is
         if root is None:
             raise TargetError(f"no root file system (with /etc) found in {self.label}")
         mounts: list[tuple[str, FileSystem]] = [("/", root)]
@@ -210,12 +212,36 @@ class ImageRoot(RootFS):
         return None
 
     # ---- file-system access ------------------------------------------------------------------
-    @staticmethod
-    def _fs_node(fs: FileSystem, rel: str) -> Any:
+    def _entries(self, fs: FileSystem, rel: str, node: Any) -> dict[str, Any]:
+        """A directory's entries by name, read once (dissect's ``get`` scans a directory
+        linearly for every lookup: quadratic over a census of a big folder)."""
+        key = (id(fs), rel)
+        cache = self.__dict__.setdefault("_dirs", {})
+        entries = cache.get(key)
+        if entries is None:
+            entries = {}
+            for entry in node.iterdir():
+                name = entry.filename if hasattr(entry, "filename") else entry.name
+                if isinstance(name, bytes):
+                    name = name.decode("utf-8", "surrogateescape")
+                if name not in (".", ".."):
+                    entries[name] = entry
+            cache[key] = entries
+        return entries
+
+    def _fs_node(self, fs: FileSystem, rel: str) -> Any:
         try:
-            return fs.fs.get(rel) if rel else fs.fs.get("/")
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(2, "no such file or directory", rel) from exc
+            node = fs.fs.get("/")
+            walked = ""
+            for part in (p for p in rel.split("/") if p):
+                entries = self._entries(fs, walked, node)
+                if part not in entries:
+                    raise FileNotFoundError(2, "no such file or directory", rel)
+                node = entries[part]
+                walked = f"{walked}/{part}" if walked else part
+            return node
+        except OSError:
+            raise
         except Exception as exc:  # noqa: BLE001 - a corrupt inode: an I/O error for this path
             raise OSError(5, f"cannot read: {exc}", rel) from exc
 
@@ -269,13 +295,9 @@ class ImageRoot(RootFS):
         node = self._node(p)
         if not statmod.S_ISDIR(self._stat(node).st_mode):
             raise NotADirectoryError(20, "not a directory", path)
+        fs, rel = self._locate(p)
         out = []
-        for entry in node.iterdir():
-            name = entry.filename if hasattr(entry, "filename") else entry.name
-            if isinstance(name, bytes):
-                name = name.decode("utf-8", "surrogateescape")
-            if name in (".", ".."):
-                continue
+        for name, entry in self._entries(fs, rel, node).items():
             try:
                 mode = self._stat(entry).st_mode
             except Exception:  # noqa: BLE001
