@@ -183,12 +183,23 @@ def _scan_domains(names: tuple[str, ...], all_domains: bool, connect: str | None
             continue
         code, doc = _scan_one(fs, output / dom.name, options, wanted, template, progress, quiet, debug)
         worst = max(worst, code)
-        entry.update(outcome="scanned", disks=disks, result=str(output / dom.name / "result.json"),
-                     verdict=doc["policy"]["verdict"] if doc else None,
-                     findings=doc["summary"]["findings"] if doc else None)
+        if doc is None:
+            entry.update(outcome="error", reason="the scan could not finish")
+            fleet.append(entry)
+            continue
+        link = f"{dom.name}/report.html" if "html" in wanted else f"{dom.name}/result.json"
+        entry.update(outcome="scanned", disks=disks, result=str(output / dom.name / "result.json"), link=link,
+                     os=doc["target"]["os"].get("PRETTY_NAME") or doc["target"]["os"].get("ID"),
+                     packages=doc["summary"]["packages"], elves=doc["summary"]["elves"],
+                     verdict=doc["policy"]["verdict"], findings=doc["summary"]["findings"])
         fleet.append(entry)
     output.mkdir(parents=True, exist_ok=True)
-    (output / "fleet.json").write_text(json.dumps({"connect": connect, "domains": fleet}, indent=1) + "\n")
+    verdict = "fail" if any(e.get("verdict") == "fail" for e in fleet) else "pass"
+    (output / "fleet.json").write_text(json.dumps({"connect": connect, "verdict": verdict, "domains": fleet},
+                                                  indent=1) + "\n")
+    from scanner.reports.html import render_fleet
+
+    (output / "fleet.html").write_text(render_fleet(fleet, connect, verdict, template), encoding="utf-8")
     if not quiet:
         table = Table("domain", "state", "outcome", "verdict", box=None)
         for e in fleet:

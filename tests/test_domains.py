@@ -102,6 +102,17 @@ def test_all_domains_fleet(node: str, tmp_path: Path) -> None:
     assert fleet["web"]["outcome"] == "skipped" and "running" in fleet["web"]["reason"]
     assert fleet["nas"]["outcome"] == "skipped" and "iscsi" in fleet["nas"]["reason"]
     assert (tmp_path / "db/result.json").is_file() and not (tmp_path / "web").exists()
+    assert json.loads((tmp_path / "fleet.json").read_text())["verdict"] == "fail"
+    assert fleet["db"]["packages"] == 12 and fleet["db"]["elves"] == 20 and fleet["db"]["findings"]["high"] == 1
+    html = (tmp_path / "fleet.html").read_text()
+    assert "db/result.json" in html and "iscsi" in html and "running" in html
+
+
+def test_fleet_html_links_each_guest_report(node: str, tmp_path: Path) -> None:
+    r = run("scan", "--domain", "db", "-c", node, "-o", str(tmp_path), "-q", "--format", "html")
+    assert r.returncode == 1
+    html = (tmp_path / "fleet.html").read_text()
+    assert 'href="db/report.html"' in html and (tmp_path / "db/report.html").is_file()
 
 
 def test_bad_connection_and_unknown_domain(node: str, tmp_path: Path) -> None:

@@ -136,3 +136,15 @@ def write_pdf(doc: dict[str, Any], dest: Path, template_dir: Path | None = None)
     from weasyprint import HTML  # imported here: it loads pango, and only the PDF needs it
 
     HTML(string=render(doc, print_=True, template_dir=template_dir)).write_pdf(str(dest))
+
+
+def render_fleet(guests: list[dict[str, Any]], connect: str | None, verdict: str,
+                 template_dir: Path | None = None) -> str:
+    """The fleet report of ``scan --all-domains``: one row per guest, linking to its own
+    report; it fails when any guest fails."""
+    folders = _folders(template_dir)
+    env = Environment(loader=ChoiceLoader([FileSystemLoader(str(f)) for f in folders]),
+                      autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
+                      trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("fleet.html.j2").render(guests=guests, connect=connect, verdict=verdict,
+                                                    css=_asset(folders, "report.css"))
