@@ -12,7 +12,7 @@ VPY        := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed
 OUT        ?= out
 ROOT       ?= /
-SCAN_ARGS  ?=
+SCAN_ARGS  ?= --format html,spdx-json,spdx-tv,sarif,junit
 PYTEST_ARGS ?=
 
 # Debian packages flightcheck and its tests need:
