@@ -16,7 +16,7 @@ SCAN_ARGS  ?= --format html,spdx-json,spdx-tv,sarif,junit
 PYTEST_ARGS ?=
 
 # Debian packages flightcheck and its tests need:
-#  python3.11 + venv  the interpreter Debian's python3-rpm is built for
+#  python3.11 + venv  the interpreter Debian's python3-rpm is built for (-dev: headers to build libvirt-python)
 #  rpm python3-rpm    librpm and its bindings (the PyPI "rpm" shim imports them)
 #  gcc libc6-dev      compile the fixture programs and libraries
 #  pax-utils          scanelf/lddtree, the benchmark's reference tools
@@ -31,7 +31,7 @@ PYTEST_ARGS ?=
 #                     sfdisk, mkfs.ext4 -d, mkfs.xfs -p), built without root
 #  libvirt-dev pkg-config  to build libvirt-python (libvirt's client library and its
 #                     test:/// driver come with it)
-APT_PKGS := python3.11 python3.11-venv python3-rpm rpm gcc libc6-dev pax-utils file binutils util-linux \
+APT_PKGS := python3.11 python3.11-venv python3.11-dev python3-rpm rpm gcc libc6-dev pax-utils file binutils util-linux \
             gcc-aarch64-linux-gnu libc6-dev-arm64-cross musl musl-dev musl-tools \
             libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core chromium chromium-driver poppler-utils \
             qemu-utils fdisk e2fsprogs xfsprogs libvirt-dev pkg-config
