@@ -7,7 +7,7 @@ number and the line.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -17,6 +17,7 @@ from scanner.checks.sysconf import (
 )
 
 Out = Iterator[Outcome]
+ALL_LOADERS = ("grub-legacy", "grub2", "bls")
 
 
 def _config(ctx: CheckContext) -> BootConfig | ConfigReadError:
@@ -28,7 +29,7 @@ def _config(ctx: CheckContext) -> BootConfig | ConfigReadError:
     return ctx.cache["boot"]
 
 
-def _boot(ctx: CheckContext, rule: Rule, kinds: tuple[str, ...] = ("grub-legacy", "grub2", "bls")) -> BootConfig | Outcome:
+def _boot(ctx: CheckContext, rule: Rule, kinds: tuple[str, ...] = ALL_LOADERS) -> BootConfig | Outcome:
     cfg = _config(ctx)
     if isinstance(cfg, ConfigReadError):
         return Outcome("error", "boot", f"The boot configuration cannot be read: {cfg}")
@@ -40,18 +41,34 @@ def _boot(ctx: CheckContext, rule: Rule, kinds: tuple[str, ...] = ("grub-legacy"
     return cfg
 
 
+def boot_check(name: str, kinds: tuple[str, ...] = ALL_LOADERS) -> Callable[[Callable[..., Out]], Callable[..., Out]]:
+    """Register a check that judges the boot loader configuration: it runs only when the
+    configuration could be read and is of one of ``kinds``; otherwise the rule gets the
+    error or notapplicable result :func:`_boot` gives."""
+
+    def deco(fn: Callable[[CheckContext, Rule, BootConfig], Out]) -> Callable[..., Out]:
+        def run(ctx: CheckContext, rule: Rule) -> Out:
+            cfg = _boot(ctx, rule, kinds)
+            if isinstance(cfg, Outcome):
+                yield cfg
+            else:
+                yield from fn(ctx, rule, cfg)
+
+        run.__name__ = run.__qualname__ = fn.__name__
+        run.__doc__ = fn.__doc__
+        return check(name)(run)
+
+    return deco
+
+
 def _ev(*lines: Line | None, **extra: Any) -> dict[str, Any]:
     ev: dict[str, Any] = {"lines": [ln.evidence() for ln in lines if ln is not None]}
     ev.update(extra)
     return ev
 
 
-@check("boot-password")
-def boot_password(ctx: CheckContext, rule: Rule) -> Out:
-    cfg = _boot(ctx, rule)
-    if isinstance(cfg, Outcome):
-        yield cfg
-        return
+@boot_check("boot-password")
+def boot_password(ctx: CheckContext, rule: Rule, cfg: BootConfig) -> Out:
     if cfg.password is not None:
         yield Outcome("pass", "boot", f"The {cfg.kind} boot loader requires a password ({cfg.password.path}).",
                       _ev(cfg.password, loader=cfg.kind))
@@ -65,12 +82,8 @@ def boot_password(ctx: CheckContext, rule: Rule) -> Out:
                   f"password is set.{trap}", _ev(cfg.superusers, loader=cfg.kind, files=cfg.files))
 
 
-@check("boot-superuser")
-def boot_superuser(ctx: CheckContext, rule: Rule) -> Out:
-    cfg = _boot(ctx, rule, ("grub2", "bls"))
-    if isinstance(cfg, Outcome):
-        yield cfg
-        return
+@boot_check("boot-superuser", ("grub2", "bls"))
+def boot_superuser(ctx: CheckContext, rule: Rule, cfg: BootConfig) -> Out:
     banned = set(rule.params.get("forbidden_names", ["root", "admin", "administrator"]))
     if not cfg.superuser_names:
         yield Outcome("fail", "boot", "GRUB 2 names no superuser (set superusers=).", _ev(loader=cfg.kind))
@@ -81,12 +94,8 @@ def boot_superuser(ctx: CheckContext, rule: Rule) -> Out:
         yield Outcome("pass", "boot", f"GRUB 2 superuser: {', '.join(cfg.superuser_names)}.", _ev(cfg.superusers))
 
 
-@check("boot-file-permissions")
-def boot_file_permissions(ctx: CheckContext, rule: Rule) -> Out:
-    cfg = _boot(ctx, rule)
-    if isinstance(cfg, Outcome):
-        yield cfg
-        return
+@boot_check("boot-file-permissions")
+def boot_file_permissions(ctx: CheckContext, rule: Rule, cfg: BootConfig) -> Out:
     bad, seen = [], []
     for path in cfg.files:
         if "/loader/entries/" in path:
@@ -110,12 +119,8 @@ def _entries(cfg: BootConfig) -> list:
     return [e for e in cfg.entries if not e.rescue]
 
 
-@check("kernel-args-required")
-def kernel_args_required(ctx: CheckContext, rule: Rule) -> Out:
-    cfg = _boot(ctx, rule)
-    if isinstance(cfg, Outcome):
-        yield cfg
-        return
+@boot_check("kernel-args-required")
+def kernel_args_required(ctx: CheckContext, rule: Rule, cfg: BootConfig) -> Out:
     required = list(rule.params.get("required", ["audit=1"]))
     entries = _entries(cfg)
     if not entries:
@@ -130,12 +135,8 @@ def kernel_args_required(ctx: CheckContext, rule: Rule) -> Out:
         yield Outcome("pass", "boot", f"Every boot entry has {' '.join(required)}.", _ev(*(e.where for e in entries)))
 
 
-@check("kernel-args-forbidden")
-def kernel_args_forbidden(ctx: CheckContext, rule: Rule) -> Out:
-    cfg = _boot(ctx, rule)
-    if isinstance(cfg, Outcome):
-        yield cfg
-        return
+@boot_check("kernel-args-forbidden")
+def kernel_args_forbidden(ctx: CheckContext, rule: Rule, cfg: BootConfig) -> Out:
     forbidden = list(rule.params.get("forbidden", []))
     hits = []
     for e in _entries(cfg):
@@ -156,12 +157,8 @@ def kernel_args_forbidden(ctx: CheckContext, rule: Rule) -> Out:
                       _ev(forbidden=forbidden))
 
 
-@check("recovery-disabled")
-def recovery_disabled(ctx: CheckContext, rule: Rule) -> Out:
-    cfg = _boot(ctx, rule, ("grub2", "bls"))
-    if isinstance(cfg, Outcome):
-        yield cfg
-        return
+@boot_check("recovery-disabled", ("grub2", "bls"))
+def recovery_disabled(ctx: CheckContext, rule: Rule, cfg: BootConfig) -> Out:
     value, line = cfg.defaults.get("GRUB_DISABLE_RECOVERY", ("", None))
     if value.lower() == "true":
         yield Outcome("pass", "boot", "GRUB_DISABLE_RECOVERY=true: no recovery entries are generated.", _ev(line))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from dataclasses import replace
 
 from debian.deb822 import Deb822
 
@@ -121,6 +122,6 @@ def _apply_diversions(packages: list[Package], diversions: list[tuple[str, str, 
     for p in packages:
         if any((p.name, f) in moved for f in p.files):
             files = tuple(moved.get((p.name, f), f) for f in p.files)
-            p = Package(**{**p.__dict__, "files": files})
+            p = replace(p, files=files)
         out.append(p)
     return out

@@ -149,6 +149,11 @@ class Loader:
             out.setdefault(abi, interp)
         return out
 
+    @property
+    def configs(self) -> tuple[LoaderConfig, ...]:
+        """The loader configurations met so far (one per interpreter)."""
+        return tuple(self._configs.values())
+
     def interpreter_for(self, rec: ElfRecord) -> str | None:
         if rec.interpreter:
             return rec.interpreter
@@ -461,7 +466,7 @@ def resolve_all(fs: RootFS, records: Iterable[ElfRecord], describe: Describe,
     closures = {path: loader.closure(r) for path, r in recs.items() if r.type in ("executable", "pie", "shared-library")}
     return Linkage(
         closures=closures,
-        loaders=tuple(loader._configs.values()),
+        loaders=loader.configs,
         cache=loader.cache_kind,
         errors=tuple(loader.errors.values()),
     )

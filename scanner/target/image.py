@@ -207,9 +207,7 @@ class ImageRoot(RootFS):
                 return fs
             if spec.startswith("/dev/disk/by-label/") and fs.label == spec.rsplit("/", 1)[1]:
                 return fs
-        if spec.startswith("/dev/") and len(self.filesystems) > 1:
-            return None  # a device name the guest's kernel assigns: not knowable offline
-        return None
+        return None  # e.g. /dev/sda1: a name the guest's kernel assigns, not knowable offline
 
     # ---- file-system access ------------------------------------------------------------------
     def _entries(self, fs: FileSystem, rel: str, node: Any) -> dict[str, Any]:
