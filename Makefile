@@ -31,10 +31,12 @@ PYTEST_ARGS ?=
 #                     sfdisk, mkfs.ext4 -d, mkfs.xfs -p), built without root
 #  libvirt-dev pkg-config  to build libvirt-python (libvirt's client library and its
 #                     test:/// driver come with it)
+#  python3-guestfs linux-image-amd64  the libguestfs image backend (LGPL) and the kernel its
+#                     appliance boots; the bindings are linked into the virtualenv below
 APT_PKGS := python3.11 python3.11-venv python3.11-dev python3-rpm rpm gcc libc6-dev pax-utils file binutils util-linux \
             gcc-aarch64-linux-gnu libc6-dev-arm64-cross musl musl-dev musl-tools \
             libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core chromium chromium-driver poppler-utils \
-            qemu-utils fdisk e2fsprogs xfsprogs libvirt-dev pkg-config
+            qemu-utils fdisk e2fsprogs xfsprogs libvirt-dev pkg-config python3-guestfs linux-image-amd64
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -68,7 +70,13 @@ system-packages:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# Debian's libguestfs bindings are not on PyPI: link them into the virtualenv
+DIST_PY  := /usr/lib/python3/dist-packages
+SITE     := $(VENV)/lib/python3.11/site-packages
+
 venv: $(STAMP)
+	@for f in $(DIST_PY)/guestfs.py $(DIST_PY)/libguestfsmod.cpython-311-*.so; do \
+	  [ -e "$$f" ] && ln -sf "$$f" $(SITE)/; done; true
 
 $(STAMP): pyproject.toml
 	@[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)

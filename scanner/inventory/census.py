@@ -109,7 +109,7 @@ def _parse_all(fs: RootFS, paths: Iterable[str], jobs: int, light: bool,
     batch's records to ``account`` as it completes. ``started`` is called once the
     worker processes exist (with the fork start method, ProcessPoolExecutor forks them
     all at the first submit), so the caller may start threads without forking them."""
-    if jobs <= 1:
+    if jobs <= 1 or not fs.forkable:  # e.g. one libguestfs appliance: calls are serial anyway
         if started:
             started()
         for batch in _batches(paths, BATCH):

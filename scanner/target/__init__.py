@@ -18,19 +18,53 @@ __all__ = [
     "RootFS",
     "TargetError",
     "WalkEntry",
+    "IMAGE_BACKENDS",
+    "image_backend",
     "normpath",
     "open_target",
 ]
 
 
+IMAGE_BACKENDS = ("auto", "dissect", "guestfs")
+
+
+def image_backend(choice: str = "auto") -> str:
+    """The image backend ``choice`` stands for: ``auto`` is dissect when installed, else
+    libguestfs when its bindings import, else a TargetError saying what to install."""
+    if choice not in IMAGE_BACKENDS:
+        raise TargetError(f"unknown image backend {choice!r} (one of {', '.join(IMAGE_BACKENDS)})")
+    if choice != "auto":
+        return choice
+    try:
+        import dissect.volume  # noqa: F401
+        import dissect.hypervisor  # noqa: F401
+        return "dissect"
+    except ImportError:
+        pass
+    from scanner.target.guestfs import import_guestfs
+
+    try:
+        import_guestfs()
+        return "guestfs"
+    except TargetError:
+        raise TargetError(
+            "reading disk images needs a backend: pip install 'flightcheck[images]' (dissect, AGPL-3.0), "
+            "or apt install python3-guestfs linux-image-amd64 (libguestfs, LGPL)") from None
+
+
 def open_target(spec: str | os.PathLike[str] | None = None, *, images: list[str] | None = None,
-                cross_mounts: bool = False) -> RootFS:
+                cross_mounts: bool = False, backend: str = "auto") -> RootFS:
     """Open a target from its command-line spelling: a folder (``/`` or an extracted root),
-    or the disk images of one machine (``images``)."""
+    or the disk images of one machine (``images``, read by ``backend``)."""
     if images:
+        backend = image_backend(backend)
+        if backend == "guestfs":
+            from scanner.target.guestfs import GuestfsRoot
+
+            return GuestfsRoot(images)
         try:
             from scanner.target.image import ImageRoot
-        except ImportError as exc:  # pragma: no cover - the optional extra is missing
-            raise TargetError("reading disk images needs the dissect libraries: pip install 'flightcheck[images]'") from exc
+        except ImportError as exc:
+            raise TargetError("the dissect backend is not installed: pip install 'flightcheck[images]'") from exc
         return ImageRoot(images)
     return DirectoryRoot(spec or "/", cross_mounts=cross_mounts)

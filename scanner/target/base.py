@@ -56,6 +56,8 @@ class RootFS(ABC):
 
     #: human-readable name of the target (a folder, an image file, a domain)
     label: str = ""
+    #: whether forked census workers may read it (each through :meth:`for_worker`)
+    forkable: bool = True
 
     # ---- primitives -------------------------------------------------------------
     @abstractmethod

@@ -11,8 +11,11 @@ is taken.
 
 dissect is AGPL-3.0: it is the optional extra ``flightcheck[images]``.
 
-Not (yet) read here: LVM2 logical volumes (dissect.volume has a reader; no fixture
-without root tools yet), network disks.
+LVM2: every partition (or whole disk) holding a physical-volume label is gathered; the
+volumes of each volume group are read with dissect.volume's LVM2 reader once all its
+physical volumes are found, and named as the guest names them (``/dev/VG/LV``,
+``/dev/mapper/VG-LV``). Linear and striped volumes are read; a volume group missing a
+physical volume is reported, not guessed.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class FileSystem:
     label: str | None
     where: str  # disk image and partition, for people
     partuuid: str | None = None
+    devnames: tuple[str, ...] = ()  # the guest's device names, for LVM volumes
 
 
 def _open_container(path: Path) -> BinaryIO:
@@ -84,6 +88,21 @@ def _qcow2(QCow2: Any, path: Path, fh: BinaryIO, seen: set[Path]) -> BinaryIO:
     return QCow2(fh, backing_file=backing, allow_no_backing_file=backing is None).open()
 
 
+def _is_lvm_pv(stream: BinaryIO) -> bool:
+    """An LVM2 physical-volume label in one of the first four sectors."""
+    for sector in range(4):
+        stream.seek(sector * 512)
+        head = stream.read(32)
+        if head[:8] == b"LABELONE" and head[24:32] == b"LVM2 001":
+            return True
+    return False
+
+
+def _mapper_name(vg: str, lv: str) -> str:
+    """device-mapper's name for a logical volume: dashes inside names are doubled."""
+    return f"/dev/mapper/{vg.replace('-', '--')}-{lv.replace('-', '--')}"
+
+
 def _filesystem(stream: BinaryIO, where: str, partuuid: str | None = None) -> FileSystem | None:
     stream.seek(1024 + 56)
     if stream.read(2) == b"\x53\xef":
@@ -111,6 +130,8 @@ def _filesystem(stream: BinaryIO, where: str, partuuid: str | None = None) -> Fi
 class ImageRoot(RootFS):
     """Disk images of one machine, assembled into its ``/`` per its fstab."""
 
+    backend = "dissect"
+
     def __init__(self, images: list[str | os.PathLike[str]]) -> None:
         self.images = [Path(p) for p in images]
         self.label = ", ".join(str(p) for p in self.images)
@@ -126,6 +147,7 @@ class ImageRoot(RootFS):
             except Exception as exc:  # noqa: BLE001 - any reader failure: a clear line
                 raise TargetError(f"cannot read image {path}: {exc}") from exc
             self._find_filesystems(stream, path)
+        self._read_lvm()
         if not self.filesystems:
             raise TargetError(f"no ext2/3/4 or xfs file system found in {self.label}")
         self.mounts = self._assemble()
@@ -137,6 +159,14 @@ class ImageRoot(RootFS):
         """A forked worker must not share file offsets with its parent: open again."""
         return ImageRoot(self.images)
 
+    @property
+    def description(self) -> dict[str, Any]:
+        """How the images were read, for the result's ``target.image``."""
+        return {"backend": self.backend, "images": [str(p) for p in self.images],
+                "mounts": [{"path": pt, "source": f"{fs.where} ({fs.kind}, UUID {fs.uuid})"}
+                           for pt, fs in sorted(self.mounts, key=lambda m: m[0])],
+                "problems": list(self.problems)}
+
     # ---- discovery ---------------------------------------------------------------------------
     def _find_filesystems(self, stream: BinaryIO, path: Path) -> None:
         from dissect.volume.disk import Disk
@@ -144,7 +174,10 @@ class ImageRoot(RootFS):
         try:
             stream.seek(0)
             disk = Disk(stream)
-        except Exception:  # noqa: BLE001 - no partition table: maybe a bare file system
+        except Exception:  # noqa: BLE001 - no partition table: a bare file system or physical volume
+            if _is_lvm_pv(stream):
+                self._pvs.append((stream, str(path)))
+                return
             fs = _filesystem(stream, str(path))
             if fs:
                 self.filesystems.append(fs)
@@ -157,12 +190,59 @@ class ImageRoot(RootFS):
                     self.problems.append(f"{where}: runs past the end of the disk; skipped")
                     continue
                 guid = getattr(part, "guid", None)
-                fs = _filesystem(part.open(), where, str(guid) if guid else None)
+                pstream = part.open()
+                if _is_lvm_pv(pstream):
+                    self._pvs.append((pstream, where))
+                    continue
+                fs = _filesystem(pstream, where, str(guid) if guid else None)
             except Exception as exc:  # noqa: BLE001
                 self.problems.append(f"{where}: {exc}")
                 continue
             if fs:
                 self.filesystems.append(fs)
+
+    @property
+    def _pvs(self) -> list[tuple[BinaryIO, str]]:
+        return self.__dict__.setdefault("_pv_list", [])
+
+    def _read_lvm(self) -> None:
+        """The file systems on the logical volumes of every complete volume group."""
+        if not self._pvs:
+            return
+        from dissect.volume.lvm import LVM2
+        from dissect.volume.lvm.physical import LVM2Device
+
+        groups: dict[str, list[Any]] = {}
+        for stream, where in self._pvs:
+            try:
+                dev = LVM2Device(stream)
+                vg = next(k for k, v in dev.metadata.items() if isinstance(v, dict))
+            except Exception as exc:  # noqa: BLE001 - a damaged label or metadata area
+                self.problems.append(f"{where}: LVM2 physical volume unreadable: {exc}")
+                continue
+            groups.setdefault(vg, []).append(dev)
+        for vg, devs in groups.items():
+            try:
+                group = LVM2(devs).vg
+                wanted = {pv.id.replace("-", "") for pv in group.pv if getattr(pv, "id", None)}
+                missing = wanted - {d.id.replace("-", "") for d in devs}
+                if missing:
+                    self.problems.append(f"volume group {vg}: {len(missing)} physical volume(s) not on these disks")
+                    continue
+                volumes = [lv for lv in group.lv if lv.is_visible]
+            except Exception as exc:  # noqa: BLE001
+                self.problems.append(f"volume group {vg}: unreadable metadata: {exc}")
+                continue
+            for lv in volumes:
+                names = (f"/dev/{vg}/{lv.name}", _mapper_name(vg, lv.name))
+                try:
+                    fs = _filesystem(lv.open(), names[0])
+                except Exception as exc:  # noqa: BLE001 - thin, cache, raid... volumes
+                    self.problems.append(f"{names[0]} ({lv.type or 'unknown'} volume): {exc}")
+                    continue
+                if fs:
+                    fs.devnames = names
+                    self.filesystems.append(fs)
 
     def _assemble(self) -> list[tuple[str, FileSystem]]:
         """(mount point, file system), longest first: the root is the file system holding
@@ -172,10 +252,11 @@ class ImageRoot(RootFS):
             if self._fs_exists(fs, "etc/fstab") or self._fs_exists(fs, "etc/os-release"):
                 root = fs
                 break
-        if root is None and len(self.filesystems) == 1:
+        if root is None and len(self.filesystems) == 1 and not self.problems:
             root = self.filesystems[0]  # one file system and no /etc: a data disk, read as it is
         if root is None:
-            raise TargetError(f"no root file system (with /etc) found in {self.label}")
+            why = f" ({'; '.join(self.problems)})" if self.problems else ""
+            raise TargetError(f"no root file system (with /etc) found in {self.label}{why}")
         mounts: list[tuple[str, FileSystem]] = [("/", root)]
         try:
             text = self._fs_read(root, "etc/fstab").decode("utf-8", "replace")
@@ -206,6 +287,8 @@ class ImageRoot(RootFS):
             if spec.startswith("/dev/disk/by-uuid/") and fs.uuid and fs.uuid.lower() == spec.rsplit("/", 1)[1].lower():
                 return fs
             if spec.startswith("/dev/disk/by-label/") and fs.label == spec.rsplit("/", 1)[1]:
+                return fs
+            if spec in fs.devnames:
                 return fs
         return None  # e.g. /dev/sda1: a name the guest's kernel assigns, not knowable offline
 

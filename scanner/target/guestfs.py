@@ -1,0 +1,283 @@
+"""A target that is a virtual machine's disk images, read through libguestfs
+(``--image-backend guestfs``).
+
+libguestfs (LGPL-2.1+) starts a small appliance virtual machine that reads the images
+read-only (``add_drive_opts(readonly=True)``: writes go to a throw-away overlay, never to the
+image) and answers file calls over a socket. Nothing is mounted on this machine. The
+guest's file systems are assembled by libguestfs's inspection, which reads the guest's own
+``/etc/fstab`` (``UUID=``, ``LABEL=``, ``/dev/mapper/...``, ``/dev/VG/LV``; LVM2 volume
+groups are activated inside the appliance).
+
+The appliance is launched once per target and every file call goes to it, so this
+backend is serial: a forked census worker cannot share the appliance's socket, and a
+second appliance per worker would cost more than it saves (a launch is seconds under
+KVM and 10-20 s under TCG emulation). Calls are cut down by caching: one ``readdir`` and
+one ``lstatnslist`` per directory, and files read in 1 MiB blocks.
+
+Python bindings come from the distribution (Debian: ``python3-guestfs``), not PyPI; the
+Makefile links them into the virtualenv. The appliance uses KVM when it can; when that
+launch fails (no ``/dev/kvm``, or nested virtualisation that qemu cannot drive) it is
+launched once more under TCG emulation (``force_tcg``). ``LIBGUESTFS_BACKEND_SETTINGS`` set by
+the user is respected as it is.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import posixpath
+import stat as statmod
+import sys
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from scanner.target.base import RootFS, TargetError, normpath
+
+#: where Debian and Fedora put the bindings, for a virtualenv that was not linked to them
+_DIST_PACKAGES = ("/usr/lib/python3/dist-packages", f"/usr/lib64/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages")
+
+_FTYP = {"d": "dir", "r": "file", "l": "symlink"}
+_BLOCK = 1 << 20  # one pread: the protocol caps a message at 4 MiB
+
+
+def import_guestfs() -> Any:
+    """The ``guestfs`` module, or a TargetError saying exactly what to install."""
+    try:
+        import guestfs
+    except ImportError:
+        for folder in _DIST_PACKAGES:
+            if os.path.isfile(os.path.join(folder, "guestfs.py")):
+                sys.path.append(folder)
+                try:
+                    import guestfs
+                except ImportError:
+                    sys.path.remove(folder)
+                    continue
+                return guestfs
+        raise TargetError(
+            "the guestfs backend needs libguestfs's Python bindings: apt install python3-guestfs "
+            "linux-image-amd64 (Fedora: dnf install python3-libguestfs), then link guestfs.py and "
+            "libguestfsmod*.so into the virtualenv's site-packages (make setup does)") from None
+    return guestfs
+
+
+def image_format(path: Path) -> str:
+    """qcow2, vmdk or raw, from the file's magic: the format is always given to libguestfs
+    (probing a raw image lets a guest pretend to be qcow2 with a host backing file)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    return {b"QFI\xfb": "qcow2", b"KDMV": "vmdk"}.get(head, "raw")
+
+
+class GuestfsRoot(RootFS):
+    """Disk images of one machine, read through one libguestfs appliance."""
+
+    backend = "guestfs"
+    forkable = False
+
+    def __init__(self, images: list[str | os.PathLike[str]]) -> None:
+        self.images = [Path(p) for p in images]
+        self.label = ", ".join(str(p) for p in self.images)
+        self.problems: list[str] = []
+        self.mounts: list[tuple[str, str]] = []  # (mount point, device)
+        self._stats: dict[str, os.stat_result] = {}
+        self._dirs: dict[str, list[tuple[str, str]]] = {}
+        self._links: dict[str, str] = {}
+        for path in self.images:
+            if not path.is_file() and not path.is_block_device():
+                raise TargetError(f"cannot read image {path}: no such file")
+        guestfs = import_guestfs()
+        os.environ.setdefault("LIBGUESTFS_BACKEND", "direct")
+        # KVM when it works, else TCG: /dev/kvm can be there and still fail under nested
+        # virtualisation (qemu dies setting an MSR), so a failed KVM launch is retried once
+        tries = [None] if "LIBGUESTFS_BACKEND_SETTINGS" in os.environ else [None, ["force_tcg"]]
+        for settings in tries:
+            g = guestfs.GuestFS(python_return_dict=True, close_on_exit=True)
+            self.g = g
+            try:
+                if settings:
+                    g.set_backend_settings(settings)
+                for path in self.images:
+                    g.add_drive_opts(str(path), readonly=True,
+                                     format=image_format(path) if path.is_file() else "raw")
+                g.launch()
+                break
+            except RuntimeError as exc:
+                self.close()
+                if settings is None and len(tries) > 1 and "launch" in str(exc):
+                    continue
+                raise TargetError(f"cannot read image {self.label}: {_clean(exc)} "
+                                  "(LIBGUESTFS_DEBUG=1 shows the appliance's log)") from exc
+        self.accel = "tcg" if settings else "default"
+        try:
+            self._mount()
+        except RuntimeError as exc:
+            self.close()
+            raise TargetError(f"cannot read the file systems of {self.label}: {_clean(exc)}") from exc
+
+    def _mount(self) -> None:
+        g = self.g
+        roots = g.inspect_os()
+        if roots:
+            if len(roots) > 1:
+                self.problems.append(f"{len(roots)} operating systems on these disks; reading {roots[0]}")
+            points = g.inspect_get_mountpoints(roots[0])
+            for point, dev in sorted(points.items(), key=lambda m: len(m[0])):
+                try:
+                    g.mount_ro(dev, point)
+                except RuntimeError as exc:
+                    self.problems.append(f"{dev} for {point}: {_clean(exc)}")
+                    continue
+                self.mounts.append((normpath(point), dev))
+            return
+        fss = {dev: kind for dev, kind in g.list_filesystems().items() if kind not in ("unknown", "swap")}
+        if len(fss) != 1:
+            kinds = ", ".join(f"{d} {k}" for d, k in fss.items()) or "none"
+            raise TargetError(f"no root file system (with /etc) found in {self.label} (file systems: {kinds})")
+        dev = next(iter(fss))
+        g.mount_ro(dev, "/")  # one file system and no operating system: a data disk, read as it is
+        self.mounts.append(("/", dev))
+
+    def __reduce__(self) -> tuple[object, ...]:  # pragma: no cover - never sent to a worker
+        raise TypeError("a libguestfs target cannot cross a process boundary")
+
+    def close(self) -> None:
+        g = self.__dict__.pop("g", None)
+        if g is not None:
+            try:
+                g.shutdown()
+            except RuntimeError:
+                pass
+            g.close()
+
+    # ---- calls -----------------------------------------------------------------------
+    def _call(self, fn: Any, path: str, *args: Any) -> Any:
+        try:
+            return fn(path, *args)
+        except RuntimeError as exc:
+            raise OSError(_errno_of(exc), _clean(exc), path) from None
+
+    @staticmethod
+    def _to_stat(st: dict[str, int]) -> os.stat_result:
+        return os.stat_result((st["st_mode"], st["st_ino"], st["st_dev"], st["st_nlink"], st["st_uid"],
+                               st["st_gid"], st["st_size"], st["st_atime_sec"], st["st_mtime_sec"],
+                               st["st_ctime_sec"]))
+
+    # ---- primitives ------------------------------------------------------------------
+    def lstat(self, path: str) -> os.stat_result:
+        p = normpath(path)
+        st = self._stats.get(p)
+        if st is None:
+            parent = posixpath.dirname(p)
+            if p != "/" and parent not in self._dirs:
+                try:
+                    self.listdir(parent)  # one call for the whole directory, cached
+                except OSError:
+                    pass
+                st = self._stats.get(p)
+            if st is None:
+                if p != "/" and parent in self._dirs:
+                    raise FileNotFoundError(errno.ENOENT, "no such file or directory", p)
+                st = self._stats[p] = self._to_stat(self._call(self.g.lstatns, p))
+        return st
+
+    def readlink(self, path: str) -> str:
+        p = normpath(path)
+        link = self._links.get(p)
+        if link is None:
+            link = self._links[p] = self._call(self.g.readlink, p)
+        return link
+
+    def listdir(self, path: str) -> list[tuple[str, str]]:
+        p = normpath(path)
+        cached = self._dirs.get(p)
+        if cached is not None:
+            return cached
+        entries = [e for e in self._call(self.g.readdir, p) if e["name"] not in (".", "..")]
+        names = [e["name"] for e in entries]
+        stats = self._call(self.g.lstatnslist, p, names) if names else []
+        out = []
+        for e, st in zip(entries, stats):
+            child = posixpath.join(p, e["name"])
+            kind = _FTYP.get(e["ftyp"], "other")
+            if st["st_ino"] != -1:
+                self._stats[child] = self._to_stat(st)
+            if any(point == child for point, _ in self.mounts):
+                kind = "dir"  # a mount point: the mounted file system's root
+            out.append((e["name"], kind))
+        self._dirs[p] = out
+        return out
+
+    def open_resolved(self, path: str) -> tuple[BinaryIO, os.stat_result]:
+        p = normpath(path)
+        st = self.lstat(p)
+        if statmod.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+        if not statmod.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        return io.BufferedReader(_GuestFile(self, p, st.st_size), buffer_size=_BLOCK), st
+
+    @property
+    def description(self) -> dict[str, Any]:
+        """How the images were read, for the result's ``target.image``."""
+        return {"backend": self.backend, "images": [str(p) for p in self.images],
+                "mounts": [{"path": pt, "source": dev} for pt, dev in sorted(self.mounts)],
+                "problems": list(self.problems)}
+
+
+class _GuestFile(io.RawIOBase):
+    """A file inside the appliance, read with ``pread`` (the BufferedReader around it
+    asks for whole blocks, so an ELF census is a handful of calls per file)."""
+
+    def __init__(self, root: GuestfsRoot, path: str, size: int) -> None:
+        super().__init__()
+        self._root, self._path, self._size, self._pos = root, path, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if self._pos >= self._size:
+            return 0
+        want = min(len(b), self._size - self._pos, _BLOCK)
+        data = self._root._call(self._root.g.pread, self._path, want, self._pos)
+        n = len(data)
+        b[:n] = data
+        self._pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == io.SEEK_SET:
+            self._pos = offset
+        elif whence == io.SEEK_CUR:
+            self._pos += offset
+        else:
+            self._pos = self._size + offset
+        if self._pos < 0:
+            raise OSError(errno.EINVAL, "negative seek position", self._path)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+#: the daemon's errors arrive as text ending in strerror(3); the Python binding keeps no errno
+_STRERROR = {os.strerror(code): code for code in errno.errorcode}
+
+
+def _errno_of(exc: BaseException) -> int:
+    text = str(exc)
+    for message, code in _STRERROR.items():
+        if text.endswith(message):
+            return code
+    return errno.EIO
+
+
+def _clean(exc: BaseException) -> str:
+    """libguestfs's message without its function-name prefix."""
+    text = str(exc).strip()
+    return text.split(": ", 1)[1] if text.count(": ") and text.split(": ", 1)[0].isidentifier() else text
