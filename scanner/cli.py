@@ -175,6 +175,7 @@ def _scan_domains(names: tuple[str, ...], all_domains: bool, connect: str | None
                       highlight=False, markup=False)
         try:
             fs = open_target(images=disks)
+            fs.hypervisor = dom.facts()  # its interfaces and their libvirt networks, for the IPv6 rules
         except TargetError as exc:
             entry.update(outcome="error", reason=str(exc))
             err.print(f"flightcheck: error: {dom.name}: {exc}", highlight=False, markup=False)
@@ -212,7 +213,8 @@ def _scan_domains(names: tuple[str, ...], all_domains: bool, connect: str | None
 @click.option("-c", "--connect", metavar="URI", help="libvirt URI (qemu:///system, qemu:///session, test:///...); "
                                                      "default: libvirt's default, as virsh.")
 def domains(connect: str | None) -> None:
-    """List every libvirt domain, active and inactive, with its state and disks."""
+    """List every libvirt domain, active and inactive, with its state, disks and network
+    interfaces (for a libvirt network: its addresses, or that it has no IPv6)."""
     from scanner.target.libvirt import connect as lv_connect, list_domains
 
     try:
@@ -222,11 +224,20 @@ def domains(connect: str | None) -> None:
         return
     table = Table("domain", "state", "target", "type", "source", box=None)
     for d in found:
-        if not d.disks:
-            table.add_row(d.name, d.state, "-", "-", "no disks")
-        for i, disk in enumerate(d.disks):
-            table.add_row(d.name if i == 0 else "", d.state if i == 0 else "", disk.target,
-                          f"{disk.kind}/{disk.device}", disk.source or f"({disk.problem})")
+        rows = [(disk.target, f"{disk.kind}/{disk.device}", disk.source or f"({disk.problem})") for disk in d.disks]
+        rows = rows or [("-", "-", "no disks")]
+        for nic in d.interfaces:
+            net = nic.network
+            if net is not None:
+                addrs = [f"{ip.address}/{ip.prefix}" if ip.prefix is not None else str(ip.address)
+                         for ip in net.ips if ip.address]
+                where = f"{net.name} ({', '.join(addrs) or 'no addresses'}{'' if net.has_ipv6 else '; no IPv6'}"
+                where += f"{'; inactive' if net.active is False else ''})"
+                rows.append((nic.mac or "nic", f"network/{net.forward}", where))
+            else:
+                rows.append((nic.mac or "nic", nic.kind, f"({nic.problem})" if nic.problem else nic.source or "-"))
+        for i, (target, kind, source) in enumerate(rows):
+            table.add_row(d.name if i == 0 else "", d.state if i == 0 else "", target, kind, source)
     Console().print(table)
 
 

@@ -75,6 +75,7 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
         root=getattr(fs, "host_root", fs.label),
         os=os_release,
         machine=machines.most_common(1)[0][0] if machines else None,
+        domain=getattr(fs, "hypervisor", None),
     )
     info = resultmod.ScanInfo(
         started=started,

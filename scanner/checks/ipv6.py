@@ -193,3 +193,65 @@ def ipv4_only_apis(ctx: CheckContext, rule: Rule) -> Out:
             fam = [f for f in e["imports"] if f in FAMILY_DEPENDENT]
             yield Outcome("informational", e["path"], f"{e['path']} uses {', '.join(fam)}: fine for IPv6 when "
                           "given AF_INET6, worth a look.", {"path": e["path"], "functions": fam})
+
+
+#: libvirt forward modes that put the guest straight on a host interface: no <ip> of libvirt's own
+_HOST_LAN_MODES = ("bridge", "passthrough", "private", "vepa", "hostdev")
+
+
+@check("ipv6-domain-networks")
+def ipv6_domain_networks(ctx: CheckContext, rule: Rule) -> Out:
+    """A libvirt guest's interfaces as the hypervisor connects them (``target.domain``, read
+    through the libvirt API when the guest is scanned with ``--domain``/``--all-domains``):
+    one result per network, bridge or device the guest is on."""
+    dom = getattr(ctx.fs, "hypervisor", None)
+    if not isinstance(dom, dict):
+        yield Outcome("notapplicable", "domain", "The target is not a libvirt domain scanned through the hypervisor.")
+        return
+    name = dom.get("name") or "?"
+    ifaces = [i for i in dom.get("interfaces") or () if isinstance(i, dict)]
+    if not ifaces:
+        yield Outcome("notapplicable", "domain", f"Domain {name} has no network interfaces.")
+        return
+    groups: dict[str, list[dict]] = {}  # one result per network or host link, naming every interface on it
+    for nic in ifaces:
+        kind = nic.get("type") or "?"
+        source = nic.get("source")
+        groups.setdefault(f"{kind}:{source}" if source else kind, []).append(nic)
+    for subject, nics in groups.items():
+        nic = nics[0]
+        kind, net, problem = nic.get("type") or "?", nic.get("network"), nic.get("problem")
+        macs = [n.get("mac") for n in nics]
+        who = f"Domain {name}'s interface{'s' if len(nics) > 1 else ''} {', '.join(m or '?' for m in macs)}"
+        on = f"{who} {'are' if len(nics) > 1 else 'is'} on"
+        evidence: dict = {"domain": name, "interfaces": nics}
+        if kind == "network" and problem:
+            yield Outcome("error", subject, f"{who}: {problem}.", evidence)
+        elif kind == "network" and isinstance(net, dict):
+            forward = net.get("forward") or "?"
+            inactive = " (the network is not active)" if net.get("active") is False else ""
+            v6 = [ip for ip in net.get("ipv6") or () if ip.get("address")]
+            if forward in _HOST_LAN_MODES:
+                yield Outcome("informational", subject, f"{on} libvirt network {net.get('name')} (forward mode "
+                              f"{forward}){inactive}: it joins a host interface, so IPv6 depends on the LAN behind it, "
+                              "not on libvirt.", evidence)
+            elif v6:
+                addrs = ", ".join(str(ip.get("address")) + (f"/{ip['prefix']}" if ip.get("prefix") is not None else "")
+                                  for ip in v6)
+                yield Outcome("pass", subject, f"{on} libvirt network {net.get('name')}, which has IPv6 "
+                              f"({addrs}){inactive}.", evidence)
+            else:
+                yield Outcome("fail", subject, f"{on} libvirt network {net.get('name')} ({forward}){inactive}, "
+                              "which has no <ip family='ipv6'>: the hypervisor neither advertises nor routes an IPv6 "
+                              "prefix to it (link-local only), however the guest is configured; "
+                              f"{'it gets IPv4 only' if net.get('ipv4') else 'the network has no addresses at all'}.",
+                              evidence)
+        elif kind in ("bridge", "direct"):
+            yield Outcome("informational", subject, f"{on} host {'bridge' if kind == 'bridge' else 'device'} "
+                          f"{nic.get('source') or '?'}: IPv6 depends on the host's LAN, not on libvirt.", evidence)
+        elif kind == "user":
+            yield Outcome("informational", subject, f"{on} user-mode networking (slirp): QEMU offers IPv6 there "
+                          "unless it is turned off; nothing to check on the hypervisor.", evidence)
+        else:
+            yield Outcome("informational", subject, f"{who} of type {kind} {'are' if len(nics) > 1 else 'is'} not "
+                          "on a libvirt network: IPv6 depends on what it connects to.", evidence)

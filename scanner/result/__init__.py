@@ -40,6 +40,7 @@ class TargetInfo:
     root: str
     os: dict[str, str]
     machine: str | None
+    domain: dict[str, Any] | None = None  # for libvirt domains: name, uuid, state, interfaces and their networks
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,7 @@ def build(target: TargetInfo, scan: ScanInfo, census: Census, linkage: Linkage,
                     for c in linkage.loaders
                 ],
             },
+            **({"domain": target.domain} if target.domain else {}),
         },
         "summary": {
             "files": census.files,
