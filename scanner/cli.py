@@ -23,7 +23,7 @@ from scanner import result as resultmod
 from scanner.checks import FAIL_ON, SEV_RANK, PolicyError, effective_rules, load_policy, load_rules
 from scanner.reports import FORMATS, parse_formats, write_reports
 from scanner.scan import ScanOptions, scan as run_scan
-from scanner.target import TargetError, open_target
+from scanner.target import IMAGE_BACKENDS, TargetError, open_target
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
@@ -47,6 +47,9 @@ def main() -> None:
 @click.option("--image", "images", multiple=True, type=click.Path(path_type=str), metavar="FILE",
               help="Scan a virtual machine's disk image instead (qcow2 with backing files, vmdk, raw; repeat for "
                    "each disk of one machine). Read-only, without mounting.")
+@click.option("--image-backend", type=click.Choice(IMAGE_BACKENDS), default="auto", show_default=True,
+              help="How images are read: dissect (pure Python, the [images] extra, AGPL-3.0), guestfs (libguestfs's "
+                   "appliance, LGPL; one launch per machine), or auto (dissect when installed, else guestfs).")
 @click.option("--domain", "domains", multiple=True, metavar="NAME",
               help="Scan a libvirt domain's disks (repeatable); results go to OUTPUT/NAME/.")
 @click.option("--all-domains", is_flag=True, help="Scan every libvirt domain, active or shut off.")
@@ -83,7 +86,7 @@ def main() -> None:
               help="Show a progress bar [default: when standard error is a terminal].")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on standard output.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
-def scan(root: str | None, images: tuple[str, ...], domains: tuple[str, ...], all_domains: bool,
+def scan(root: str | None, images: tuple[str, ...], image_backend: str, domains: tuple[str, ...], all_domains: bool,
          connect: str | None, allow_running: bool, output: Path, jobs: int | None, cross_mounts: bool,
          exclude: tuple[str, ...], paths: tuple[str, ...], rpm_reader: str, no_packages: bool, no_licenses: bool,
          formats: str, template: Path | None, policy: Path | None, waivers: Path | None, fail_on: str,
@@ -102,11 +105,11 @@ def scan(root: str | None, images: tuple[str, ...], domains: tuple[str, ...], al
         if root or images:
             _fail("give ROOT, --image or --domain/--all-domains, not several", debug)
         sys.exit(_scan_domains(domains, all_domains, connect, allow_running, output, options, wanted, template,
-                               progress, quiet, debug))
+                               progress, quiet, debug, image_backend))
     try:
         if root and images:
             raise TargetError("give either ROOT or --image, not both")
-        fs = open_target(root, images=list(images), cross_mounts=cross_mounts)
+        fs = open_target(root, images=list(images), cross_mounts=cross_mounts, backend=image_backend)
     except TargetError as exc:
         _fail(str(exc), debug)
         return
@@ -142,7 +145,7 @@ def _scan_one(fs: Any, output: Path, options: ScanOptions, wanted: list[str], te
 
 def _scan_domains(names: tuple[str, ...], all_domains: bool, connect: str | None, allow_running: bool,
                   output: Path, options: ScanOptions, wanted: list[str], template: Path | None,
-                  progress: bool | None, quiet: bool, debug: bool) -> int:
+                  progress: bool | None, quiet: bool, debug: bool, image_backend: str = "auto") -> int:
     """Scan libvirt domains, each into OUTPUT/NAME/, and write OUTPUT/fleet.json."""
     from scanner.target.libvirt import connect as lv_connect, domain_images, list_domains
 
@@ -174,7 +177,8 @@ def _scan_domains(names: tuple[str, ...], all_domains: bool, connect: str | None
             err.print(f"flightcheck: warning: {dom.name} is {dom.state}; its disks may be inconsistent while read",
                       highlight=False, markup=False)
         try:
-            fs = open_target(images=disks)
+            fs = open_target(images=disks, backend=image_backend)
+            fs.domain = dom.name
             fs.hypervisor = dom.facts()  # its interfaces and their libvirt networks, for the IPv6 rules
         except TargetError as exc:
             entry.update(outcome="error", reason=str(exc))

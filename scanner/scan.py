@@ -71,10 +71,11 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
 
     machines = Counter(r.machine for r in census.elves if r.is_executable)
     target = resultmod.TargetInfo(
-        kind="image" if type(fs).__name__ == "ImageRoot" else "directory",
+        kind=("domain" if getattr(fs, "domain", None) else "image") if hasattr(fs, "images") else "directory",
         root=getattr(fs, "host_root", fs.label),
         os=os_release,
         machine=machines.most_common(1)[0][0] if machines else None,
+        image=getattr(fs, "description", None),
         domain=getattr(fs, "hypervisor", None),
     )
     info = resultmod.ScanInfo(

@@ -367,9 +367,12 @@ def _open_stream(fh: BinaryIO, size: int) -> BinaryIO | mmap.mmap:
 
 def _hashes(stream: BinaryIO | mmap.mmap) -> tuple[str, str]:
     sha256, sha1 = hashlib.sha256(), hashlib.sha1()
-    if isinstance(stream, mmap.mmap):
-        sha256.update(stream)
-        sha1.update(stream)
+    if isinstance(stream, (mmap.mmap, io.BytesIO)):
+        whole = stream.getbuffer() if isinstance(stream, io.BytesIO) else stream
+        sha256.update(whole)
+        sha1.update(whole)
+        if isinstance(whole, memoryview):
+            whole.release()  # a BytesIO with an exported buffer cannot be resized or closed
     else:
         stream.seek(0)
         while chunk := stream.read(1 << 20):

@@ -36,10 +36,11 @@ SCHEMA_ID = "flightcheck/result/1"
 class TargetInfo:
     """What was scanned: its kind, where it is, what it says it is."""
 
-    kind: str  # directory (image and domain come later)
+    kind: str  # directory | image | domain
     root: str
     os: dict[str, str]
     machine: str | None
+    image: dict[str, Any] | None = None  # for images: backend, mounts, problems
     domain: dict[str, Any] | None = None  # for libvirt domains: name, uuid, state, interfaces and their networks
 
 
@@ -179,6 +180,7 @@ def build(target: TargetInfo, scan: ScanInfo, census: Census, linkage: Linkage,
                     for c in linkage.loaders
                 ],
             },
+            **({"image": target.image} if target.image else {}),
             **({"domain": target.domain} if target.domain else {}),
         },
         "summary": {
