@@ -5,10 +5,12 @@ networks, one with IPv6 and one IPv4-only, carry the domains' interfaces (rule F
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -268,3 +270,52 @@ def test_network_xml_the_api_would_refuse_is_still_read() -> None:
     assert not parse_network("<network><ip family='ipv6'/></network>").has_ipv6  # no address: no IPv6
     with pytest.raises(TargetError, match="network XML"):
         parse_network("<network>")
+
+
+@pytest.fixture()
+def loop_device(node: str) -> Iterator[str]:
+    """gpt-ext4.raw attached read-only to a loop device: a real block device. Needs root
+    and the loop driver; the test says so when it skips."""
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("losetup") or not os.path.exists("/dev/loop-control"):
+        pytest.skip("a block-device disk needs root and loop devices (losetup) to make one; this machine has neither")
+    img = CACHE / "images" / "gpt-ext4.raw"
+    r = subprocess.run(["losetup", "--find", "--show", "--read-only", "--partscan", str(img)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"losetup cannot attach a loop device here: {r.stderr.strip()}")
+    dev = r.stdout.strip()
+    try:
+        yield dev
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def test_block_device_disk(loop_device: str, tmp_path: Path) -> None:
+    """<disk type='block'><source dev='/dev/loopN'/>: the domain's disk is a block device,
+    read like an image file (read-only, never mounted), with the same answers."""
+    xml = f"""<node>
+  <domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>
+    <name>blk</name><uuid>11111111-2222-3333-4444-555555555511</uuid><memory>1048576</memory>
+    <os><type>hvm</type></os>
+    <devices>
+      <disk type='block' device='disk'><driver name='qemu' type='raw'/><source dev='{loop_device}'/><target dev='vda'/></disk>
+    </devices>
+    <test:runstate>5</test:runstate>
+  </domain>
+</node>
+"""
+    path = tmp_path / "node.xml"
+    path.write_text(xml)
+    (dom,) = list_domains(connect(f"test://{path}"))
+    (disk,) = dom.disks
+    assert disk.kind == "block" and disk.source == loop_device and disk.problem is None
+    before = hashlib.sha256((CACHE / "images" / "gpt-ext4.raw").read_bytes()).hexdigest()
+    r = run("scan", "--domain", "blk", "-c", f"test://{path}", "-o", str(tmp_path / "o"), "-q")
+    assert r.returncode == 1, r.stderr  # the fixture fails the gate (a GPL closure in proprietary code)
+    doc = json.loads((tmp_path / "o/blk/result.json").read_text())
+    assert doc["target"]["kind"] == "domain" and doc["target"]["image"]["images"] == [loop_device]
+    assert doc["summary"]["elves"] == 20 and doc["databases"][0]["packages"] == 12
+    assert sorted(m["path"] for m in doc["target"]["image"]["mounts"]) == ["/", "/boot"]
+    assert hashlib.sha256((CACHE / "images" / "gpt-ext4.raw").read_bytes()).hexdigest() == before

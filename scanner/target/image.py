@@ -139,8 +139,8 @@ class ImageRoot(RootFS):
         self.filesystems: list[FileSystem] = []
         self.problems: list[str] = []
         for path in self.images:
-            if not path.is_file():
-                raise TargetError(f"cannot read image {path}: no such file")
+            if not (path.is_file() or path.is_block_device()):  # a disk, an LV, a loop device...
+                raise TargetError(f"cannot read image {path}: no such file or block device")
             try:
                 stream = _open_container(path)
             except TargetError:
