@@ -338,6 +338,12 @@ def print_summary(doc: dict[str, Any], dest: Path, seconds: float, console: Cons
     ):
         table.add_row(label, str(value))
     console.print(table)
+    image = doc["target"].get("image")
+    if image:
+        places = ", ".join(f"{m['path']} <- {m['source']}" for m in image["mounts"])
+        console.print(f"  read by {image['backend']}: {places}", highlight=False, markup=False)
+        for problem in image["problems"]:
+            console.print(f"  [yellow]image problem[/]: {problem}", highlight=False)
     for db in doc.get("databases", []):
         console.print(f"  {db['manager']} database {db['path']} ({db['backend']}, read by {db['reader']}): "
                       f"{db['packages']} packages", highlight=False)
