@@ -214,6 +214,50 @@ def _scan_domains(names: tuple[str, ...], all_domains: bool, connect: str | None
 
 
 @main.command()
+@click.argument("source", type=str)
+@click.option("-o", "--output", "output", default="out", show_default=True, type=click.Path(path_type=Path),
+              help="Folder for result.json and the reports (created if missing).")
+@click.option("--filelists", is_flag=True,
+              help="Also read each package's file list (filelists metadata, or the rpm headers).")
+@click.option("--format", "formats", default="json", show_default=True, metavar="LIST",
+              help="Comma-separated outputs besides result.json: html, pdf, spdx-json, spdx-tv, sarif, junit.")
+@click.option("--template", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A folder with your own report.html.j2 (and report.css, print.css, report.js) for html and pdf.")
+@click.option("--policy", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A policy TOML file laid over the default policy (license lists, rule overrides, names).")
+@click.option("--waivers", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A waivers TOML file: accepted findings (rule, subject glob, reason, expiry date).")
+@click.option("--fail-on", type=click.Choice(FAIL_ON), default="high", show_default=True,
+              help="Exit 1 when a finding at or above this severity fails (never: always exit 0).")
+@click.option("-q", "--quiet", is_flag=True, help="No summary on standard output.")
+@click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
+def repo(source: str, output: Path, filelists: bool, formats: str, template: Path | None, policy: Path | None,
+         waivers: Path | None, fail_on: str, quiet: bool, debug: bool) -> None:
+    """The license inventory of a YUM/DNF repository before anything is installed.
+    SOURCE is a folder or an http(s) URL: repodata/repomd.xml when there is one, else the
+    .rpm files of the folder or of its HTTP index pages (read as far as their headers)."""
+    from scanner.repo import RepoError, RepoOptions, inventory
+
+    t0 = time.monotonic()
+    try:
+        wanted = parse_formats(formats)
+        doc = inventory(source, RepoOptions(filelists=filelists, policy=policy, waivers=waivers, fail_on=fail_on))
+        dest = resultmod.write(doc, output)
+        extra = write_reports(doc, Path(output), wanted, template)
+    except (RepoError, PolicyError, ValueError) as exc:
+        _fail(str(exc), debug)
+        return
+    except OSError as exc:
+        _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), debug)
+        return
+    if not quiet:
+        print_summary(doc, dest, time.monotonic() - t0, Console())
+        for path in extra:
+            Console().print(f"report: {path}", highlight=False)
+    sys.exit(EXIT_FAIL if doc["policy"]["verdict"] == "fail" else EXIT_PASS)
+
+
+@main.command()
 @click.option("-c", "--connect", metavar="URI", help="libvirt URI (qemu:///system, qemu:///session, test:///...); "
                                                      "default: libvirt's default, as virsh.")
 def domains(connect: str | None) -> None:
@@ -317,13 +361,21 @@ def rules_show(rule_id: str) -> None:
 def print_summary(doc: dict[str, Any], dest: Path, seconds: float, console: Console) -> None:
     """The terminal summary of a result document."""
     s = doc["summary"]
-    os_name = doc["target"]["os"].get("PRETTY_NAME") or doc["target"]["os"].get("ID") or "unknown OS"
+    os_name = ("YUM/DNF repository" if doc["target"]["kind"] == "repository" else
+               doc["target"]["os"].get("PRETTY_NAME") or doc["target"]["os"].get("ID") or "unknown OS")
     console.print(f"[bold]flightcheck[/]: {doc['target']['root']} ({os_name}, {doc['target']['machine'] or '?'})",
                   highlight=False)
     table = Table(show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
-    for label, value in (
+    repo_info = doc["target"].get("repository")
+    rows: tuple[tuple[str, Any], ...] = ((
+        ("packages", s.get("packages", 0)),
+        *((f"  {cat}", n) for cat, n in s.get("license_categories", {}).items()),
+        ("errors", s["errors"]),
+        ("time", f"{seconds:.1f} s"),
+    ) if repo_info else ())
+    for label, value in rows or (
         ("files examined", s["files"]),
         ("ELF files", s["elves"]),
         ("executables", s["executables"]),
@@ -338,13 +390,19 @@ def print_summary(doc: dict[str, Any], dest: Path, seconds: float, console: Cons
     ):
         table.add_row(label, str(value))
     console.print(table)
+    if repo_info:
+        t = repo_info["traffic"]
+        console.print(f"  read from {repo_info['method']}: {t['requests']} requests ({t['range_requests']} ranged), "
+                      f"{t['bytes']} bytes", highlight=False)
+        for link in t.get("skipped_links", [])[:5]:
+            console.print(f"  [yellow]skipped[/] {link}", highlight=False, markup=False)
     image = doc["target"].get("image")
     if image:
         places = ", ".join(f"{m['path']} <- {m['source']}" for m in image["mounts"])
         console.print(f"  read by {image['backend']}: {places}", highlight=False, markup=False)
         for problem in image["problems"]:
             console.print(f"  [yellow]image problem[/]: {problem}", highlight=False)
-    for db in doc.get("databases", []):
+    for db in doc.get("databases", []) if not repo_info else ():
         console.print(f"  {db['manager']} database {db['path']} ({db['backend']}, read by {db['reader']}): "
                       f"{db['packages']} packages", highlight=False)
     for item in doc["unresolved"][:10]:

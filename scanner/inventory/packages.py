@@ -36,7 +36,8 @@ class Package:
     license_raw: str | None  # rpm LICENSE tag; dpkg: set by the licensing stage
     purl: str
     files: tuple[str, ...] = field(repr=False)
-    database: str = ""  # guest path of the database it came from
+    database: str = ""  # guest path of the database it came from (a repository's folder or URL)
+    location: str | None = None  # repositories: the package file, relative to the repository
 
 
 @dataclass(frozen=True)

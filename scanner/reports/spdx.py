@@ -117,6 +117,21 @@ _TV_PREFIX = re.compile(
 _TV_RESERVED = frozenset(SPDXLexer.reserved)
 
 
+
+def _download(target: Mapping[str, Any], p: Mapping[str, Any]) -> Any:
+    """Where a repository's package file can be fetched (an http(s) repository only)."""
+    repo = target.get("repository") or {}
+    loc = p.get("location")
+    if repo.get("kind") == "http" and loc and "://" not in str(loc):
+        from urllib.parse import quote, urljoin
+
+        from spdx_tools.spdx.validation.uri_validators import validate_download_location
+
+        url = urljoin(str(repo.get("source")), quote(str(loc)))
+        # SPDX 2.3 wants a host name with a top-level domain; a bare IP address is refused
+        return url if not validate_download_location(url) else SpdxNoAssertion()
+    return SpdxNoAssertion()
+
 def _escape(m: re.Match[str]) -> str:
     return f"\\x{ord(m.group()):02x}"
 
@@ -455,6 +470,8 @@ def to_document(doc: Mapping[str, Any]) -> Document:
             *notes,
         ]
         comment = [f"flightcheck package id {pid}", f"architecture {p.get('arch') or 'none'}"]
+        if p.get("location"):
+            comment.append(f"package file {p['location']} in the repository")
         if p.get("epoch"):
             comment.append(f"epoch {p['epoch']}")
         recorded = f"files recorded by the package database: {p.get('files', 'unknown')}"
@@ -465,7 +482,7 @@ def to_document(doc: Mapping[str, Any]) -> Document:
         packages.append(Package(
             spdx_id=spdx_id,
             name=line(str(p.get("name") or "")) or line(pid) or "unnamed",
-            download_location=SpdxNoAssertion(),
+            download_location=_download(target, p),
             version=line(full_version) or None,
             supplier=_supplier(p.get("vendor")),
             files_analyzed=bool(contained),
@@ -482,7 +499,8 @@ def to_document(doc: Mapping[str, Any]) -> Document:
         relationships.extend(Relationship(spdx_id, RelationshipType.CONTAINS, f) for f in contained)
 
     unowned = members.get(None, [])
-    packages.append(Package(
+    is_repo = target.get("kind") == "repository"
+    packages.extend([] if is_repo else [Package(
         spdx_id=UNOWNED_ID,
         name=line(f"unowned files of {label}") or "unowned files",
         download_location=SpdxNoAssertion(),
@@ -496,7 +514,7 @@ def to_document(doc: Mapping[str, Any]) -> Document:
         comment=("Not a real package: these ELF files belong to no installed package (no package "
                  "database of the target claims them)." if unowned else
                  "Not a real package: every ELF file of this scan belongs to an installed package."),
-    ))
+    )])
     relationships.extend(Relationship(UNOWNED_ID, RelationshipType.CONTAINS, f) for f in unowned)
 
     # Dynamic links: A DYNAMIC_LINK B when A loads B at run time.
@@ -517,7 +535,8 @@ def to_document(doc: Mapping[str, Any]) -> Document:
     verdict = (doc.get("policy") or {}).get("verdict") or summary.get("verdict") or "unknown"
     system = Package(
         spdx_id=TARGET_ID,
-        name=line(osr.get("PRETTY_NAME") or osr.get("NAME") or f"system at {root}") or "system",
+        name=line(f"repository at {root}" if is_repo else
+                  osr.get("PRETTY_NAME") or osr.get("NAME") or f"system at {root}") or "system",
         download_location=SpdxNoAssertion(),
         version=line(osr.get("VERSION_ID")) or None,
         supplier=SpdxNoAssertion(),
@@ -525,11 +544,12 @@ def to_document(doc: Mapping[str, Any]) -> Document:
         license_concluded=SpdxNoAssertion(),
         license_declared=SpdxNoAssertion(),
         copyright_text=SpdxNoAssertion(),
-        primary_package_purpose=PackagePurpose.OPERATING_SYSTEM,
+        primary_package_purpose=PackagePurpose.OTHER if is_repo else PackagePurpose.OPERATING_SYSTEM,
         comment=text("\n".join([
             f"The {target.get('kind') or 'directory'} target scanned at {root}",
             f"os-release: " + ", ".join(f"{k}={v}" for k, v in osr.items() if k in ("ID", "VERSION_ID", "NAME")),
             f"machine: {target.get('machine') or 'unknown'}",
+            f"{len(pkg_records)} packages in the repository" if is_repo else
             f"{len(pkg_records)} installed packages, {len(files)} ELF files ({len(unowned)} unowned)",
             f"flightcheck policy verdict: {verdict}",
         ])),

@@ -36,12 +36,13 @@ SCHEMA_ID = "flightcheck/result/1"
 class TargetInfo:
     """What was scanned: its kind, where it is, what it says it is."""
 
-    kind: str  # directory | image | domain
+    kind: str  # directory | image | domain | repository
     root: str
     os: dict[str, str]
     machine: str | None
     image: dict[str, Any] | None = None  # for images: backend, mounts, problems
     domain: dict[str, Any] | None = None  # for libvirt domains: name, uuid, state, interfaces and their networks
+    repository: dict[str, Any] | None = None  # for repositories: source, method, traffic
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ def package_to_json(p: Package, lic: PackageLicense | None = None) -> dict[str, 
         "purl": text(p.purl),
         "files": len(p.files),
         "database": text(p.database),
+        **({"location": text(p.location)} if p.location else {}),
     }
 
 
@@ -182,6 +184,7 @@ def build(target: TargetInfo, scan: ScanInfo, census: Census, linkage: Linkage,
             },
             **({"image": target.image} if target.image else {}),
             **({"domain": target.domain} if target.domain else {}),
+            **({"repository": target.repository} if target.repository else {}),
         },
         "summary": {
             "files": census.files,

@@ -1,0 +1,173 @@
+"""The license inventory of a YUM/DNF repository, before anything is installed
+(``flightcheck repo SOURCE``).
+
+SOURCE is a folder or an http(s) URL. The packages come from the best place there is:
+
+1. ``repodata/repomd.xml`` and its ``primary`` document (streamed; ``filelists`` too
+   when file lists are asked for);
+2. without repodata, or when it cannot be read: the ``.rpm`` files themselves, found by
+   walking the folder or by following an HTTP index page's links (inside the repository's
+   URL prefix only), each read only as far as its header.
+
+The packages then go through the same license normalisation, categories, policy, gate
+and reports as a system scan. The result document is the same schema with
+``target.kind = "repository"``, no ELF records, and only the package-level rules.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from packageurl import PackageURL
+
+from scanner import result as resultmod
+from scanner.checks import CheckContext, effective_rules, evaluate, load_policy, load_rules, load_waivers
+from scanner.errors import ErrorRecord
+from scanner.inventory.census import Census
+from scanner.inventory.packages import Package, PackageDatabase, package_id
+from scanner.licensing import license_packages, load_tables
+from scanner.linkage.loader import Linkage
+from scanner.repo import repodata, rpmfile
+from scanner.repo.sources import HttpSource, RepoError, Source, open_source
+
+__all__ = ["REPO_CHECKS", "RepoError", "RepoOptions", "inventory"]
+
+#: the checks that judge packages alone (the others need a system: ELF files, /boot, /etc)
+REPO_CHECKS = frozenset({"license-denied", "license-review", "license-unknown", "license-guessed", "license-none"})
+FETCH_THREADS = 8  # rpm headers over HTTP: latency-bound, so several at a time
+
+
+@dataclass(frozen=True)
+class RepoOptions:
+    filelists: bool = False
+    policy: Path | None = None
+    waivers: Path | None = None
+    fail_on: str = "high"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _purl(source: Source, name: str, epoch: int | None, version: str, release: str | None, arch: str | None) -> str:
+    quals: dict[str, str] = {}
+    if arch:
+        quals["arch"] = arch
+    if epoch:
+        quals["epoch"] = str(epoch)
+    if isinstance(source, HttpSource):
+        quals["repository_url"] = source.base
+    full = version + (f"-{release}" if release else "")
+    return PackageURL(type="rpm", name=name, version=full, qualifiers=quals).to_string()
+
+
+def _package(source: Source, name: str, epoch: int | None, version: str, release: str | None, arch: str | None,
+             license_raw: str | None, vendor: str | None, srpm: str | None, location: str | None,
+             files: tuple[str, ...]) -> Package:
+    return Package(id=package_id("rpm", name, epoch, version, release, arch), manager="rpm", name=name,
+                   epoch=epoch, version=version, release=release, arch=arch, source=srpm, vendor=vendor,
+                   license_raw=license_raw, purl=_purl(source, name, epoch, version, release, arch), files=files,
+                   database=source.label, location=location)
+
+
+def _from_repodata(source: Source, want_files: bool, info: dict[str, Any]) -> list[Package]:
+    md = repodata.read_repomd(source)
+    info.update(method="repodata", revision=md.revision,
+                primary=md.data["primary"].location if "primary" in md.data else None)
+    files: dict[str, tuple[str, ...]] = {}
+    if want_files:
+        files = dict(repodata.filelists(source, md))
+        info["filelists"] = md.data["filelists"].location
+    out = []
+    for p in repodata.primary_packages(source, md):
+        out.append(_package(source, p.name, p.epoch, p.version, p.release, p.arch, p.license, p.vendor,
+                            p.sourcerpm, p.location, files.get(p.pkgid or "", ())))
+    return out
+
+
+def _from_files(source: Source, want_files: bool, info: dict[str, Any],
+                errors: list[ErrorRecord]) -> tuple[list[Package], str]:
+    info["method"] = "index" if isinstance(source, HttpSource) else "folder"
+    rels = list(source.packages())
+    readers: Counter[str] = Counter()
+
+    def one(rel: str) -> Package | ErrorRecord:
+        try:
+            h, reader = rpmfile.read_header(source, rel)
+        except (RepoError, OSError) as exc:
+            return ErrorRecord(rel, "inventory", f"rpm file: {exc}")
+        readers[reader] += 1
+        return _package(source, h.name, h.epoch, h.version, h.release, h.arch, h.license, h.vendor, h.source,
+                        rel, h.files if want_files else ())
+
+    threads = FETCH_THREADS if isinstance(source, HttpSource) else 1
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(one, rels))
+    out = []
+    for r in results:
+        (errors if isinstance(r, ErrorRecord) else out).append(r)  # type: ignore[arg-type]
+    return out, (readers.most_common(1)[0][0] if readers else "librpm")
+
+
+def _dedupe(packages: list[Package], errors: list[ErrorRecord]) -> Iterator[Package]:
+    """One record per package id (a repository may carry the same NEVRA twice)."""
+    seen: set[str] = set()
+    for p in packages:
+        if p.id in seen:
+            errors.append(ErrorRecord(p.database, "inventory", f"{p.id} is in the repository more than once"))
+            continue
+        seen.add(p.id)
+        yield p
+
+
+def inventory(spec: str, options: RepoOptions = RepoOptions()) -> dict[str, Any]:
+    """The result document of one repository. Raises RepoError when nothing can be read."""
+    started, t0 = _now(), time.monotonic()
+    policy = load_policy(options.policy)
+    rules = [r for r in effective_rules(load_rules(), policy) if r.check in REPO_CHECKS]
+    waivers = load_waivers(options.waivers) if options.waivers else []
+    tables = load_tables().with_overrides(policy.names, policy.exceptions)
+
+    source = open_source(spec)
+    errors: list[ErrorRecord] = []
+    info: dict[str, Any] = {"source": source.label, "kind": source.kind}
+    backend, reader = "repodata", "python"
+    try:
+        packages = _from_repodata(source, options.filelists, info)
+    except FileNotFoundError:
+        packages = None
+    except RepoError as exc:
+        errors.append(ErrorRecord(repodata.REPOMD, "inventory", f"repodata: {exc}; read the .rpm files instead"))
+        packages = None
+    if packages is None:
+        backend = "rpm-files"
+        packages, reader = _from_files(source, options.filelists, info, errors)
+        if not packages and errors and errors[0].path == repodata.REPOMD:
+            raise RepoError(errors[0].message)
+    packages = list(_dedupe(packages, errors))
+    info["traffic"] = source.traffic.as_dict()
+    for link in source.traffic.skipped_links:
+        errors.append(ErrorRecord(link.split(":", 1)[0], "inventory", f"link skipped: {link.split(': ', 1)[-1]}"))
+
+    db = PackageDatabase("rpm", source.label, backend, reader, tuple(packages), tuple(errors))
+    licenses = license_packages(None, [db], tables, policy.network_copyleft)  # type: ignore[arg-type]
+    arches = Counter(p.arch for p in packages if p.arch and p.arch not in ("noarch", "src"))
+    target = resultmod.TargetInfo(kind="repository", root=source.label, os={},
+                                  machine=arches.most_common(1)[0][0] if arches else None, repository=info)
+    scan_info = resultmod.ScanInfo(started=started, finished=_now(), duration_seconds=time.monotonic() - t0,
+                                   options={"filelists": options.filelists,
+                                            "policy": str(options.policy) if options.policy else None,
+                                            "waivers": str(options.waivers) if options.waivers else None,
+                                            "fail_on": options.fail_on})
+    doc = resultmod.build(target, scan_info, Census((), (), 0), Linkage({}, (), "none"), [db], {}, licenses, {})
+    del licenses, packages, db
+    findings = evaluate(CheckContext([], doc["packages"], [], policy, None), rules, waivers)
+    return resultmod.add_findings(doc, rules, findings, policy, options.fail_on,
+                                  str(options.waivers) if options.waivers else None)

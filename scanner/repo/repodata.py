@@ -1,0 +1,256 @@
+"""A YUM/DNF repository's own metadata: ``repodata/repomd.xml`` and the ``primary`` and
+``filelists`` documents it points to, streamed.
+
+The documents are read as they arrive: decompressed on the fly (gzip, xz, zstd, bzip2,
+told by their magic bytes, not their names), parsed with ``iterparse`` and each
+``<package>`` element dropped once read, so memory follows the number of packages kept
+(a few hundred bytes each), not the size of the XML (gigabytes for a large distribution).
+The compressed bytes are hashed on the way and checked against the checksum repomd.xml
+gives, so a truncated or swapped file is an error, not a silently shorter inventory.
+XML is parsed with defusedxml: no DTD entities, no external references.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import io
+import lzma
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import defusedxml.ElementTree as DET
+
+from scanner.repo.sources import RepoError, Source
+
+NS_REPO = "{http://linux.duke.edu/metadata/repo}"
+NS_COMMON = "{http://linux.duke.edu/metadata/common}"
+NS_RPM = "{http://linux.duke.edu/metadata/rpm}"
+NS_FILELISTS = "{http://linux.duke.edu/metadata/filelists}"
+REPOMD = "repodata/repomd.xml"
+MAX_REPOMD = 4 << 20
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One ``<data>`` entry of repomd.xml."""
+
+    type: str
+    location: str
+    checksum_type: str | None
+    checksum: str | None
+    size: int | None
+
+
+@dataclass(frozen=True)
+class Repomd:
+    revision: str | None
+    data: dict[str, DataFile]
+
+
+@dataclass(frozen=True)
+class RepoPackage:
+    """What primary.xml says of one package."""
+
+    pkgid: str | None
+    name: str
+    epoch: int | None
+    version: str
+    release: str | None
+    arch: str | None
+    license: str | None
+    vendor: str | None
+    sourcerpm: str | None
+    location: str | None
+
+
+def read_repomd(source: Source) -> Repomd:
+    """Parse repomd.xml (FileNotFoundError when the repository has none)."""
+    with source.open(REPOMD) as fh:
+        raw = fh.read(MAX_REPOMD + 1)
+    if len(raw) > MAX_REPOMD:
+        raise RepoError(f"{REPOMD}: larger than {MAX_REPOMD >> 20} MiB")
+    try:
+        root = DET.fromstring(raw)
+    except Exception as exc:  # noqa: BLE001 - ParseError, defusedxml's forbidden constructs
+        raise RepoError(f"{REPOMD}: not valid XML ({exc})") from None
+    if root.tag != f"{NS_REPO}repomd":
+        raise RepoError(f"{REPOMD}: not a repomd document (root element {root.tag})")
+    data: dict[str, DataFile] = {}
+    for el in root.findall(f"{NS_REPO}data"):
+        kind = el.get("type") or ""
+        loc = el.find(f"{NS_REPO}location")
+        href = loc.get("href") if loc is not None else None
+        if not href:
+            continue
+        ck = el.find(f"{NS_REPO}checksum")
+        size = el.findtext(f"{NS_REPO}size")
+        data[kind] = DataFile(kind, href, ck.get("type") if ck is not None else None,
+                              (ck.text or "").strip() if ck is not None else None,
+                              int(size) if size and size.isdigit() else None)
+    return Repomd(root.findtext(f"{NS_REPO}revision"), data)
+
+
+class _Hashing(io.RawIOBase):
+    """Compressed bytes as they stream past, hashed (and counted) for the check at the end."""
+
+    def __init__(self, raw: BinaryIO, algorithm: str | None) -> None:
+        super().__init__()
+        self._raw = raw
+        try:
+            self.hash = hashlib.new("sha1" if algorithm == "sha" else algorithm) if algorithm else None
+        except (ValueError, TypeError):
+            self.hash = None
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray) -> int:  # type: ignore[override]
+        n = self._raw.readinto(b)
+        if n:
+            self.size += n
+            if self.hash is not None:
+                self.hash.update(memoryview(b)[:n])
+        return n or 0
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
+
+
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"BZh", "bzip2"))
+
+
+def _decompressed(stream: io.BufferedReader) -> tuple[BinaryIO, str]:
+    head = stream.peek(8)[:8]
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            break
+    else:
+        return stream, "none"
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=stream, mode="rb"), kind
+    if kind == "xz":
+        return lzma.LZMAFile(stream), kind
+    if kind == "bzip2":
+        return bz2.BZ2File(stream), kind
+    try:
+        import zstandard
+    except ImportError:
+        raise RepoError("the metadata is zstd-compressed and the zstandard module is missing") from None
+    return zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True), kind
+
+
+class _Document:
+    """One metadata file, opened: decompressed, hashed, and checked when done."""
+
+    def __init__(self, source: Source, data: DataFile) -> None:
+        self.data = data
+        try:
+            raw = source.open(data.location)
+        except FileNotFoundError:
+            raise RepoError(f"repomd.xml names {data.type} at {data.location}, which is not there") from None
+        self._hashing = _Hashing(raw, data.checksum_type)
+        buffered = io.BufferedReader(self._hashing, 1 << 16)
+        self.stream, self.compression = _decompressed(buffered)
+
+    def finish(self) -> None:
+        """Drain what is left and compare the checksum with repomd.xml's."""
+        while self._hashing.read(1 << 16):
+            pass
+        h = self._hashing.hash
+        if h is not None and self.data.checksum and h.hexdigest() != self.data.checksum.lower():
+            raise RepoError(f"{self.data.location}: checksum mismatch ({self.data.checksum_type} "
+                            f"{h.hexdigest()[:16]}... is not repomd.xml's {self.data.checksum[:16]}...)")
+
+    def close(self) -> None:
+        self._hashing.close()
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _iterparse(doc: _Document, tag: str) -> Iterator[object]:
+    """``tag`` elements of a streamed document, each dropped from the tree once yielded."""
+    try:
+        context = DET.iterparse(doc.stream, events=("start", "end"))
+        root = None
+        for event, el in context:
+            if root is None:
+                root = el
+            if event == "end" and el.tag == tag:
+                yield el
+                root.clear()  # the element and everything before it: memory stays flat
+    except RepoError:
+        raise
+    except (EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
+        raise RepoError(f"{doc.data.location}: cannot be decompressed ({exc or 'it ends too early'})") from None
+    except Exception as exc:  # noqa: BLE001 - ParseError, zstd errors, defusedxml refusals
+        if type(exc).__name__ == "ZstdError":
+            raise RepoError(f"{doc.data.location}: cannot be decompressed ({exc})") from None
+        raise RepoError(f"{doc.data.location}: not valid XML ({exc})") from None
+
+
+def primary_packages(source: Source, repomd: Repomd) -> Iterator[RepoPackage]:
+    """Every package of primary.xml, in document order."""
+    data = repomd.data.get("primary")
+    if data is None:
+        raise RepoError("repomd.xml has no primary metadata")
+    doc = _Document(source, data)
+    try:
+        for el in _iterparse(doc, f"{NS_COMMON}package"):
+            if el.get("type", "rpm") != "rpm":  # type: ignore[attr-defined]
+                continue
+            name = el.findtext(f"{NS_COMMON}name")  # type: ignore[attr-defined]
+            if not name:
+                continue
+            ver = el.find(f"{NS_COMMON}version")  # type: ignore[attr-defined]
+            fmt = el.find(f"{NS_COMMON}format")  # type: ignore[attr-defined]
+            ck = el.find(f"{NS_COMMON}checksum")  # type: ignore[attr-defined]
+            loc = el.find(f"{NS_COMMON}location")  # type: ignore[attr-defined]
+
+            def rpm_text(tag: str) -> str | None:
+                value = fmt.findtext(f"{NS_RPM}{tag}") if fmt is not None else None
+                return value.strip() or None if value is not None else None
+
+            epoch = _int(ver.get("epoch")) if ver is not None else None
+            yield RepoPackage(
+                pkgid=(ck.text or "").strip() or None if ck is not None else None,
+                name=name.strip(),
+                epoch=epoch or None,
+                version=(ver.get("ver") or "") if ver is not None else "",
+                release=ver.get("rel") if ver is not None else None,
+                arch=el.findtext(f"{NS_COMMON}arch"),  # type: ignore[attr-defined]
+                license=rpm_text("license"),
+                vendor=rpm_text("vendor"),
+                sourcerpm=rpm_text("sourcerpm"),
+                location=loc.get("href") if loc is not None else None,
+            )
+        doc.finish()
+    finally:
+        doc.close()
+
+
+def filelists(source: Source, repomd: Repomd) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """``(pkgid, files)`` for every package of filelists.xml."""
+    data = repomd.data.get("filelists")
+    if data is None:
+        raise RepoError("repomd.xml has no filelists metadata")
+    doc = _Document(source, data)
+    try:
+        for el in _iterparse(doc, f"{NS_FILELISTS}package"):
+            files = tuple(f.text or "" for f in el.findall(f"{NS_FILELISTS}file"))  # type: ignore[attr-defined]
+            yield el.get("pkgid") or "", files  # type: ignore[attr-defined]
+        doc.finish()
+    finally:
+        doc.close()
