@@ -10,7 +10,10 @@
 3. the old loop on a small sample: ``ldd EXE`` then ``dpkg -S`` for every library, vs
    flightcheck on the same executables;
 4. /usr/bin made into an ext4 qcow2 image (mkfs.ext4 -d, qemu-img), scanned with the
-   dissect backend, vs the same tree scanned as a folder.
+   dissect backend, vs the same tree scanned as a folder;
+5. a repository's license inventory: the old loop (``rpm -qp --qf %{LICENSE}`` on each
+   package file) vs ``flightcheck repo`` on the same folder of .rpm files (the fixture
+   repository, built by fixtures/build_repo.py if needed), and on its repodata.
 
 It prints each time and the ratios. Figures are for this machine and this run only.
 Usage: bench/run.py [--executables 400] [--loop-sample 50] [--jobs N]
@@ -136,6 +139,27 @@ def main() -> int:
         rows.append(("/usr/bin as a qcow2 image vs as a folder (best of 3)", t_img, t_dir,
                      "target: the image costs at most 1.5x the folder"))
         shutil.rmtree(img_dir, ignore_errors=True)
+
+    # 5. a repository: rpm -qp per package file vs flightcheck repo
+    if shutil.which("rpm") and shutil.which("createrepo_c"):
+        here = Path(__file__).resolve().parent.parent
+        sys.path.insert(0, str(here / "fixtures"))
+        import build_repo  # noqa: PLC0415
+        import build_rpmroot  # noqa: PLC0415
+
+        cache = here / ".cache" / "fixtures"
+        repos = build_repo.build_repo(cache, build_rpmroot.build_rpm_root(cache).parent / "rpms")
+        rpms = sorted(str(p) for p in (repos / "norepodata").rglob("*.rpm"))
+        loop = 'for f in "$@"; do rpm -qp --nosignature --qf "%{NAME} %{LICENSE}\\n" "$f"; done'
+        fc_repo = FLIGHTCHECK + ["repo", "-o", out, "-q", "--fail-on", "never"]
+        timed(["bash", "-c", loop, "loop", *rpms])
+        t_loop = min(timed(["bash", "-c", loop, "loop", *rpms]) for _ in range(3))
+        t_files = min(timed(fc_repo + [str(repos / "norepodata")]) for _ in range(3))
+        t_md = min(timed(fc_repo + [str(repos / "repo")]) for _ in range(3))
+        rows.append((f"{len(rpms)} package files: rpm -qp loop vs flightcheck repo (headers)", t_loop, t_files,
+                     "flightcheck also normalises to SPDX and applies the policy"))
+        rows.append(("the same repository: flightcheck repo on package files vs on repodata", t_files, t_md,
+                     "repodata needs no package file at all"))
 
     shutil.rmtree(out, ignore_errors=True)
     print(f"flightcheck bench on {os.uname().nodename}, {os.cpu_count()} cores, jobs={args.jobs}")
