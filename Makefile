@@ -35,11 +35,13 @@ PYTEST_ARGS ?=
 #                     appliance boots; the bindings are linked into the virtualenv below
 #  createrepo-c nginx-light  real YUM/DNF repositories for the repo tests, served on 127.0.0.1
 #                     by nginx (range requests, autoindex pages) started and stopped by the tests
+#  postgresql         a real PostgreSQL server for the scan history tests, started on 127.0.0.1
+#                     by the tests (initdb, pg_ctl) and stopped afterwards
 APT_PKGS := python3.11 python3.11-venv python3.11-dev python3-rpm rpm gcc libc6-dev pax-utils file binutils util-linux \
             gcc-aarch64-linux-gnu libc6-dev-arm64-cross musl musl-dev musl-tools \
             libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core chromium chromium-driver poppler-utils \
             qemu-utils fdisk e2fsprogs xfsprogs libvirt-dev pkg-config python3-guestfs linux-image-amd64 \
-            createrepo-c nginx-light
+            createrepo-c nginx-light postgresql
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
