@@ -15,6 +15,7 @@ from typing import Any
 from scanner import result as resultmod
 from scanner.checks import CheckContext, effective_rules, evaluate, load_policy, load_rules, load_waivers
 from scanner.inventory import census_file, dpkg, rpmdb, take_census
+from scanner.inventory.cache import CensusCache
 from scanner.inventory.census import Progress, census_paths
 from scanner.inventory.osrelease import read_os_release
 from scanner.inventory.packages import OwnershipIndex, PackageDatabase
@@ -35,6 +36,7 @@ class ScanOptions:
     policy: Path | None = None
     waivers: Path | None = None
     fail_on: str = "high"
+    cache: Path | None = None  # the census cache (--cache): unchanged files are not parsed again
 
 
 def _now() -> str:
@@ -52,13 +54,19 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
 
     # the package databases and their licenses are read in a thread while the census
     # workers parse ELF files (started once they are forked: never fork a busy thread)
+    cache = CensusCache(options.cache, f"{type(fs).__name__}:{fs.label}") if options.cache else None
     with ThreadPoolExecutor(1, thread_name_prefix="flightcheck-packages") as background:
         packages: list[Future[Packages]] = []
         census = take_census(
             fs, jobs=options.jobs, exclude=options.exclude, paths=options.paths, progress=progress,
-            started=lambda: packages.append(background.submit(_packages, fs, options, tables, policy.network_copyleft)),
+            started=lambda: packages.append(background.submit(_packages, fs, options, tables, policy.network_copyleft,
+                                                              cache)),
+            cache=cache,
         )
         os_release, databases, ownership, pkg_licenses = packages[0].result()
+    if cache is not None:
+        cache.commit(prune=tuple(options.paths) == ("/",) and not options.exclude)
+        cache.close()
     # libraries outside the census are read only as far as the loader reads them
     linkage = resolve_all(
         fs, census.elves,
@@ -94,6 +102,7 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
             "policy": str(options.policy) if options.policy else None,
             "waivers": str(options.waivers) if options.waivers else None,
             "fail_on": options.fail_on,
+            **({"cache": cache.stats()} if cache is not None else {}),
         },
     )
     doc = resultmod.build(target, info, census, linkage, databases, owners, pkg_licenses, linked)
@@ -105,12 +114,13 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
 Packages = tuple[dict[str, str], list[PackageDatabase], OwnershipIndex, dict[str, PackageLicense]]
 
 
-def _packages(fs: RootFS, options: ScanOptions, tables: LicenseTables, network_copyleft: tuple[str, ...]) -> Packages:
+def _packages(fs: RootFS, options: ScanOptions, tables: LicenseTables, network_copyleft: tuple[str, ...],
+              cache: CensusCache | None = None) -> Packages:
     """The target's identity, package databases, ownership index and package licenses."""
     os_release = read_os_release(fs)
     databases = read_package_databases(fs, os_release, options.rpm_reader) if options.packages else []
     ownership = OwnershipIndex(fs, databases)
-    licenses = license_packages(fs, databases, tables, network_copyleft) if options.licenses else {}
+    licenses = license_packages(fs, databases, tables, network_copyleft, cache) if options.licenses else {}
     return os_release, databases, ownership, licenses
 
 

@@ -13,11 +13,15 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
 import multiprocessing
 
 from scanner.errors import ErrorRecord
 from scanner.inventory.elf import ELF_MAGIC, ElfParseError, ElfRecord, parse_elf
 from scanner.target import RootFS, WalkEntry, normpath
+
+if TYPE_CHECKING:
+    from scanner.inventory.cache import CensusCache
 
 BATCH = 192
 
@@ -59,6 +63,11 @@ def census_file(fs: RootFS, path: str, *, light: bool = False) -> list[ElfRecord
 
 
 def _regular_files(fs: RootFS, exclude: tuple[str, ...], tops: tuple[str, ...]) -> Iterator[str]:
+    for entry in _regular_entries(fs, exclude, tops, False):
+        yield entry.path
+
+
+def _regular_entries(fs: RootFS, exclude: tuple[str, ...], tops: tuple[str, ...], stats: bool) -> Iterator[WalkEntry]:
     for top in tops:
         top = normpath(top)
         try:
@@ -68,13 +77,14 @@ def _regular_files(fs: RootFS, exclude: tuple[str, ...], tops: tuple[str, ...]) 
         if kind is None:
             fs.on_walk_error(top, FileNotFoundError(2, "no such file or directory"))
             continue
-        entries = [WalkEntry(fs.resolve(top), "file")] if kind == "file" else fs.walk(fs.resolve(top))
+        entries = ([WalkEntry(fs.resolve(top), "file")] if kind == "file" else
+                   fs.walk(fs.resolve(top), stats=stats))
         for entry in entries:
             if entry.kind != "file":
                 continue
             if exclude and any(fnmatchcase(entry.path, pat) for pat in exclude):
                 continue
-            yield entry.path
+            yield entry
 
 
 # ---- worker side ------------------------------------------------------------------------
@@ -127,6 +137,8 @@ def _parse_all(fs: RootFS, paths: Iterable[str], jobs: int, light: bool,
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     account(fut.result(), pending.pop(fut))
+        if started:  # nothing was submitted (every file answered by the cache, or none at all)
+            started()
         for fut in list(pending):
             account(fut.result(), pending.pop(fut))
 
@@ -139,6 +151,7 @@ def take_census(
     paths: Iterable[str] = ("/",),
     progress: Progress | None = None,
     started: Callable[[], None] | None = None,
+    cache: "CensusCache | None" = None,
 ) -> Census:
     """Census every ELF file of ``fs`` under ``paths`` (folders walked, files taken as
     they are; guest paths). ``jobs`` worker processes (default: all cores; 1 parses in
@@ -155,12 +168,46 @@ def take_census(
         if progress:
             progress(files, elves)
 
-    files_iter = _regular_files(fs, tuple(exclude), tuple(paths) or ("/",))
+    files_iter: Iterable[str]
+    misses: dict[str, os.stat_result] = {}
+    if cache is not None:
+        walked = _regular_entries(fs, tuple(exclude), tuple(paths) or ("/",), True)
+        files_iter = _through_cache(fs, walked, cache, misses, account)
+    else:
+        files_iter = _regular_files(fs, tuple(exclude), tuple(paths) or ("/",))
     _parse_all(fs, files_iter, jobs or os.cpu_count() or 1, False, account, started)
+    if cache is not None:
+        by_path: dict[str, list[ElfRecord | ErrorRecord]] = {}
+        for r in results:
+            if r.path in misses:
+                by_path.setdefault(r.path, []).append(r)
+        for p, st in misses.items():
+            cache.store(p, st, by_path.get(p, []))
     errors = [ErrorRecord(p, "target", f"cannot walk: {msg}") for p, msg in fs.walk_errors]
     elf_records = sorted((r for r in results if isinstance(r, ElfRecord)), key=lambda r: r.path)
     errors += sorted((r for r in results if isinstance(r, ErrorRecord)), key=lambda r: r.path)
     return Census(tuple(elf_records), tuple(errors), files)
+
+
+def _through_cache(fs: RootFS, entries: Iterable[WalkEntry], cache: "CensusCache",
+                   misses: dict[str, os.stat_result],
+                   account: Callable[[list[ElfRecord | ErrorRecord], int], None]) -> Iterator[str]:
+    """The paths the cache cannot answer (their stat kept in ``misses``); the answers it
+    has go straight to ``account``."""
+    for entry in entries:
+        p, st = entry.path, entry.stat
+        if st is None:
+            try:
+                st = fs.lstat(p)
+            except OSError:
+                yield p  # the census says what is wrong with it
+                continue
+        hit = cache.lookup(p, st)
+        if hit is None:
+            misses[p] = st
+            yield p
+        else:
+            account(hit, 1)
 
 
 def census_paths(fs: RootFS, paths: list[str], *, jobs: int | None = None,

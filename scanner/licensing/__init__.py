@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from scanner.inventory.elf import ElfRecord
 from scanner.inventory.packages import PackageDatabase
@@ -45,8 +46,10 @@ class LinkedLicense:
 
 
 def license_packages(fs: RootFS, databases: Iterable[PackageDatabase], tables: LicenseTables,
-                     network_copyleft: tuple[str, ...] = DEFAULT_NETWORK_COPYLEFT) -> dict[str, PackageLicense]:
-    """The license of every package: rpm's LICENSE tag, dpkg's copyright file."""
+                     network_copyleft: tuple[str, ...] = DEFAULT_NETWORK_COPYLEFT,
+                     memo: Any = None) -> dict[str, PackageLicense]:
+    """The license of every package: rpm's LICENSE tag, dpkg's copyright file (``memo``:
+    the scan cache, which keeps what each copyright file said)."""
 
     @lru_cache(maxsize=None)
     def outcome(raw: str | None) -> tuple[LicenseOutcome, str]:
@@ -60,7 +63,7 @@ def license_packages(fs: RootFS, databases: Iterable[PackageDatabase], tables: L
     for db in databases:
         for pkg in db.packages:
             if pkg.manager == "dpkg":
-                deb = read_copyright(fs, pkg.name)
+                deb = read_copyright(fs, pkg.name, memo)
                 raw, source, evidence = deb.raw, deb.source, deb.evidence
             else:
                 raw, source, evidence = pkg.license_raw, ("rpm" if pkg.license_raw else "none"), "rpm LICENSE tag"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from debian.deb822 import Deb822
 
@@ -42,8 +43,29 @@ def _join(synopses: list[str]) -> str:
     return " and ".join(f"({s})" if re.search(r"\s(or|and)\s", s, re.I) else s for s in synopses)
 
 
-def read_copyright(fs: RootFS, package: str) -> DebianLicense:
+def read_copyright(fs: RootFS, package: str, memo: Any = None) -> DebianLicense:
+    """The license a package's copyright file states. ``memo`` (a
+    :class:`~scanner.inventory.cache.CensusCache`) keeps the answer per file for the next
+    scan: an unchanged copyright file is not parsed again."""
     path = f"/usr/share/doc/{package}/copyright"
+    st = real = None
+    if memo is not None:
+        try:
+            real = fs.resolve(path)
+            st = fs.lstat(real)
+        except OSError:
+            st = None
+        if st is not None:
+            hit = memo.memo_get("copyright", f"{path}\0{real}", st)
+            if isinstance(hit, list) and len(hit) == 3 and all(isinstance(x, (str, type(None))) for x in hit):
+                return DebianLicense(hit[0], str(hit[1]), str(hit[2]))
+    found = _read_copyright(fs, path)
+    if memo is not None and st is not None:
+        memo.memo_put("copyright", f"{path}\0{real}", st, [found.raw, found.source, found.evidence])
+    return found
+
+
+def _read_copyright(fs: RootFS, path: str) -> DebianLicense:
     try:
         text = fs.read(path, MAX_COPYRIGHT).decode("utf-8", "replace")
     except OSError:

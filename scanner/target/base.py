@@ -41,6 +41,7 @@ class WalkEntry:
 
     path: str
     kind: str
+    stat: os.stat_result | None = None  # the entry's lstat, when the walk was asked for it
 
 
 def normpath(path: str) -> str:
@@ -197,27 +198,45 @@ class RootFS(ABC):
         except OSError:
             return False
 
-    def walk(self, top: str = "/", *, skip: frozenset[str] = frozenset()) -> Iterator[WalkEntry]:
+    def walk(self, top: str = "/", *, skip: frozenset[str] = frozenset(),
+             stats: bool = False) -> Iterator[WalkEntry]:
         """Every non-directory entry under ``top`` (never following links). Directories
         in ``skip`` (guest paths) or refused by :meth:`descend` are not entered;
-        unreadable directories are reported through :meth:`on_walk_error`."""
+        unreadable directories are reported through :meth:`on_walk_error`. With ``stats``
+        regular files carry their ``lstat`` (read with the listing where the target can)."""
         stack = [normpath(top)]
         while stack:
             d = stack.pop()
             try:
-                entries = self.listdir(d)
+                entries = self.listdir_stat(d) if stats else [(n, k, None) for n, k in self.listdir(d)]
             except OSError as exc:
                 self.on_walk_error(d, exc)
                 continue
             subdirs = []
-            for name, kind in entries:
-                p = d.rstrip("/") + "/" + name
+            prefix = d.rstrip("/") + "/"
+            for name, kind, st in entries:
+                p = prefix + name
                 if kind == "dir":
                     if p not in skip and self.descend(p):
                         subdirs.append(p)
                 else:
-                    yield WalkEntry(p, kind)
+                    yield WalkEntry(p, kind, st)
             stack.extend(sorted(subdirs, reverse=True))
+
+    def listdir_stat(self, path: str) -> list[tuple[str, str, os.stat_result | None]]:
+        """:meth:`listdir` with the ``lstat`` of each regular file (None when it cannot be
+        read: the census then reports the file)."""
+        out: list[tuple[str, str, os.stat_result | None]] = []
+        prefix = path.rstrip("/") + "/"
+        for name, kind in self.listdir(path):
+            st = None
+            if kind == "file":
+                try:
+                    st = self.lstat(prefix + name)
+                except OSError:
+                    pass
+            out.append((name, kind, st))
+        return out
 
     def descend(self, path: str) -> bool:
         """Whether :meth:`walk` enters the directory ``path`` (mount boundaries)."""

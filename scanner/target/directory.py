@@ -122,6 +122,21 @@ class DirectoryRoot(RootFS):
                 out.append((e.name, kind))
         return out
 
+    def listdir_stat(self, path: str) -> list[tuple[str, str, os.stat_result | None]]:
+        out: list[tuple[str, str, os.stat_result | None]] = []
+        with os.scandir(self.host_path(path)) as it:
+            for e in it:
+                st = None
+                try:
+                    st = e.stat(follow_symlinks=False)
+                    mode = st.st_mode
+                except OSError:
+                    mode = 0
+                kind = ("dir" if statmod.S_ISDIR(mode) else "file" if statmod.S_ISREG(mode) else
+                        "symlink" if statmod.S_ISLNK(mode) else "other")
+                out.append((e.name, kind, st if kind == "file" else None))
+        return out
+
     def open_resolved(self, path: str) -> tuple[BinaryIO, os.stat_result]:
         fd = open_nofollow(self.host_path(path))
         try:

@@ -1,0 +1,168 @@
+"""The census cache (``scan --cache``): unchanged files are not parsed again, changed ones
+always are, and a cache that is not ours is rebuilt, never trusted. Real roots, real files,
+a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scanner.scan import ScanOptions, scan
+from scanner.target import DirectoryRoot
+
+from conftest import by_path
+
+
+@pytest.fixture()
+def root(rpmroot: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "root"
+    subprocess.run(["cp", "-a", str(rpmroot), str(dest)], check=True)
+    return dest
+
+
+def run(root: Path, cache: Path | None, **kw: object) -> dict:
+    return scan(DirectoryRoot(root), ScanOptions(jobs=2, cache=cache, **kw))  # type: ignore[arg-type]
+
+
+def stats(doc: dict) -> dict:
+    return doc["scan"]["options"]["cache"]
+
+
+def comparable(doc: dict) -> dict:
+    return {"elves": by_path(doc), "errors": doc["errors"], "findings": doc["findings"], "files": doc["summary"]["files"]}
+
+
+def test_rescan_reuses_and_reparses_exactly_the_touched_file(root: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "census.sqlite"
+    cold = run(root, cache)
+    assert stats(cold)["hits"] == 0 and stats(cold)["misses"] == cold["summary"]["files"]
+    warm = run(root, cache)
+    assert stats(warm)["misses"] == 0 and stats(warm)["hits"] == cold["summary"]["files"]
+    assert comparable(warm) == comparable(cold) == comparable(run(root, None))
+    # touch one file: exactly that one is parsed again
+    hello = root / "usr/bin/hello"
+    st = hello.stat()
+    os.utime(hello, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    again = run(root, cache)
+    assert stats(again)["misses"] == 1 and stats(again)["reparsed"] == ["/usr/bin/hello"]
+    assert comparable(again) == comparable(cold)
+
+
+def test_changes_that_keep_size_and_mtime_are_still_seen(root: Path, tmp_path: Path) -> None:
+    """Bytes rewritten in place with the old mtime put back, and a chmod u+s (mtime
+    unchanged): the ctime moved, so both are parsed again and the records say so."""
+    cache = tmp_path / "census.sqlite"
+    run(root, cache)
+    lib = root / "usr/lib64/libgreet.so.1.0.0"
+    st = lib.stat()
+    data = bytearray(lib.read_bytes())
+    data[-1] ^= 0xFF  # same size, different bytes
+    lib.write_bytes(bytes(data))
+    os.utime(lib, ns=(st.st_atime_ns, st.st_mtime_ns))
+    app = root / "usr/bin/hello"
+    app.chmod(app.stat().st_mode | 0o4000)
+    doc = run(root, cache)
+    assert sorted(stats(doc)["reparsed"]) == ["/usr/bin/hello", "/usr/lib64/libgreet.so.1.0.0"]
+    elves = by_path(doc)
+    assert elves["/usr/bin/hello"]["setuid"] is True
+    import hashlib
+
+    assert elves["/usr/lib64/libgreet.so.1.0.0"]["sha256"] == hashlib.sha256(bytes(data)).hexdigest()
+
+
+def test_new_and_removed_files(root: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "census.sqlite"
+    run(root, cache)
+    (root / "usr/local/bin").mkdir(parents=True, exist_ok=True)
+    (root / "usr/local/bin/copy").write_bytes((root / "usr/bin/hello").read_bytes())
+    (root / "usr/bin/hello").unlink()
+    doc = run(root, cache)
+    assert stats(doc)["reparsed"] == ["/usr/local/bin/copy"]
+    assert "/usr/bin/hello" not in by_path(doc) and "/usr/local/bin/copy" in by_path(doc)
+    rows = sqlite3.connect(cache).execute("SELECT count(*) FROM census WHERE path = ?", (b"/usr/bin/hello",))
+    assert rows.fetchone()[0] == 0  # forgotten after a whole-target scan
+
+
+def test_random_bytes_cache_is_set_aside_and_rebuilt(root: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "census.sqlite"
+    cache.write_bytes(bytes(random.Random(9).randrange(256) for _ in range(8192)))
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "scanner", "scan", str(root), "--cache", str(cache), "-o", str(out),
+                        "-q", "--fail-on", "never"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "warning: cache" in r.stderr and "not a flightcheck census cache" in r.stderr
+    assert list(tmp_path.glob("census.sqlite.corrupt-*"))  # the user's file is kept, not deleted
+    doc = json.loads((out / "result.json").read_text())
+    assert stats(doc)["hits"] == 0 and stats(doc)["misses"] == doc["summary"]["files"]
+    assert stats(run(root, cache))["misses"] == 0  # the rebuilt cache works
+
+
+def test_another_database_is_not_used(root: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "other.sqlite"
+    db = sqlite3.connect(cache)
+    db.execute("CREATE TABLE census (x)")
+    db.commit()
+    db.close()
+    doc = run(root, cache)
+    assert "not a flightcheck census cache" in stats(doc)["warnings"][0]
+
+
+def test_tampered_entries_are_not_trusted(root: Path, tmp_path: Path) -> None:
+    """Entries are JSON decoded field by field: one that does not fit is a miss and is
+    replaced; one claiming another file's path is refused too."""
+    cache = tmp_path / "census.sqlite"
+    cold = run(root, cache)
+    db = sqlite3.connect(cache)
+    db.execute("UPDATE census SET records = ? WHERE path = ?", ('[{"elf": {"path": 1}}]', b"/usr/bin/hello"))
+    good = db.execute("SELECT records FROM census WHERE path = ?", (b"/usr/lib64/libgreet.so.1.0.0",)).fetchone()[0]
+    db.execute("UPDATE census SET records = ? WHERE path = ?", (good, b"/usr/bin/static-app"))
+    db.commit()
+    db.close()
+    doc = run(root, cache)
+    assert sorted(stats(doc)["reparsed"]) == ["/usr/bin/hello", "/usr/bin/static-app"]
+    assert comparable(doc) == comparable(cold)
+
+
+def test_copyright_files_are_remembered(tmp_path: Path) -> None:
+    """A Debian root: each copyright file's license is kept; an edited copyright file is
+    read again and its new license shows."""
+    import shutil
+
+    if not shutil.which("dpkg-query"):
+        pytest.skip("needs a Debian host (dpkg-query) to copy real package records from")
+    root = tmp_path / "debian"
+    (root / "var/lib/dpkg/info").mkdir(parents=True)
+    names = [n for n in ("bash", "coreutils", "zlib1g", "libc6", "tar")
+             if Path(f"/usr/share/doc/{n}/copyright").is_file()
+             and subprocess.run(["dpkg-query", "-s", n], capture_output=True).returncode == 0]
+    stanzas = []
+    for n in names:  # real status stanzas, real copyright files, of this host's packages
+        stanzas.append(subprocess.run(["dpkg-query", "-s", n], capture_output=True, text=True, check=True).stdout)
+        (root / f"usr/share/doc/{n}").mkdir(parents=True)
+        shutil.copy(f"/usr/share/doc/{n}/copyright", root / f"usr/share/doc/{n}/copyright")
+        (root / f"var/lib/dpkg/info/{n}.list").write_text(f"/usr/share/doc/{n}\n/usr/share/doc/{n}/copyright\n")
+    (root / "var/lib/dpkg/status").write_text("\n".join(s.strip() + "\n" for s in stanzas))
+    assert len(names) >= 3
+    cache = tmp_path / "census.sqlite"
+    cold = run(root, cache)
+    n = len(cold["packages"])
+    assert n and stats(cold)["memo_hits"] == 0
+    warm = run(root, cache)
+    assert stats(warm)["memo_hits"] == sum(1 for p in cold["packages"] if p["license_source"] != "none")
+    assert warm["packages"] == cold["packages"]
+    copyrights = sorted((root / "usr/share/doc").glob("*/copyright"))
+    assert copyrights
+    target = copyrights[0]
+    target.write_text("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+                      "Files: *\nCopyright: 2026 Someone\nLicense: MIT\n")
+    changed = run(root, cache)
+    pkg = next(p for p in changed["packages"] if p["name"] == target.parent.name)
+    assert pkg["license_raw"] == "MIT" and pkg["license_source"] == "dep5"
+    assert stats(changed)["memo_hits"] == stats(warm)["memo_hits"] - 1
