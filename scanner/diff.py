@@ -1,0 +1,501 @@
+"""``flightcheck diff``: what changed between two result documents.
+
+:func:`diff` is a pure function of two ``flightcheck/result/1`` documents and returns one
+JSON-able ``flightcheck/diff/1`` document:
+
+* **packages** matched by ``(manager, name, arch)``: added, removed, upgraded and
+  downgraded. Versions are ordered as the package manager orders them: rpm's
+  ``labelCompare`` (epoch, then ``rpmvercmp`` of version and release) for rpm, and
+  python-debian's :class:`~debian.debian_support.Version` for dpkg. When a name and arch
+  is installed more than once (rpm's install-only kernels), the versions present on
+  both sides are the same package, and one version going while another comes is an
+  upgrade or a downgrade; anything else is listed as added and removed;
+* **license changes** of the packages present in both (the same version, or the pair of an
+  upgrade): the raw string and the SPDX expression, each old and new;
+* **findings** matched by ``(rule, subject)``: new (failing now, not before), fixed
+  (failing before, not now, and not waived now), still failing, newly waived (waived now,
+  not before). A subject that is a package id (``rpm/bash-5.1-1.x86_64``) is matched by
+  the package's ``(manager, name, arch)`` instead, so that upgrading a package whose
+  license was already a guess does not report one finding fixed and another new;
+* **ELF files added outside any package**: in the new document with no owner, and not
+  in the old one at all;
+* a **summary**: the counts, and each side's target, scan times and verdict; and
+  **warnings** when the two sides are not comparable (another target, other scan
+  options).
+
+:func:`render_text` writes it for a terminal or a cron mail, :func:`render_html` as one
+self-contained page in the style of the HTML report (``reports/diff.html.j2`` with
+``reports/report.css`` inlined).
+
+``rpmvercmp`` is written here (after rpm 4.18's ``rpmio/rpmvercmp.c``) for hosts without
+the rpm bindings; the bindings' own ``labelCompare`` is used when they import.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from scanner import __version__
+from scanner.checks import SEV_RANK
+
+SCHEMA_ID = "flightcheck/diff/1"
+
+#: scan options that change what a scan can see; a difference makes the diff suspect
+COMPARED_OPTIONS = ("paths", "exclude", "packages", "licenses", "cross_mounts")
+
+PkgKey = tuple[str, str, str | None]
+Evr = tuple[str, str, str]
+
+
+# --------------------------------------------------------------------------- versions
+
+
+def _isalpha(c: str) -> bool:
+    return ("a" <= c <= "z") or ("A" <= c <= "Z")
+
+
+def _isdigit(c: str) -> bool:
+    return "0" <= c <= "9"
+
+
+def rpmvercmp(a: str, b: str) -> int:
+    """rpm's version segment comparison (``rpmio/rpmvercmp.c``): -1, 0 or 1.
+
+    Strings are split into runs of ASCII digits and ASCII letters; everything else
+    separates. ``~`` sorts before anything (even the end of the string), ``^`` after the
+    end but before anything else. Numeric runs beat alphabetic ones, compare as numbers
+    (leading zeros dropped, the longer wins), alphabetic runs compare bytewise; when all
+    runs are equal, the string with something left wins.
+    """
+    if a == b:
+        return 0
+    i = j = 0
+    la, lb = len(a), len(b)
+    while i < la or j < lb:
+        while i < la and not (_isalpha(a[i]) or _isdigit(a[i])) and a[i] not in "~^":
+            i += 1
+        while j < lb and not (_isalpha(b[j]) or _isdigit(b[j])) and b[j] not in "~^":
+            j += 1
+        ca = a[i] if i < la else ""
+        cb = b[j] if j < lb else ""
+        if ca == "~" or cb == "~":
+            if ca != "~":
+                return 1
+            if cb != "~":
+                return -1
+            i, j = i + 1, j + 1
+            continue
+        if ca == "^" or cb == "^":
+            if not ca:
+                return -1
+            if not cb:
+                return 1
+            if ca != "^":
+                return 1
+            if cb != "^":
+                return -1
+            i, j = i + 1, j + 1
+            continue
+        if not (ca and cb):
+            break
+        kind = _isdigit if _isdigit(ca) else _isalpha
+        ei = i
+        while ei < la and kind(a[ei]):
+            ei += 1
+        ej = j
+        while ej < lb and kind(b[ej]):
+            ej += 1
+        one, two = a[i:ei], b[j:ej]
+        if not two:  # segments of different types: the numeric one is newer
+            return 1 if kind is _isdigit else -1
+        if kind is _isdigit:
+            one, two = one.lstrip("0"), two.lstrip("0")
+            if len(one) != len(two):
+                return 1 if len(one) > len(two) else -1
+        if one != two:
+            return 1 if one > two else -1
+        i, j = ei, ej
+    if i >= la and j >= lb:
+        return 0
+    return -1 if i >= la else 1
+
+
+def _rpm_label_compare_py(old: Evr, new: Evr) -> int:
+    (e1, v1, r1), (e2, v2, r2) = old, new
+    n1, n2 = int(e1 or 0), int(e2 or 0)
+    if n1 != n2:
+        return 1 if n1 > n2 else -1
+    rc = rpmvercmp(v1, v2)
+    if rc == 0 and r1 and r2:
+        rc = rpmvercmp(r1, r2)
+    return rc
+
+
+@functools.cache
+def _rpm_label_compare() -> Callable[[Evr, Evr], int]:
+    try:
+        import rpm  # Debian's python3-rpm through the PyPI shim
+
+        compare = rpm.labelCompare
+        compare(("0", "1", "1"), ("0", "1", "1"))
+    except Exception:  # noqa: BLE001 - no usable bindings: the built-in comparison
+        return _rpm_label_compare_py
+
+    def labelcompare(old: Evr, new: Evr) -> int:
+        try:
+            return int(compare(old, new))
+        except (ValueError, TypeError):  # an epoch librpm refuses: compare as rpm would, here
+            return _rpm_label_compare_py(old, new)
+
+    return labelcompare
+
+
+def _rpm_evr(p: dict[str, Any]) -> Evr:
+    epoch = p.get("epoch")
+    return (str(epoch) if epoch not in (None, "") else "0", str(p.get("version") or ""), str(p.get("release") or ""))
+
+
+def _deb_version(p: dict[str, Any]) -> str:
+    v = str(p.get("version") or "")
+    if p.get("epoch") and ":" not in v:
+        v = f"{p['epoch']}:{v}"
+    if p.get("release") and "-" not in v.split(":", 1)[-1]:
+        v = f"{v}-{p['release']}"
+    return v
+
+
+def compare_versions(manager: str, old: dict[str, Any], new: dict[str, Any]) -> int:
+    """-1, 0 or 1: how package record ``new``'s version orders against ``old``'s."""
+    if manager == "dpkg":
+        from debian.debian_support import Version
+
+        a, b = _deb_version(old), _deb_version(new)
+        try:
+            va, vb = Version(a), Version(b)
+        except ValueError:  # not a Debian version: rpm's segment order is a fair stand-in
+            return rpmvercmp(b, a)
+        return (vb > va) - (vb < va)
+    return _rpm_label_compare()(_rpm_evr(new), _rpm_evr(old))
+
+
+def evr(p: dict[str, Any]) -> str:
+    """A package's version as its manager writes it: ``[E:]V[-R]``."""
+    if p.get("manager") == "dpkg":
+        return _deb_version(p)
+    s = (f"{p['epoch']}:" if p.get("epoch") not in (None, "", 0, "0") else "") + str(p.get("version") or "")
+    return s + (f"-{p['release']}" if p.get("release") else "")
+
+
+# --------------------------------------------------------------------------- the diff
+
+
+def _pkg_key(p: dict[str, Any]) -> PkgKey:
+    return (str(p.get("manager") or ""), str(p.get("name") or ""), p.get("arch"))
+
+
+def _pkg_brief(p: dict[str, Any]) -> dict[str, Any]:
+    return {"id": p.get("id"), "manager": p.get("manager"), "name": p.get("name"), "arch": p.get("arch"),
+            "version": evr(p), "license_raw": p.get("license_raw"), "license_spdx": p.get("license_spdx"),
+            "license_category": p.get("license_category")}
+
+
+def _sort_pkgs(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda r: (str(r.get("name")), str(r.get("arch")), str(r.get("manager")),
+                                       str(r.get("version") or r.get("new_version") or "")))
+
+
+def _license_change(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | None:
+    if old.get("license_raw") == new.get("license_raw") and old.get("license_spdx") == new.get("license_spdx"):
+        return None
+    return {"id": new.get("id"), "old_id": old.get("id"), "manager": new.get("manager"), "name": new.get("name"),
+            "arch": new.get("arch"), "old_version": evr(old), "new_version": evr(new),
+            "raw": {"old": old.get("license_raw"), "new": new.get("license_raw")},
+            "spdx": {"old": old.get("license_spdx"), "new": new.get("license_spdx")},
+            "category": {"old": old.get("license_category"), "new": new.get("license_category")}}
+
+
+def _diff_packages(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> tuple[dict[str, list], list]:
+    def group(pkgs: list[dict[str, Any]]) -> dict[PkgKey, dict[str, dict[str, Any]]]:
+        out: dict[PkgKey, dict[str, dict[str, Any]]] = {}
+        for p in pkgs:
+            out.setdefault(_pkg_key(p), {})[evr(p)] = p
+        return out
+
+    before, after = group(old), group(new)
+    added, removed, upgraded, downgraded, licenses = [], [], [], [], []
+    for key in sorted(set(before) | set(after), key=lambda k: (k[1], str(k[2]), k[0])):
+        was, now = before.get(key, {}), after.get(key, {})
+        for v in sorted(set(was) & set(now)):
+            change = _license_change(was[v], now[v])
+            if change:
+                licenses.append(change)
+        gone = [was[v] for v in sorted(set(was) - set(now))]
+        came = [now[v] for v in sorted(set(now) - set(was))]
+        if len(gone) == 1 and len(came) == 1:
+            o, n = gone[0], came[0]
+            row = {"id": n.get("id"), "old_id": o.get("id"), "manager": key[0], "name": key[1], "arch": key[2],
+                   "old_version": evr(o), "new_version": evr(n)}
+            (downgraded if compare_versions(key[0], o, n) < 0 else upgraded).append(row)
+            change = _license_change(o, n)
+            if change:
+                licenses.append(change)
+            continue
+        removed += [_pkg_brief(p) for p in gone]
+        added += [_pkg_brief(p) for p in came]
+    return ({"added": _sort_pkgs(added), "removed": _sort_pkgs(removed), "upgraded": _sort_pkgs(upgraded),
+             "downgraded": _sort_pkgs(downgraded)}, _sort_pkgs(licenses))
+
+
+def _finding_index(doc: dict[str, Any]) -> dict[tuple[str, Any], dict[str, Any]]:
+    """Findings by (rule, subject), a package id subject standing for (manager, name, arch);
+    for a key given twice (it should not be) a failing one wins."""
+    pkgs = {p.get("id"): _pkg_key(p) for p in doc.get("packages", []) or []}
+    out: dict[tuple[str, Any], dict[str, Any]] = {}
+    for f in doc.get("findings", []) or []:
+        subject = f.get("subject")
+        key = (str(f.get("rule")), ("package", *pkgs[subject]) if subject in pkgs else subject)
+        if key not in out or f.get("state") == "fail":
+            out[key] = f
+    return out
+
+
+def _finding_row(f: dict[str, Any], before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
+    row = {"rule": f.get("rule"), "title": f.get("title"), "severity": f.get("severity"), "subject": f.get("subject"),
+           "message": f.get("message"), "old_state": before.get("state") if before else None,
+           "new_state": after.get("state") if after else None}
+    if before and after and before.get("subject") != after.get("subject"):
+        row["old_subject"] = before.get("subject")
+    if after and after.get("waiver"):
+        row["waiver"] = after["waiver"]
+    return row
+
+
+def _sort_findings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda r: (-SEV_RANK.get(r.get("severity"), 0), str(r.get("rule")), str(r.get("subject"))))
+
+
+def _diff_findings(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    before, after = _finding_index(old), _finding_index(new)
+    out: dict[str, list[dict[str, Any]]] = {"new": [], "fixed": [], "still_failing": [], "newly_waived": []}
+    for key in set(before) | set(after):
+        b, a = before.get(key), after.get(key)
+        was = b.get("state") if b else None
+        now = a.get("state") if a else None
+        if now == "fail":
+            out["still_failing" if was == "fail" else "new"].append(_finding_row(a, b, a))
+        elif now == "waived":
+            if was != "waived":
+                out["newly_waived"].append(_finding_row(a, b, a))
+        elif was == "fail":
+            out["fixed"].append(_finding_row(b, b, a))
+    return {k: _sort_findings(v) for k, v in out.items()}
+
+
+def _added_unowned(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
+    seen = {e.get("path") for e in old.get("elves", []) or []}
+    return sorted(({"path": e.get("path"), "type": e.get("type"), "machine": e.get("machine"),
+                    "size": e.get("size"), "sha256": e.get("sha256"),
+                    "setuid": bool(e.get("setuid")), "setgid": bool(e.get("setgid"))}
+                   for e in new.get("elves", []) or []
+                   if e.get("owner") is None and e.get("type") != "debuginfo" and e.get("path") not in seen),
+                  key=lambda e: str(e["path"]))
+
+
+def _side(doc: dict[str, Any], label: str | None) -> dict[str, Any]:
+    t = doc.get("target") or {}
+    os_ = t.get("os") or {}
+    scan = doc.get("scan") or {}
+    side = {"source": label, "kind": t.get("kind"), "root": t.get("root"),
+            "os": os_.get("PRETTY_NAME") or os_.get("ID"), "machine": t.get("machine"),
+            "started": scan.get("started"), "finished": scan.get("finished"),
+            "verdict": (doc.get("policy") or {}).get("verdict"), "fail_on": (doc.get("policy") or {}).get("fail_on"),
+            "packages": len(doc.get("packages") or []), "elves": len(doc.get("elves") or []),
+            "failing": sum(1 for f in doc.get("findings") or [] if f.get("state") == "fail")}
+    if t.get("domain"):
+        side["domain"] = t["domain"].get("name")
+    if t.get("repository"):
+        side["repository"] = t["repository"].get("source")
+    return side
+
+
+def _identity(side: dict[str, Any]) -> tuple[Any, ...]:
+    return (side["kind"], side.get("domain") or side.get("repository") or side["root"])
+
+
+def _warnings(old: dict[str, Any], new: dict[str, Any], a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    out = []
+    if _identity(a) != _identity(b):
+        out.append(f"the two results are of different targets: {a['kind']} {a.get('domain') or a['root']} "
+                   f"and {b['kind']} {b.get('domain') or b['root']}")
+    if a["machine"] != b["machine"]:
+        out.append(f"the machine differs: {a['machine']} and {b['machine']}")
+    oo, no = (old.get("scan") or {}).get("options") or {}, (new.get("scan") or {}).get("options") or {}
+    differ = [k for k in COMPARED_OPTIONS if k in oo and k in no and oo[k] != no[k]]
+    if differ:
+        out.append("the scans were run with different options (" + ", ".join(differ)
+                   + "): some changes may come from that, not from the target")
+    if a["started"] and b["started"] and str(b["started"]) < str(a["started"]):
+        out.append("the new result is older than the old one")
+    return out
+
+
+def diff(old_doc: dict[str, Any], new_doc: dict[str, Any], *, old_label: str | None = None,
+         new_label: str | None = None) -> dict[str, Any]:
+    """What changed from ``old_doc`` to ``new_doc`` (both result documents), as a
+    ``flightcheck/diff/1`` document. ``*_label`` name where each came from (a path, a
+    history id) and are only recorded."""
+    packages, licenses = _diff_packages(list(old_doc.get("packages") or []), list(new_doc.get("packages") or []))
+    findings = _diff_findings(old_doc, new_doc)
+    unowned = _added_unowned(old_doc, new_doc)
+    a, b = _side(old_doc, old_label), _side(new_doc, new_label)
+    counts = {
+        "packages_added": len(packages["added"]), "packages_removed": len(packages["removed"]),
+        "packages_upgraded": len(packages["upgraded"]), "packages_downgraded": len(packages["downgraded"]),
+        "license_changes": len(licenses),
+        "findings_new": len(findings["new"]), "findings_fixed": len(findings["fixed"]),
+        "findings_still_failing": len(findings["still_failing"]), "findings_newly_waived": len(findings["newly_waived"]),
+        "added_unowned_elves": len(unowned),
+    }
+    new_by_sev = {s: 0 for s in sorted(SEV_RANK, key=SEV_RANK.__getitem__, reverse=True)}
+    for f in findings["new"]:
+        new_by_sev[f["severity"]] = new_by_sev.get(f["severity"], 0) + 1
+    changed = any(v for k, v in counts.items() if k != "findings_still_failing")
+    return {
+        "schema": SCHEMA_ID,
+        "tool": {"name": "flightcheck", "version": __version__},
+        "old": a,
+        "new": b,
+        "warnings": _warnings(old_doc, new_doc, a, b),
+        "summary": {**counts, "new_by_severity": new_by_sev, "changed": changed,
+                    "verdict": {"old": a["verdict"], "new": b["verdict"]}},
+        "packages": packages,
+        "license_changes": licenses,
+        "findings": findings,
+        "added_unowned_elves": unowned,
+    }
+
+
+def worst_new(d: dict[str, Any]) -> str | None:
+    """The highest severity among the new findings, or None."""
+    sevs = [f["severity"] for f in d["findings"]["new"] if f.get("severity") in SEV_RANK]
+    return max(sevs, key=SEV_RANK.__getitem__) if sevs else None
+
+
+def fails_on_new(d: dict[str, Any], threshold: str) -> bool:
+    """True when a new finding is at or above ``threshold`` (info < low < medium < high < critical)."""
+    worst = worst_new(d)
+    return worst is not None and SEV_RANK[worst] >= SEV_RANK[threshold]
+
+
+# --------------------------------------------------------------------------- renderers
+
+
+def _where(side: dict[str, Any]) -> str:
+    what = side.get("domain") or side.get("root") or "?"
+    return f"{what} ({side.get('os') or 'unknown OS'}, {side.get('machine') or '?'})"
+
+
+def _short(v: Any, width: int = 160) -> str:
+    text = " ".join(str(v or "").split())
+    if len(text) <= width:
+        return text
+    cut = text[:width - 1]
+    if " " in cut[width // 2:]:  # at a word's end when there is one in the second half
+        cut = cut.rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + "…"
+
+
+def _finding_line(f: dict[str, Any], width: int = 110) -> str:
+    """``[severity] RULE subject: message``, the message cut to fit ``width`` (but never
+    below 40 characters)."""
+    head = f"[{f['severity']}] {f['rule']} {f['subject']}: "
+    return head + _short(f.get("message") or f.get("title"), max(40, width - len(head)))
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _lic(v: Any) -> str:
+    return "(none)" if v in (None, "") else str(v)
+
+
+def render_text(d: dict[str, Any]) -> str:
+    """The diff for a terminal or a cron mail: a header, then only the groups that have
+    something, each line one change."""
+    a, b, s = d["old"], d["new"], d["summary"]
+    lines = [f"flightcheck diff: {_where(b)}",
+             f"  old: {a.get('source') or '-'}  scanned {a.get('started') or '?'}  verdict {str(a.get('verdict')).upper()}",
+             f"  new: {b.get('source') or '-'}  scanned {b.get('started') or '?'}  verdict {str(b.get('verdict')).upper()}"]
+    lines += [f"warning: {w}" for w in d["warnings"]]
+    if not s["changed"]:
+        lines.append(f"no changes ({s['findings_still_failing']} findings still failing)")
+        return "\n".join(lines) + "\n"
+    lines.append(f"  packages: {s['packages_added']} added, {s['packages_removed']} removed, "
+                 f"{s['packages_upgraded']} upgraded, {s['packages_downgraded']} downgraded; "
+                 f"{_n(s['license_changes'], 'license change')}")
+    lines.append(f"  findings: {s['findings_new']} new, {s['findings_fixed']} fixed, {s['findings_newly_waived']} newly "
+                 f"waived, {s['findings_still_failing']} still failing; "
+                 f"{_n(s['added_unowned_elves'], 'unowned ELF file')} added")
+    p = d["packages"]
+
+    def group(title: str, rows: list[str]) -> None:
+        if rows:
+            lines.append("")
+            lines.append(f"{title} ({len(rows)}):")
+            lines.extend(f"  {r}" for r in rows)
+
+    def name(r: dict[str, Any]) -> str:
+        return f"{r['name']}.{r['arch']}" if r.get("arch") else str(r["name"])
+
+    group("New findings", [_finding_line(f) for f in d["findings"]["new"]])
+    group("Fixed findings", [f"[{f['severity']}] {f['rule']} {f['subject']}"
+                             + ("" if f["new_state"] in (None, "pass") else f" (now {f['new_state']})")
+                             for f in d["findings"]["fixed"]])
+    group("Newly waived", [f"[{f['severity']}] {f['rule']} {f['subject']}: "
+                           + ((f.get("waiver") or {}).get("reason") or "waived") for f in d["findings"]["newly_waived"]])
+    group("Packages upgraded", [f"{name(r)} {r['old_version']} -> {r['new_version']}" for r in p["upgraded"]])
+    group("Packages DOWNGRADED", [f"{name(r)} {r['old_version']} -> {r['new_version']}" for r in p["downgraded"]])
+    group("Packages added", [f"{name(r)} {r['version']} ({_lic(r['license_spdx'] or r['license_raw'])})"
+                             for r in p["added"]])
+    group("Packages removed", [f"{name(r)} {r['version']}" for r in p["removed"]])
+    lic_rows = []
+    for r in d["license_changes"]:
+        lic_rows.append(f"{name(r)} {r['new_version']}: {_lic(r['raw']['old'])} -> {_lic(r['raw']['new'])}")
+        if r["spdx"]["old"] != r["spdx"]["new"]:
+            lic_rows.append(f"    SPDX {_lic(r['spdx']['old'])} -> {_lic(r['spdx']['new'])}")
+    if lic_rows:
+        lines += ["", f"License changes ({len(d['license_changes'])}):", *(f"  {r}" for r in lic_rows)]
+    group("ELF files added outside any package",
+          [f"{e['path']} ({e['type']}{', setuid' if e['setuid'] else ''}{', setgid' if e['setgid'] else ''})"
+           for e in d["added_unowned_elves"]])
+    if s["findings_still_failing"]:
+        lines += ["", f"Still failing: {s['findings_still_failing']} findings"
+                  + " (" + ", ".join(f"{n} {sev}" for sev, n in _by_sev(d["findings"]["still_failing"]).items() if n)
+                  + ")"]
+    return "\n".join(lines) + "\n"
+
+
+def _by_sev(rows: list[dict[str, Any]]) -> dict[str, int]:
+    out = {s: 0 for s in sorted(SEV_RANK, key=SEV_RANK.__getitem__, reverse=True)}
+    for r in rows:
+        out[r["severity"]] = out.get(r["severity"], 0) + 1
+    return out
+
+
+def render_html(d: dict[str, Any], template_dir: Path | None = None) -> str:
+    """The diff as one self-contained HTML page (``reports/diff.html.j2``), styled by the
+    report's own ``report.css``, inlined; every string is escaped by autoescape."""
+    from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
+
+    from scanner.reports.html import _asset, _folders
+
+    folders = _folders(template_dir)
+    env = Environment(loader=ChoiceLoader([FileSystemLoader(str(f)) for f in folders]),
+                      autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
+                      trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("diff.html.j2").render(d=d, css=_asset(folders, "report.css"),
+                                                   still_by_sev=_by_sev(d["findings"]["still_failing"]))
