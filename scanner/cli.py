@@ -20,7 +20,8 @@ from rich.table import Table
 
 from scanner import __version__
 from scanner import result as resultmod
-from scanner.checks import FAIL_ON, SEV_RANK, PolicyError, effective_rules, load_policy, load_rules
+from scanner.inventory.cache import default_path as census_cache_path
+from scanner.checks import FAIL_ON, SEV_RANK, SEVERITIES, PolicyError, effective_rules, load_policy, load_rules
 from scanner.reports import FORMATS, parse_formats, write_reports
 from scanner.scan import ScanOptions, scan as run_scan
 from scanner.target import IMAGE_BACKENDS, TargetError, open_target
@@ -67,6 +68,10 @@ def main() -> None:
 @click.option("--path", "paths", multiple=True, metavar="PATH",
               help="Census only these folders or files inside the target (repeatable; default: all of /). "
                    "Libraries they link are still found wherever the loader would look.")
+@click.option("--cache", type=click.Path(dir_okay=False, path_type=Path), is_flag=False, default=None,
+              flag_value=str(census_cache_path()), metavar="PATH",
+              help="Keep census results in this SQLite file and reuse them for unchanged files (same size, mtime, "
+                   f"ctime, inode, mode, owner). --cache alone: {census_cache_path()}.")
 @click.option("--rpm-reader", type=click.Choice(["auto", "librpm", "python"]), default="auto", show_default=True,
               help="How rpm databases are read: librpm where it can read the backend, else the built-in reader; "
                    "or force one.")
@@ -82,15 +87,19 @@ def main() -> None:
               help="A waivers TOML file: accepted findings (rule, subject glob, reason, expiry date).")
 @click.option("--fail-on", type=click.Choice(FAIL_ON), default="high", show_default=True,
               help="Exit 1 when a finding at or above this severity fails (never: always exit 0 after a scan).")
+@click.option("--history", metavar="DB",
+              help="Also store the result in a scan history: an SQLite file, or a SQLAlchemy URL "
+                   "(postgresql+psycopg://USER@HOST/DB). See: flightcheck history.")
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar [default: when standard error is a terminal].")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on standard output.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
 def scan(root: str | None, images: tuple[str, ...], image_backend: str, domains: tuple[str, ...], all_domains: bool,
          connect: str | None, allow_running: bool, output: Path, jobs: int | None, cross_mounts: bool,
-         exclude: tuple[str, ...], paths: tuple[str, ...], rpm_reader: str, no_packages: bool, no_licenses: bool,
+         exclude: tuple[str, ...], paths: tuple[str, ...], cache: Path | None, rpm_reader: str, no_packages: bool,
+         no_licenses: bool,
          formats: str, template: Path | None, policy: Path | None, waivers: Path | None, fail_on: str,
-         progress: bool | None, quiet: bool, debug: bool) -> None:
+         history: str | None, progress: bool | None, quiet: bool, debug: bool) -> None:
     """Scan ROOT (a folder holding a system's /, default /), --image disks, or libvirt
     domains, and write OUTPUT/result.json (OUTPUT/DOMAIN/result.json for domains)."""
     try:
@@ -99,13 +108,13 @@ def scan(root: str | None, images: tuple[str, ...], image_backend: str, domains:
         _fail(str(exc), debug)
         return
     options = ScanOptions(jobs=jobs, cross_mounts=cross_mounts, exclude=exclude, paths=paths or ("/",),
-                          rpm_reader=rpm_reader, packages=not no_packages, licenses=not no_licenses,
+                          rpm_reader=rpm_reader, packages=not no_packages, licenses=not no_licenses, cache=cache,
                           policy=policy, waivers=waivers, fail_on=fail_on)
     if domains or all_domains:
         if root or images:
             _fail("give ROOT, --image or --domain/--all-domains, not several", debug)
         sys.exit(_scan_domains(domains, all_domains, connect, allow_running, output, options, wanted, template,
-                               progress, quiet, debug, image_backend))
+                               progress, quiet, debug, image_backend, history=history))
     try:
         if root and images:
             raise TargetError("give either ROOT or --image, not both")
@@ -113,11 +122,12 @@ def scan(root: str | None, images: tuple[str, ...], image_backend: str, domains:
     except TargetError as exc:
         _fail(str(exc), debug)
         return
-    sys.exit(_scan_one(fs, output, options, wanted, template, progress, quiet, debug)[0])
+    sys.exit(_scan_one(fs, output, options, wanted, template, progress, quiet, debug, history=history)[0])
 
 
 def _scan_one(fs: Any, output: Path, options: ScanOptions, wanted: list[str], template: Path | None,
-              progress: bool | None, quiet: bool, debug: bool) -> tuple[int, dict[str, Any] | None]:
+              progress: bool | None, quiet: bool, debug: bool,
+              history: str | None = None) -> tuple[int, dict[str, Any] | None]:
     """Scan one opened target; its exit code and document."""
     err = Console(stderr=True)
     show = err.is_terminal if progress is None else progress
@@ -130,6 +140,8 @@ def _scan_one(fs: Any, output: Path, options: ScanOptions, wanted: list[str], te
             doc = run_scan(fs, options, progress=lambda files, elves: bar.update(task, files=files, elves=elves))
         dest = resultmod.write(doc, output)
         extra = write_reports(doc, Path(output), wanted, template)
+        for warning in doc["scan"]["options"].get("cache", {}).get("warnings", []):
+            err.print(f"flightcheck: warning: {warning}", highlight=False, markup=False)
     except PolicyError as exc:
         _fail(str(exc), debug)
         return EXIT_ERROR, None
@@ -140,12 +152,15 @@ def _scan_one(fs: Any, output: Path, options: ScanOptions, wanted: list[str], te
         print_summary(doc, dest, time.monotonic() - t0, Console())
         for path in extra:
             Console().print(f"report: {path}", highlight=False)
+    if history and not _store_history(doc, history, quiet, debug):
+        return EXIT_ERROR, doc  # result.json is written all the same
     return (EXIT_FAIL if doc["policy"]["verdict"] == "fail" else EXIT_PASS), doc
 
 
 def _scan_domains(names: tuple[str, ...], all_domains: bool, connect: str | None, allow_running: bool,
                   output: Path, options: ScanOptions, wanted: list[str], template: Path | None,
-                  progress: bool | None, quiet: bool, debug: bool, image_backend: str = "auto") -> int:
+                  progress: bool | None, quiet: bool, debug: bool, image_backend: str = "auto",
+                  history: str | None = None) -> int:
     """Scan libvirt domains, each into OUTPUT/NAME/, and write OUTPUT/fleet.json."""
     from scanner.target.libvirt import connect as lv_connect, domain_images, list_domains
 
@@ -186,7 +201,8 @@ def _scan_domains(names: tuple[str, ...], all_domains: bool, connect: str | None
             worst = EXIT_ERROR
             fleet.append(entry)
             continue
-        code, doc = _scan_one(fs, output / dom.name, options, wanted, template, progress, quiet, debug)
+        code, doc = _scan_one(fs, output / dom.name, options, wanted, template, progress, quiet, debug,
+                              history=history)
         worst = max(worst, code)
         if doc is None:
             entry.update(outcome="error", reason="the scan could not finish")
@@ -229,10 +245,11 @@ def _scan_domains(names: tuple[str, ...], all_domains: bool, connect: str | None
               help="A waivers TOML file: accepted findings (rule, subject glob, reason, expiry date).")
 @click.option("--fail-on", type=click.Choice(FAIL_ON), default="high", show_default=True,
               help="Exit 1 when a finding at or above this severity fails (never: always exit 0).")
+@click.option("--history", metavar="DB", help="Also store the result in a scan history (as for scan).")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on standard output.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
 def repo(source: str, output: Path, filelists: bool, formats: str, template: Path | None, policy: Path | None,
-         waivers: Path | None, fail_on: str, quiet: bool, debug: bool) -> None:
+         waivers: Path | None, fail_on: str, history: str | None, quiet: bool, debug: bool) -> None:
     """The license inventory of a YUM/DNF repository before anything is installed.
     SOURCE is a folder or an http(s) URL: repodata/repomd.xml when there is one, else the
     .rpm files of the folder or of its HTTP index pages (read as far as their headers)."""
@@ -254,6 +271,8 @@ def repo(source: str, output: Path, filelists: bool, formats: str, template: Pat
         print_summary(doc, dest, time.monotonic() - t0, Console())
         for path in extra:
             Console().print(f"report: {path}", highlight=False)
+    if history and not _store_history(doc, history, quiet, debug):
+        sys.exit(EXIT_ERROR)
     sys.exit(EXIT_FAIL if doc["policy"]["verdict"] == "fail" else EXIT_PASS)
 
 
@@ -312,6 +331,216 @@ def report(result: Path, formats: str, output: Path, template: Path | None, debu
     except Exception as exc:  # noqa: BLE001 - a renderer failure is one clear line
         _fail(f"cannot render: {exc}", debug)
     sys.exit(EXIT_PASS)
+
+
+DIFF_FORMATS = {"text": "diff.txt", "json": "diff.json", "html": "diff.html"}
+
+
+@main.command("diff")
+@click.argument("old", metavar="OLD")
+@click.argument("new", metavar="NEW")
+@click.option("-f", "--format", "formats", default="text", show_default=True, metavar="LIST",
+              help="Comma-separated: text, json, html.")
+@click.option("-o", "--output", "output", type=click.Path(file_okay=False, path_type=Path),
+              help="Write diff.txt, diff.json, diff.html (as --format asks) into this folder, created if missing; "
+                   "the text still goes to standard output. Without it, the formats go to standard output.")
+@click.option("--history", "db", metavar="DB",
+              help="The scan history an integer OLD or NEW is an id in (as for scan --history) "
+                   "[default: $FLIGHTCHECK_HISTORY, else ~/.local/share/flightcheck/history.sqlite].")
+@click.option("--fail-on-new", type=click.Choice(SEVERITIES), metavar="SEVERITY",
+              help="Exit 1 when a new failing finding at or above SEVERITY appeared "
+                   "(info, low, medium, high, critical).")
+@click.option("--template", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A folder with your own diff.html.j2 (and report.css) for html.")
+@click.option("-q", "--quiet", is_flag=True, help="With -o, print nothing on standard output.")
+@click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
+def diff_cmd(old: str, new: str, formats: str, output: Path | None, db: str | None, fail_on_new: str | None,
+             template: Path | None, quiet: bool, debug: bool) -> None:
+    """What changed from OLD to NEW: packages added, removed, upgraded; license changes;
+    findings new, fixed, still failing, newly waived; ELF files added outside any package.
+    OLD and NEW are result.json files, or integers: ids in the scan history."""
+    from scanner import diff as diffmod
+
+    wanted = [f.strip() for f in formats.split(",") if f.strip()]
+    unknown = [f for f in wanted if f not in DIFF_FORMATS]
+    if unknown or not wanted:
+        _fail(f"unknown diff format {', '.join(unknown) or repr(formats)} (choose from {', '.join(DIFF_FORMATS)})",
+              debug)
+    docs = [_load_for_diff(arg, db, debug) for arg in (old, new)]
+    try:
+        d = diffmod.diff(docs[0][0], docs[1][0], old_label=docs[0][1], new_label=docs[1][1])
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        _fail(f"not a well-formed result document ({type(exc).__name__}: {exc})", debug)
+        return
+    renderers = {"text": diffmod.render_text,
+                 "json": lambda x: json.dumps(x, indent=1, ensure_ascii=False) + "\n",
+                 "html": lambda x: diffmod.render_html(x, template)}
+    try:
+        if output is None:
+            for fmt in dict.fromkeys(wanted):
+                click.echo(renderers[fmt](d), nl=False)
+        else:
+            output.mkdir(parents=True, exist_ok=True)
+            written = []
+            for fmt in dict.fromkeys(wanted):
+                dest = output / DIFF_FORMATS[fmt]
+                dest.write_text(renderers[fmt](d), encoding="utf-8")
+                written.append(dest)
+            if not quiet:
+                click.echo(diffmod.render_text(d), nl=False)
+                for dest in written:
+                    click.echo(f"diff: {dest}")
+    except OSError as exc:
+        _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), debug)
+    except Exception as exc:  # noqa: BLE001 - a renderer failure is one clear line
+        _fail(f"cannot render: {exc}", debug)
+    if fail_on_new and diffmod.fails_on_new(d, fail_on_new):
+        hits = [f for f in d["findings"]["new"] if SEV_RANK[f["severity"]] >= SEV_RANK[fail_on_new]]
+        click.echo(f"flightcheck: {len(hits)} new finding(s) at or above {fail_on_new}", err=True)
+        sys.exit(EXIT_FAIL)
+    sys.exit(EXIT_PASS)
+
+
+def _load_for_diff(arg: str, db: str | None, debug: bool) -> tuple[dict[str, Any], str]:
+    """A result document from a file, or from the history when ARG is an integer that is
+    not a file; and a label for it. Exits 2 with one line when it cannot be read."""
+    path = Path(arg)
+    if arg.isdigit() and not path.exists():
+        try:
+            from scanner import history
+        except ImportError as exc:
+            _fail(f"{arg}: no such file, and the scan history cannot be read here ({exc})", debug)
+        where = db or history.default_db()
+        try:
+            return history.load(where, int(arg)), f"history {history.describe(where)} #{arg}"
+        except Exception as exc:  # noqa: BLE001 - HistoryError, or a database error: one line
+            _fail(str(exc), debug)
+    try:
+        return resultmod.load(path), str(path)
+    except json.JSONDecodeError as exc:
+        _fail(f"{arg}: not JSON ({exc.msg}, line {exc.lineno})", debug)
+    except UnicodeDecodeError:
+        _fail(f"{arg}: not a JSON text (not UTF-8)", debug)
+    except ValueError as exc:
+        _fail(str(exc), debug)
+    except OSError as exc:
+        _fail(f"{arg}: {exc.strerror or exc}", debug)
+    raise AssertionError("unreachable")  # _fail exits
+
+
+def _store_history(doc: dict[str, Any], db: str, quiet: bool, debug: bool) -> bool:
+    """Store a written result in the scan history; False, after one line on standard
+    error, when it cannot be stored."""
+    from scanner.history import HistoryError, store
+
+    try:
+        scan_id = store(doc, db)
+    except HistoryError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"flightcheck: error: {exc}", err=True)
+        return False
+    if not quiet:
+        Console().print(f"history: stored as {scan_id}", highlight=False)
+    return True
+
+
+def _history_db(db: str | None) -> str:
+    from scanner.history import default_db
+
+    return db or default_db()
+
+
+_HISTORY_DB = click.option("--history", "db", metavar="DB",
+                           help="The history: an SQLite file or a SQLAlchemy URL (postgresql+psycopg://USER@HOST/DB) "
+                                "[default: $FLIGHTCHECK_HISTORY, else ~/.local/share/flightcheck/history.sqlite].")
+
+
+@main.group("history")
+def history_group() -> None:
+    """The scan history: results stored by scan --history DB, each with its target, time
+    and verdict, in an SQLite file or PostgreSQL."""
+
+
+@history_group.command("list")
+@click.option("--target", help="Only scans of this target (as listed: its root, image or domain name).")
+@click.option("-n", "--limit", type=click.IntRange(min=1), help="Only the newest N scans.")
+@_HISTORY_DB
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON instead of a table.")
+@click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
+def history_list(target: str | None, limit: int | None, db: str | None, as_json: bool, debug: bool) -> None:
+    """List the stored scans, newest first."""
+    from rich.markup import escape
+
+    from scanner.history import HistoryError, describe, list_scans
+
+    db = _history_db(db)
+    try:
+        rows = list_scans(db, target=target, limit=limit)
+    except HistoryError as exc:
+        _fail(str(exc), debug)
+        return
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in rows], indent=1, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo(f"no scans{' of ' + target if target else ''} in history {describe(db)}")
+        return
+    cells = [(str(r.id), r.started.replace("T", " ").removesuffix("+00:00"), escape(r.target), escape(r.kind),
+              r.verdict, "/".join(str(n) for n in (r.critical, r.high, r.medium, r.low)), str(r.packages),
+              str(r.elves)) for r in rows]
+    table = Table(box=None, pad_edge=False)
+    for name in ("id", "started (UTC)", "target", "kind", "verdict", "failing\nc/h/m/l", "packages", "ELF\nfiles"):
+        table.add_column(name, justify="right" if name in ("id", "packages", "ELF\nfiles") else "left",
+                         overflow="fold", no_wrap=name != "target")
+    for c in cells:
+        color = "red" if c[4] == "fail" else "green"
+        table.add_row(*c[:4], f"[{color}]{escape(c[4])}[/]", *c[5:])
+    console = Console()
+    # a terminal folds long targets; a pipe or file gets whole lines
+    (console if console.is_terminal else Console(width=100_000)).print(table)
+
+
+@history_group.command("show")
+@click.argument("scan_id", metavar="ID", type=int)
+@_HISTORY_DB
+@click.option("-o", "--output", "output", type=click.Path(path_type=Path),
+              help="Write the stored result.json (and the --format reports) into this folder.")
+@click.option("--format", "formats", default="json", show_default=True, metavar="LIST",
+              help=f"With -o, comma-separated outputs besides result.json: {', '.join(FORMATS[1:])}.")
+@click.option("--template", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A folder with your own report.html.j2 (and report.css, print.css, report.js) for html and pdf.")
+@click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
+def history_show(scan_id: int, db: str | None, output: Path | None, formats: str, template: Path | None,
+                 debug: bool) -> None:
+    """Show a stored scan's summary, as the scan printed it; with -o, write its result.json
+    and reports again."""
+    from scanner.history import HistoryError, describe, get
+
+    db = _history_db(db)
+    try:
+        wanted = parse_formats(formats)
+        if not output and any(f != "json" for f in wanted):
+            raise ValueError("--format writes files: give -o DIR")
+        row, doc = get(db, scan_id)
+    except (HistoryError, ValueError) as exc:
+        _fail(str(exc), debug)
+        return
+    dest: Any = f"scan {row.id} in history {describe(db)}"
+    extra: list[Path] = []
+    if output:
+        try:
+            dest = resultmod.write(doc, output)
+            extra = write_reports(doc, output, wanted, template)
+        except OSError as exc:
+            _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), debug)
+        except Exception as exc:  # noqa: BLE001 - a renderer failure is one clear line
+            _fail(f"cannot render: {exc}", debug)
+    out = Console()
+    out.print(f"scan {row.id}: started {row.started}, flightcheck {row.tool_version or '?'}", highlight=False)
+    print_summary(doc, dest, float(doc.get("scan", {}).get("duration_seconds") or 0), out)
+    for path in extra:
+        out.print(f"report: {path}", highlight=False)
 
 
 @main.group()

@@ -118,16 +118,17 @@ def _packages(fs: RootFS, options: ScanOptions, tables: LicenseTables, network_c
               cache: CensusCache | None = None) -> Packages:
     """The target's identity, package databases, ownership index and package licenses."""
     os_release = read_os_release(fs)
-    databases = read_package_databases(fs, os_release, options.rpm_reader) if options.packages else []
+    databases = read_package_databases(fs, os_release, options.rpm_reader, cache) if options.packages else []
     ownership = OwnershipIndex(fs, databases)
     licenses = license_packages(fs, databases, tables, network_copyleft, cache) if options.licenses else {}
     return os_release, databases, ownership, licenses
 
 
-def read_package_databases(fs: RootFS, os_release: dict[str, str], rpm_reader: str = "auto") -> list[PackageDatabase]:
+def read_package_databases(fs: RootFS, os_release: dict[str, str], rpm_reader: str = "auto",
+                           cache: CensusCache | None = None) -> list[PackageDatabase]:
     """Every package database in the target: rpm (each database found) and dpkg."""
     dbs = rpmdb.read_all(fs, os_release, prefer=rpm_reader)
-    deb = dpkg.read_database(fs, os_release)
+    deb = dpkg.read_database(fs, os_release, cache)
     if deb is not None:
         dbs.append(deb)
     return dbs

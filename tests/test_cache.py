@@ -130,9 +130,10 @@ def test_tampered_entries_are_not_trusted(root: Path, tmp_path: Path) -> None:
     assert comparable(doc) == comparable(cold)
 
 
-def test_copyright_files_are_remembered(tmp_path: Path) -> None:
-    """A Debian root: each copyright file's license is kept; an edited copyright file is
-    read again and its new license shows."""
+def test_copyright_files_and_dpkg_database_are_remembered(tmp_path: Path) -> None:
+    """A Debian root: each copyright file's license and the database read are kept; an
+    edited copyright file is read again and its new license shows; a new .list file makes
+    the database be read again."""
     import shutil
 
     if not shutil.which("dpkg-query"):
@@ -153,9 +154,9 @@ def test_copyright_files_are_remembered(tmp_path: Path) -> None:
     cache = tmp_path / "census.sqlite"
     cold = run(root, cache)
     n = len(cold["packages"])
-    assert n and stats(cold)["memo_hits"] == 0
+    assert n and stats(cold)["memo_hits"] == {}
     warm = run(root, cache)
-    assert stats(warm)["memo_hits"] == sum(1 for p in cold["packages"] if p["license_source"] != "none")
+    assert stats(warm)["memo_hits"] == {"copyright": n, "dpkg": 1}
     assert warm["packages"] == cold["packages"]
     copyrights = sorted((root / "usr/share/doc").glob("*/copyright"))
     assert copyrights
@@ -165,4 +166,7 @@ def test_copyright_files_are_remembered(tmp_path: Path) -> None:
     changed = run(root, cache)
     pkg = next(p for p in changed["packages"] if p["name"] == target.parent.name)
     assert pkg["license_raw"] == "MIT" and pkg["license_source"] == "dep5"
-    assert stats(changed)["memo_hits"] == stats(warm)["memo_hits"] - 1
+    assert stats(changed)["memo_hits"] == {"copyright": n - 1, "dpkg": 1}
+    (root / "var/lib/dpkg/info/extra.list").write_text("/usr/share/doc/extra\n")
+    relisted = run(root, cache)
+    assert "dpkg" not in stats(relisted)["memo_hits"] and relisted["packages"] == changed["packages"]

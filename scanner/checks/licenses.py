@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from fnmatch import fnmatchcase
+from functools import lru_cache
 from typing import Any
 
 from license_expression import LicenseSymbol, LicenseWithExceptionSymbol
@@ -35,15 +36,20 @@ def _matches(spdx: str, node: Any, globs: tuple[str, ...], allow: tuple[str, ...
     return None
 
 
+@lru_cache(maxsize=8192)
+def _parsed(spdx: str) -> Any:
+    """An SPDX expression parsed once per scan, not once per package and rule."""
+    return spdx_licensing().parse(spdx)
+
+
 def _license_hits(ctx: CheckContext, globs: tuple[str, ...]) -> Found:
     if not globs:
         return
-    licensing = spdx_licensing()
     for p in ctx.packages:
         spdx = p.get("license_spdx")
         if not spdx or spdx == "NOASSERTION":
             continue
-        hits = _matches(spdx, licensing.parse(spdx), globs, ctx.policy.allow)
+        hits = _matches(spdx, _parsed(spdx), globs, ctx.policy.allow)
         if hits:
             yield p["id"], hits, spdx  # type: ignore[misc]
 

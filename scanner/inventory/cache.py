@@ -31,7 +31,7 @@ from scanner.errors import ErrorRecord
 from scanner.inventory import elf as elfmod
 from scanner.inventory.elf import ElfRecord
 
-FORMAT = 2
+FORMAT = 3
 MARKER = "flightcheck-census-cache"
 _TUPLES = {f.name for f in fields(ElfRecord) if "tuple" in str(f.type)}
 _NAMES = {f.name for f in fields(ElfRecord)}
@@ -58,11 +58,12 @@ def parser_version() -> str:
     return f"{__version__}+{FORMAT}+{digest}"
 
 
-Key = tuple[int, int, int, int, int, int, int]
+Key = str
 
 
 def file_key(st: os.stat_result) -> Key:
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode, st.st_uid, st.st_gid)
+    """A file's identity as one string: size, mtime, ctime, inode, mode, uid, gid."""
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_mode}:{st.st_uid}:{st.st_gid}"
 
 
 _FIELDS = tuple(f.name for f in fields(ElfRecord))
@@ -114,7 +115,8 @@ class CensusCache:
         self.target = target
         self.version = parser_version()
         self.warnings: list[str] = []
-        self.hits = self.misses = self.memo_hits = 0
+        self.hits = self.misses = 0
+        self.memo_hits: dict[str, int] = {}
         self.reparsed: list[str] = []
         self._new: list[tuple[bytes, Key, str]] = []
         self._seen: set[bytes] = set()
@@ -155,47 +157,45 @@ class CensusCache:
 
     # ---- memos: other per-file results (a Debian copyright file's license...) ------------------
     def _load_memos(self) -> dict[tuple[str, bytes], tuple[Key, str]]:
-        rows = self.db.execute("SELECT kind, path, size, mtime_ns, ctime_ns, ino, mode, uid, gid, value FROM memo "
-                               "WHERE target = ? AND version = ?", (self.target, self.version))
-        return {(r[0], r[1]): (tuple(r[2:9]), r[9]) for r in rows}  # type: ignore[misc]
+        rows = self.db.execute("SELECT kind, path, key, value FROM memo WHERE target = ? AND version = ?",
+                               (self.target, self.version))
+        return {(kind, path): (key, value) for kind, path, key, value in rows}
 
-    def memo_get(self, kind: str, path: str, st: os.stat_result) -> Any:
-        """The JSON value stored for ``path`` under ``kind`` when the file is unchanged, else
+    def memo_get(self, kind: str, path: str, st: os.stat_result, extra: str = "") -> Any:
+        """The JSON value stored for ``path`` under ``kind`` when the file is unchanged (and
+        ``extra``, a fingerprint of whatever else the value depends on, is the same), else
         None. Safe to call from the packages thread (a dictionary read)."""
         key = (kind, path.encode("utf-8", "surrogateescape"))
         self._memo_seen.add(key)
         hit = self.memos.get(key)
-        if hit is None or hit[0] != file_key(st):
+        if hit is None or hit[0] != file_key(st) + extra:
             return None
         try:
             value = json.loads(hit[1])
         except ValueError:
             return None
-        self.memo_hits += 1
+        self.memo_hits[kind] = self.memo_hits.get(kind, 0) + 1
         return value
 
-    def memo_put(self, kind: str, path: str, st: os.stat_result, value: Any) -> None:
-        self._new_memos.append((kind, path.encode("utf-8", "surrogateescape"), file_key(st),
+    def memo_put(self, kind: str, path: str, st: os.stat_result, value: Any, extra: str = "") -> None:
+        self._new_memos.append((kind, path.encode("utf-8", "surrogateescape"), file_key(st) + extra,
                                 json.dumps(value, ensure_ascii=True, separators=(",", ":"))))
 
     @staticmethod
     def _create(db: sqlite3.Connection) -> None:
         db.execute("""CREATE TABLE IF NOT EXISTS census (
-            target TEXT NOT NULL, path BLOB NOT NULL, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER,
-            ino INTEGER, mode INTEGER, uid INTEGER, gid INTEGER, version TEXT NOT NULL, records TEXT NOT NULL,
-            PRIMARY KEY (target, path))""")
+            target TEXT NOT NULL, path BLOB NOT NULL, key TEXT NOT NULL, version TEXT NOT NULL,
+            records TEXT NOT NULL, PRIMARY KEY (target, path))""")
         db.execute("""CREATE TABLE IF NOT EXISTS memo (
-            target TEXT NOT NULL, kind TEXT NOT NULL, path BLOB NOT NULL, size INTEGER, mtime_ns INTEGER,
-            ctime_ns INTEGER, ino INTEGER, mode INTEGER, uid INTEGER, gid INTEGER, version TEXT NOT NULL,
-            value TEXT NOT NULL, PRIMARY KEY (target, kind, path))""")
+            target TEXT NOT NULL, kind TEXT NOT NULL, path BLOB NOT NULL, key TEXT NOT NULL,
+            version TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (target, kind, path))""")
         db.execute("INSERT OR REPLACE INTO meta VALUES ('format', ?)", (f"{MARKER}/{FORMAT}",))
         db.commit()
 
     def _load(self) -> dict[bytes, tuple[Key, str]]:
-        rows = self.db.execute(
-            "SELECT path, size, mtime_ns, ctime_ns, ino, mode, uid, gid, records FROM census "
-            "WHERE target = ? AND version = ?", (self.target, self.version))
-        return {r[0]: (tuple(r[1:8]), r[8]) for r in rows}  # type: ignore[misc]
+        rows = self.db.execute("SELECT path, key, records FROM census WHERE target = ? AND version = ?",
+                               (self.target, self.version))
+        return {path: (key, records) for path, key, records in rows}
 
     # ---- use -------------------------------------------------------------------------------
     def lookup(self, path: str, st: os.stat_result) -> list[ElfRecord | ErrorRecord] | None:
@@ -225,15 +225,15 @@ class CensusCache:
         no longer saw (only after a whole-target scan, not a ``--path`` subset)."""
         with self.db:
             self.db.executemany(
-                "INSERT OR REPLACE INTO census VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(self.target, p, *k, self.version, rec) for p, k, rec in self._new])
+                "INSERT OR REPLACE INTO census VALUES (?, ?, ?, ?, ?)",
+                [(self.target, p, k, self.version, rec) for p, k, rec in self._new])
             if prune:
                 gone = [p for p in self.entries if p not in self._seen]
                 self.db.executemany("DELETE FROM census WHERE target = ? AND path = ?",
                                     [(self.target, p) for p in gone])
             self.db.execute("DELETE FROM census WHERE target = ? AND version != ?", (self.target, self.version))
-            self.db.executemany("INSERT OR REPLACE INTO memo VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                [(self.target, kind, p, *k, self.version, v) for kind, p, k, v in self._new_memos])
+            self.db.executemany("INSERT OR REPLACE INTO memo VALUES (?, ?, ?, ?, ?, ?)",
+                                [(self.target, kind, p, k, self.version, v) for kind, p, k, v in self._new_memos])
             if prune:
                 self.db.executemany("DELETE FROM memo WHERE target = ? AND kind = ? AND path = ?",
                                     [(self.target, *m) for m in self.memos if m not in self._memo_seen])
@@ -246,5 +246,5 @@ class CensusCache:
 
     def stats(self) -> dict[str, Any]:
         return {"path": str(self.path), "hits": self.hits, "misses": self.misses,
-                "memo_hits": self.memo_hits,
+                "memo_hits": dict(sorted(self.memo_hits.items())),
                 "reparsed": self.reparsed[:100], "warnings": list(self.warnings)}

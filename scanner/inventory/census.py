@@ -194,8 +194,9 @@ def _through_cache(fs: RootFS, entries: Iterable[WalkEntry], cache: "CensusCache
                    account: Callable[[list[ElfRecord | ErrorRecord], int], None]) -> Iterator[str]:
     """The paths the cache cannot answer (their stat kept in ``misses``); the answers it
     has go straight to ``account``."""
-    for entry in entries:
-        p, st = entry.path, entry.stat
+    hits: list[ElfRecord | ErrorRecord] = []
+    answered = 0
+    for p, _kind, st in entries:
         if st is None:
             try:
                 st = fs.lstat(p)
@@ -207,7 +208,13 @@ def _through_cache(fs: RootFS, entries: Iterable[WalkEntry], cache: "CensusCache
             misses[p] = st
             yield p
         else:
-            account(hit, 1)
+            hits.extend(hit)
+            answered += 1
+            if answered >= 2048:  # accounted in batches: progress is not redrawn per file
+                account(hits, answered)
+                hits, answered = [], 0
+    if answered:
+        account(hits, answered)
 
 
 def census_paths(fs: RootFS, paths: list[str], *, jobs: int | None = None,

@@ -10,9 +10,11 @@ rest of the database is read.
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 import re
 from dataclasses import replace
+from typing import Any
 
 from debian.deb822 import Deb822
 
@@ -69,11 +71,74 @@ def _diversions(fs: RootFS, errors: list[ErrorRecord]) -> list[tuple[str, str, s
     return [(lines[i], lines[i + 1], lines[i + 2]) for i in range(0, len(lines) - 2, 3)]
 
 
-def read_database(fs: RootFS, os_release: dict[str, str]) -> PackageDatabase | None:
-    """The dpkg database of the target, or None when it has none."""
+def _fingerprint(fs: RootFS, os_release: dict[str, str]) -> str:
+    """What the database read depends on besides the status file: the ``.list`` files and
+    diversions (their identities, not contents), and the os-release fields in the purls."""
+    from scanner.inventory.cache import file_key
+
+    h = hashlib.sha256(repr(sorted(os_release.items())).encode())
+    try:
+        for name, kind, st in sorted(fs.listdir_stat(f"{ADMINDIR}/info")):
+            if name.endswith(".list"):
+                h.update(f"{name}\0{kind}\0{file_key(st) if st else '-'}\n".encode("utf-8", "surrogateescape"))
+    except OSError:
+        h.update(b"no info folder")
+    try:
+        h.update(file_key(fs.stat(f"{ADMINDIR}/diversions")).encode())
+    except OSError:
+        h.update(b"no diversions")
+    return "+" + h.hexdigest()[:32]
+
+
+def _decode_memo(status: str, value: Any) -> tuple[list[Package], list[ErrorRecord]]:
+    """A remembered read back into records, checked field by field (ValueError if not)."""
+    if not isinstance(value, dict) or not isinstance(value.get("packages"), list):
+        raise ValueError("not a remembered dpkg database")
+    packages = []
+    for p in value["packages"]:
+        if not isinstance(p, list) or len(p) != 10:
+            raise ValueError("not a package")
+        pid, name, epoch, version, arch, source, vendor, purl, files, _ = p
+        if not all(isinstance(x, str) for x in (pid, name, version, purl)) or not isinstance(files, list) \
+                or not all(isinstance(f, str) for f in files) or not (epoch is None or isinstance(epoch, int)):
+            raise ValueError("a package field of the wrong type")
+        packages.append(Package(id=pid, manager="dpkg", name=name, epoch=epoch, version=version, release=None,
+                                arch=arch, source=source, vendor=vendor, license_raw=None, purl=purl,
+                                files=tuple(files), database=status))
+    errors = [ErrorRecord(str(e[0]), "inventory", str(e[1])) for e in value.get("errors", [])]
+    return packages, errors
+
+
+def read_database(fs: RootFS, os_release: dict[str, str], memo: Any = None) -> PackageDatabase | None:
+    """The dpkg database of the target, or None when it has none. ``memo`` (the scan
+    cache) keeps the read for the next scan while the status file, the ``.list`` files and
+    the diversions are unchanged."""
     status = f"{ADMINDIR}/status"
     if not fs.is_file(status):
         return None
+    if memo is not None:
+        try:
+            st, fp = fs.stat(status), _fingerprint(fs, os_release)
+        except OSError:
+            memo = None
+    if memo is not None:
+        hit = memo.memo_get("dpkg", status, st, fp)
+        if hit is not None:
+            try:
+                packages, errors = _decode_memo(status, hit)
+                return PackageDatabase("dpkg", status, "dpkg-status", "python-debian", tuple(packages), tuple(errors))
+            except (ValueError, TypeError):
+                pass
+    db = _read_database(fs, os_release, status)
+    if memo is not None:
+        memo.memo_put("dpkg", status, st, {
+            "packages": [[p.id, p.name, p.epoch, p.version, p.arch, p.source, p.vendor, p.purl, list(p.files), None]
+                         for p in db.packages],
+            "errors": [[e.path, e.message] for e in db.errors]}, fp)
+    return db
+
+
+def _read_database(fs: RootFS, os_release: dict[str, str], status: str) -> PackageDatabase:
     errors: list[ErrorRecord] = []
     try:
         data = fs.read(status, MAX_STATUS)
