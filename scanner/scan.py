@@ -54,6 +54,8 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
 
     # the package databases and their licenses are read in a thread while the census
     # workers parse ELF files (started once they are forked: never fork a busy thread)
+    timings: dict[str, float] = {}
+    mark = time.monotonic()
     cache = CensusCache(options.cache, f"{type(fs).__name__}:{fs.label}") if options.cache else None
     with ThreadPoolExecutor(1, thread_name_prefix="flightcheck-packages") as background:
         packages: list[Future[Packages]] = []
@@ -63,10 +65,13 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
                                                               cache)),
             cache=cache,
         )
-        os_release, databases, ownership, pkg_licenses = packages[0].result()
+        timings["census"] = time.monotonic() - mark
+        os_release, databases, ownership, pkg_licenses, timings["packages"] = packages[0].result()
+    mark = time.monotonic()
     if cache is not None:
         cache.commit(prune=tuple(options.paths) == ("/",) and not options.exclude)
         cache.close()
+    timings["cache"] = time.monotonic() - mark
     # libraries outside the census are read only as far as the loader reads them
     linkage = resolve_all(
         fs, census.elves,
@@ -74,9 +79,12 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
         lambda ps: census_paths(fs, ps, jobs=options.jobs, light=True),
     )
     owners = {r.path: ownership.owner(r.path) for r in census.elves}
+    timings["linkage"] = time.monotonic() - mark - timings["cache"]
+    mark = time.monotonic()
     linked = (license_closures(census.elves, linkage.closures, owners, ownership.owner, pkg_licenses)
               if options.licenses else {})
 
+    timings["licensing"] = time.monotonic() - mark
     machines = Counter(r.machine for r in census.elves if r.is_executable)
     target = resultmod.TargetInfo(
         kind=("domain" if getattr(fs, "domain", None) else "image") if hasattr(fs, "images") else "directory",
@@ -90,6 +98,7 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
         started=started,
         finished=_now(),
         duration_seconds=time.monotonic() - t0,
+        timings=timings,
         options={
             "jobs": options.jobs,
             "cross_mounts": options.cross_mounts,
@@ -105,23 +114,27 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
             **({"cache": cache.stats()} if cache is not None else {}),
         },
     )
+    mark = time.monotonic()
     doc = resultmod.build(target, info, census, linkage, databases, owners, pkg_licenses, linked)
     findings = evaluate(CheckContext(doc["elves"], doc["packages"], doc["unresolved"], policy, fs), rules, waivers)
+    doc["scan"].setdefault("timings", {})["checks"] = round(time.monotonic() - mark, 3)
     return resultmod.add_findings(doc, rules, findings, policy, options.fail_on,
                                   str(options.waivers) if options.waivers else None)
 
 
-Packages = tuple[dict[str, str], list[PackageDatabase], OwnershipIndex, dict[str, PackageLicense]]
+Packages = tuple[dict[str, str], list[PackageDatabase], OwnershipIndex, dict[str, PackageLicense], float]
 
 
 def _packages(fs: RootFS, options: ScanOptions, tables: LicenseTables, network_copyleft: tuple[str, ...],
               cache: CensusCache | None = None) -> Packages:
-    """The target's identity, package databases, ownership index and package licenses."""
+    """The target's identity, package databases, ownership index and package licenses,
+    and the seconds it took."""
+    t0 = time.monotonic()
     os_release = read_os_release(fs)
     databases = read_package_databases(fs, os_release, options.rpm_reader, cache) if options.packages else []
     ownership = OwnershipIndex(fs, databases)
     licenses = license_packages(fs, databases, tables, network_copyleft, cache) if options.licenses else {}
-    return os_release, databases, ownership, licenses
+    return os_release, databases, ownership, licenses, time.monotonic() - t0
 
 
 def read_package_databases(fs: RootFS, os_release: dict[str, str], rpm_reader: str = "auto",

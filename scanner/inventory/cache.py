@@ -124,7 +124,9 @@ class CensusCache:
         self._new_memos: list[tuple[str, bytes, Key, str]] = []
         self._memo_seen: set[tuple[str, bytes]] = set()
         self.db = self._open()
-        self.entries = self._load()
+        self._entries: dict[bytes, tuple[Key, str]] | None = None  # all of them, read when first needed
+        self.known = self.db.execute("SELECT 1 FROM census WHERE target = ? AND version = ? LIMIT 1",
+                                     (self.target, self.version)).fetchone() is not None
         self.memos = self._load_memos()
 
     # ---- opening, and rebuilding what is not ours ------------------------------------------
@@ -192,16 +194,58 @@ class CensusCache:
         db.execute("INSERT OR REPLACE INTO meta VALUES ('format', ?)", (f"{MARKER}/{FORMAT}",))
         db.commit()
 
-    def _load(self) -> dict[bytes, tuple[Key, str]]:
-        rows = self.db.execute("SELECT path, key, records FROM census WHERE target = ? AND version = ?",
-                               (self.target, self.version))
-        return {path: (key, records) for path, key, records in rows}
+    @property
+    def entries(self) -> dict[bytes, tuple[Key, str]]:
+        """Every entry of this target, ``path -> (key, records)`` (read once)."""
+        if self._entries is None:
+            rows = self.db.execute("SELECT path, key, records FROM census WHERE target = ? AND version = ?",
+                                   (self.target, self.version))
+            self._entries = {path: (key, records) for path, key, records in rows}
+        return self._entries
+
+    @staticmethod
+    def _range(folder: str) -> tuple[bytes, bytes]:
+        b = folder.rstrip("/").encode("utf-8", "surrogateescape")
+        return b + b"/", b + b"0"  # every path below the folder sorts in between ("0" follows "/")
+
+    def subtree(self, folder: str) -> dict[bytes, tuple[Key, str]]:
+        """The entries below ``folder``, read through a connection of the calling process
+        (a forked worker must not share the parent's)."""
+        if self._entries is not None:
+            lo, hi = self._range(folder)
+            return {k: v for k, v in self._entries.items() if lo <= k < hi}
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = db.execute("SELECT path, key, records FROM census WHERE target = ? AND version = ? "
+                              "AND path >= ? AND path < ?", (self.target, self.version, *self._range(folder)))
+            return {path: (key, records) for path, key, records in rows}
+        finally:
+            db.close()
+
+    def count_below(self, folder: str) -> int:
+        return self.db.execute("SELECT count(*) FROM census WHERE target = ? AND path >= ? AND path < ?",
+                               (self.target, *self._range(folder))).fetchone()[0]
+
+    def _entry(self, key: bytes) -> tuple[Key, str] | None:
+        if self._entries is not None:
+            return self._entries.get(key)
+        row = self.db.execute("SELECT key, records FROM census WHERE target = ? AND path = ? AND version = ?",
+                              (self.target, key, self.version)).fetchone()
+        return (row[0], row[1]) if row else None
 
     # ---- use -------------------------------------------------------------------------------
+    @staticmethod
+    def decode(path: str, payload: str) -> list[ElfRecord | ErrorRecord] | None:
+        """An entry's records, or None when it does not decode (then it is a miss)."""
+        try:
+            return _decode(path, payload)
+        except (ValueError, TypeError, KeyError):
+            return None
+
     def lookup(self, path: str, st: os.stat_result) -> list[ElfRecord | ErrorRecord] | None:
         key = path.encode("utf-8", "surrogateescape")
         self._seen.add(key)
-        hit = self.entries.get(key)
+        hit = self.entries.get(key) if self._entries is not None or not self.known else self._entry(key)
         if hit is not None and hit[0] == file_key(st):
             try:
                 records = _decode(path, hit[1])
@@ -227,10 +271,16 @@ class CensusCache:
             self.db.executemany(
                 "INSERT OR REPLACE INTO census VALUES (?, ?, ?, ?, ?)",
                 [(self.target, p, k, self.version, rec) for p, k, rec in self._new])
-            if prune:
-                gone = [p for p in self.entries if p not in self._seen]
+            if prune and self._entries is not None:
+                gone = [p for p in self._entries if p not in self._seen]
                 self.db.executemany("DELETE FROM census WHERE target = ? AND path = ?",
                                     [(self.target, p) for p in gone])
+            elif prune:  # the entries were read per folder, by workers: let SQLite compare
+                self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (path BLOB PRIMARY KEY)")
+                self.db.execute("DELETE FROM seen")
+                self.db.executemany("INSERT OR IGNORE INTO seen VALUES (?)", ((p,) for p in self._seen))
+                self.db.execute("DELETE FROM census WHERE target = ? AND path NOT IN (SELECT path FROM seen)",
+                                (self.target,))
             self.db.execute("DELETE FROM census WHERE target = ? AND version != ?", (self.target, self.version))
             self.db.executemany("INSERT OR REPLACE INTO memo VALUES (?, ?, ?, ?, ?, ?)",
                                 [(self.target, kind, p, k, self.version, v) for kind, p, k, v in self._new_memos])

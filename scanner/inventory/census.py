@@ -11,14 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 import multiprocessing
 
 from scanner.errors import ErrorRecord
 from scanner.inventory.elf import ELF_MAGIC, ElfParseError, ElfRecord, parse_elf
-from scanner.target import RootFS, WalkEntry, normpath
+from scanner.inventory.cache import file_key
+from scanner.target import DirectoryRoot, RootFS, WalkEntry, normpath
 
 if TYPE_CHECKING:
     from scanner.inventory.cache import CensusCache
@@ -170,13 +171,20 @@ def take_census(
 
     files_iter: Iterable[str]
     misses: dict[str, os.stat_result] = {}
-    if cache is not None:
+    jobs = jobs or os.cpu_count() or 1
+    # a rescan (the cache knows this target): workers walk subtrees and look up each file;
+    # a first scan keeps the batch pipeline, whose load balance suits parsing everything
+    by_subtree = cache is not None and cache.known and jobs > 1 and fs.forkable
+    if by_subtree:
+        _cached_parallel(fs, tuple(exclude), tuple(paths) or ("/",), cache, jobs, account, started)  # type: ignore[arg-type]
+    elif cache is not None:
         walked = _regular_entries(fs, tuple(exclude), tuple(paths) or ("/",), True)
         files_iter = _through_cache(fs, walked, cache, misses, account)
     else:
         files_iter = _regular_files(fs, tuple(exclude), tuple(paths) or ("/",))
-    _parse_all(fs, files_iter, jobs or os.cpu_count() or 1, False, account, started)
-    if cache is not None:
+    if not by_subtree:
+        _parse_all(fs, files_iter, jobs, False, account, started)
+    if cache is not None and misses:
         by_path: dict[str, list[ElfRecord | ErrorRecord]] = {}
         for r in results:
             if r.path in misses:
@@ -215,6 +223,140 @@ def _through_cache(fs: RootFS, entries: Iterable[WalkEntry], cache: "CensusCache
                 hits, answered = [], 0
     if answered:
         account(hits, answered)
+
+
+# ---- with a cache, in parallel: workers walk whole subtrees --------------------------------------
+_worker_cache: "CensusCache | None" = None  # inherited by forked workers (its dictionaries only)
+
+Subtree = tuple[list[tuple[Any, ...]], list[tuple[str, os.stat_result]], int, list[tuple[str, str]], bytes]
+_ELF_FIELDS = tuple(f.name for f in fields(ElfRecord))
+
+
+def _flat(r: ElfRecord | ErrorRecord) -> tuple[Any, ...]:
+    """A record as a plain tuple: cheap to send back from a worker."""
+    if isinstance(r, ElfRecord):
+        return (True, *(getattr(r, f) for f in _ELF_FIELDS))
+    return (False, r.path, r.stage, r.message)
+
+
+def _unflat(t: tuple[Any, ...]) -> ElfRecord | ErrorRecord:
+    return ElfRecord(*t[1:]) if t[0] else ErrorRecord(*t[1:])
+
+
+def _cached_subtree(top: str, exclude: tuple[str, ...]) -> Subtree:
+    """In a worker: walk ``top``, answer what the (inherited) cache can, census the rest.
+    Returns the records, the misses with their stat, the file count, walk errors and the
+    cache keys seen."""
+    assert _worker_fs is not None and _worker_cache is not None
+    fs, cache = _worker_fs, _worker_cache
+    out: list[tuple[Any, ...]] = []
+    missed: list[tuple[str, os.stat_result]] = []
+    count = 0
+    seen: list[bytes] = []
+    del fs.walk_errors[:]
+    if isinstance(fs, DirectoryRoot):
+        walked: Iterable[tuple[str, os.stat_result | None]] = fs.files_with_stats(fs.resolve(top), exclude)
+    else:
+        walked = ((p, st) for p, _kind, st in _regular_entries(fs, exclude, (top,), True))
+    entries, key_of = cache.subtree(top), file_key
+    for p, st in walked:
+        count += 1
+        k = p.encode("utf-8", "surrogateescape")
+        seen.append(k)
+        if st is None:
+            out.extend(_flat(r) for r in census_file(fs, p))
+            continue
+        hit = entries.get(k)
+        if hit is not None and hit[0] == key_of(st):
+            if hit[1] == "[]":
+                continue  # not an ELF file, as before: the common case, nothing to decode
+            records = cache.decode(p, hit[1])
+            if records is not None:
+                out.extend(_flat(r) for r in records)
+                continue
+        out.extend(_flat(r) for r in census_file(fs, p))
+        missed.append((p, st))
+    return out, missed, count, list(fs.walk_errors), b"\0".join(seen)
+
+
+def _split(fs: RootFS, tops: tuple[str, ...], exclude: tuple[str, ...], depth: int = 2) -> tuple[list[str], list[str]]:
+    """Folders to hand to workers (those ``depth`` levels down) and the files met on the
+    way there (for the parent)."""
+    subtrees: list[str] = []
+    files: list[str] = []
+    level: list[str] = []
+    for top in tops:
+        top = normpath(top)
+        if fs.is_dir(top):
+            level.append(fs.resolve(top))
+        elif fs.is_file(top):
+            files.append(fs.resolve(top))
+        else:
+            fs.on_walk_error(top, FileNotFoundError(2, "no such file or directory"))
+    for _ in range(depth):
+        nxt: list[str] = []
+        for d in level:
+            try:
+                entries = fs.listdir(d)
+            except OSError as exc:
+                fs.on_walk_error(d, exc)
+                continue
+            for name, kind in entries:
+                p = d.rstrip("/") + "/" + name
+                if kind == "dir":
+                    if fs.descend(p):
+                        nxt.append(p)
+                elif kind == "file" and not (exclude and any(fnmatchcase(p, pat) for pat in exclude)):
+                    files.append(p)
+        level = nxt
+    subtrees.extend(level)
+    return subtrees, files
+
+
+def _cached_parallel(fs: RootFS, exclude: tuple[str, ...], tops: tuple[str, ...], cache: "CensusCache", jobs: int,
+                     account: Callable[[list[ElfRecord | ErrorRecord], int], None],
+                     started: Callable[[], None] | None) -> None:
+    """The census with a cache on several cores: a rescan of an unchanged system is a walk
+    and a lookup per file, which is spread over the workers too."""
+    global _worker_cache
+    subtrees, files = _split(fs, tops, exclude)
+    # largest first (by what the cache holds under each), so no worker is left with the
+    # biggest folder at the end
+    subtrees.sort(key=cache.count_below, reverse=True)
+    _worker_cache = cache  # before the fork: the workers inherit the loaded entries
+    ctx = multiprocessing.get_context("fork")
+    try:
+        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(fs,)) as pool:
+            futures = [pool.submit(_cached_subtree, d, exclude) for d in subtrees]
+            if started:
+                started()
+            misses: dict[str, os.stat_result] = {}
+            walked = (WalkEntry(p, "file", None) for p in files)
+            own: list[ElfRecord | ErrorRecord] = []
+            for p in _through_cache(fs, walked, cache, misses, lambda rs, n: own.extend(rs) or account(rs, n)):
+                records = census_file(fs, p)
+                account(records, 1)
+                cache.store(p, misses[p], records)
+            for fut in futures:
+                flat, missed, count, walk_errors, seen = fut.result()
+                records = [_unflat(t) for t in flat]
+                account(records, count)
+                if seen:
+                    cache._seen.update(seen.split(b"\0"))
+                cache.hits += count - len(missed)
+                cache.misses += len(missed)
+                cache.reparsed.extend(p for p, _st in missed[: max(0, 1000 - len(cache.reparsed))])
+                by_path: dict[str, list[ElfRecord | ErrorRecord]] = {}
+                missed_paths = {p for p, _ in missed}
+                for r in records:
+                    if r.path in missed_paths:
+                        by_path.setdefault(r.path, []).append(r)
+                for p, st in missed:
+                    cache.store(p, st, by_path.get(p, []))
+                for path, msg in walk_errors:
+                    fs.walk_errors.append((path, msg))
+    finally:
+        _worker_cache = None
 
 
 def census_paths(fs: RootFS, paths: list[str], *, jobs: int | None = None,

@@ -51,6 +51,7 @@ class ScanInfo:
     finished: str
     duration_seconds: float
     options: dict[str, Any]
+    timings: dict[str, float] | None = None  # seconds per stage
 
 
 def text(s: str) -> str:
@@ -162,6 +163,7 @@ def build(target: TargetInfo, scan: ScanInfo, census: Census, linkage: Linkage,
             "finished": scan.finished,
             "duration_seconds": round(scan.duration_seconds, 3),
             "options": scan.options,
+            **({"timings": {k: round(v, 3) for k, v in scan.timings.items()}} if scan.timings else {}),
         },
         "target": {
             "kind": target.kind,
@@ -257,9 +259,11 @@ def write(doc: dict[str, Any], out_dir: str | os.PathLike[str]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     dest = out / "result.json"
     tmp = out / ".result.json.tmp"
+    # compact: a whole host's result is tens of megabytes (jq pretty-prints it); encoded in
+    # one call, which runs entirely in json's C encoder (json.dump streams through Python)
+    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
     with open(tmp, "w", encoding="utf-8") as fh:
-        # compact: a whole host's result is tens of megabytes (jq pretty-prints it)
-        json.dump(doc, fh, ensure_ascii=False, separators=(",", ":"))
+        fh.write(text)
         fh.write("\n")
     os.replace(tmp, dest)
     return dest

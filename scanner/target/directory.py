@@ -16,6 +16,8 @@ import errno
 import io
 import os
 import stat as statmod
+from collections.abc import Iterator
+from fnmatch import fnmatchcase
 from typing import BinaryIO
 
 from scanner.target.base import RootFS, TargetError, normpath
@@ -154,7 +156,8 @@ class DirectoryRoot(RootFS):
             raise
 
     # ---- walk policy ------------------------------------------------------------
-    def descend(self, path: str) -> bool:
+    def descend(self, path: str, st: os.stat_result | None = None) -> bool:
+        """``st``: the folder's lstat when the caller has it (saves a system call)."""
         if path in self._pseudo_points:
             return False
         if self.cross_mounts:
@@ -162,9 +165,38 @@ class DirectoryRoot(RootFS):
         if path in self._skip_points:
             return False
         try:
-            return os.lstat(self.host_path(path)).st_dev == self._root_dev
+            return (st or os.lstat(self.host_path(path))).st_dev == self._root_dev
         except OSError:
             return False
+
+    def files_with_stats(self, top: str, exclude: tuple[str, ...] = ()) -> Iterator[tuple[str, os.stat_result]]:
+        """Every regular file under the resolved guest folder ``top`` with its lstat, as
+        :meth:`walk` would find them, in one tight loop over ``os.scandir`` (a rescan with
+        a cache does little else per file). Unreadable folders go to :meth:`on_walk_error`."""
+        cut = len(self._prefix)
+        stack = [self.host_path(top)]
+        isdir, isreg = statmod.S_ISDIR, statmod.S_ISREG
+        while stack:
+            host = stack.pop()
+            try:
+                it = os.scandir(host)
+            except OSError as exc:
+                self.on_walk_error(host[cut:] or "/", exc)
+                continue
+            with it:
+                for e in it:
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except OSError:
+                        continue  # gone since the listing
+                    mode = st.st_mode
+                    if isreg(mode):
+                        guest = e.path[cut:]
+                        if exclude and any(fnmatchcase(guest, pat) for pat in exclude):
+                            continue
+                        yield guest, st
+                    elif isdir(mode) and self.descend(e.path[cut:], st):
+                        stack.append(e.path)
 
 
 def open_nofollow(host_path: str) -> int:
