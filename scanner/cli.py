@@ -36,6 +36,30 @@ def _fail(message: str, debug: bool) -> None:
     sys.exit(EXIT_ERROR)
 
 
+def _gate_options(command: Any) -> Any:
+    """The options every command that judges a target shares (scan, repo): reports,
+    policy, waivers, the gate, the history."""
+    options = [
+        click.option("--format", "formats", default="json", show_default=True, metavar="LIST",
+                     help="Comma-separated outputs besides result.json: html, pdf, spdx-json, spdx-tv, sarif, junit."),
+        click.option("--template", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     help="A folder with your own report.html.j2 (and report.css, print.css, report.js) for html "
+                          "and pdf."),
+        click.option("--policy", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="A policy TOML file laid over the default policy (license lists, rule overrides, names)."),
+        click.option("--waivers", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="A waivers TOML file: accepted findings (rule, subject glob, reason, expiry date)."),
+        click.option("--fail-on", type=click.Choice(FAIL_ON), default="high", show_default=True,
+                     help="Exit 1 when a finding at or above this severity fails (never: always exit 0)."),
+        click.option("--history", metavar="DB",
+                     help="Also store the result in a scan history: an SQLite file, or a SQLAlchemy URL "
+                          "(postgresql+psycopg://USER@HOST/DB). See: flightcheck history."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="flightcheck")
 def main() -> None:
@@ -77,19 +101,7 @@ def main() -> None:
                    "or force one.")
 @click.option("--no-packages", is_flag=True, help="Skip the package databases (no ownership, no licenses).")
 @click.option("--no-licenses", is_flag=True, help="Skip license analysis (packages and ownership are still read).")
-@click.option("--format", "formats", default="json", show_default=True, metavar="LIST",
-              help="Comma-separated outputs besides result.json: html, pdf, spdx-json, spdx-tv, sarif, junit.")
-@click.option("--template", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="A folder with your own report.html.j2 (and report.css, print.css, report.js) for html and pdf.")
-@click.option("--policy", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A policy TOML file laid over the default policy (license lists, rule overrides, names).")
-@click.option("--waivers", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A waivers TOML file: accepted findings (rule, subject glob, reason, expiry date).")
-@click.option("--fail-on", type=click.Choice(FAIL_ON), default="high", show_default=True,
-              help="Exit 1 when a finding at or above this severity fails (never: always exit 0 after a scan).")
-@click.option("--history", metavar="DB",
-              help="Also store the result in a scan history: an SQLite file, or a SQLAlchemy URL "
-                   "(postgresql+psycopg://USER@HOST/DB). See: flightcheck history.")
+@_gate_options
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar [default: when standard error is a terminal].")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on standard output.")
@@ -235,17 +247,7 @@ def _scan_domains(names: tuple[str, ...], all_domains: bool, connect: str | None
               help="Folder for result.json and the reports (created if missing).")
 @click.option("--filelists", is_flag=True,
               help="Also read each package's file list (filelists metadata, or the rpm headers).")
-@click.option("--format", "formats", default="json", show_default=True, metavar="LIST",
-              help="Comma-separated outputs besides result.json: html, pdf, spdx-json, spdx-tv, sarif, junit.")
-@click.option("--template", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="A folder with your own report.html.j2 (and report.css, print.css, report.js) for html and pdf.")
-@click.option("--policy", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A policy TOML file laid over the default policy (license lists, rule overrides, names).")
-@click.option("--waivers", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A waivers TOML file: accepted findings (rule, subject glob, reason, expiry date).")
-@click.option("--fail-on", type=click.Choice(FAIL_ON), default="high", show_default=True,
-              help="Exit 1 when a finding at or above this severity fails (never: always exit 0).")
-@click.option("--history", metavar="DB", help="Also store the result in a scan history (as for scan).")
+@_gate_options
 @click.option("-q", "--quiet", is_flag=True, help="No summary on standard output.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
 def repo(source: str, output: Path, filelists: bool, formats: str, template: Path | None, policy: Path | None,
