@@ -156,7 +156,7 @@ def test_copyright_files_and_dpkg_database_are_remembered(tmp_path: Path) -> Non
     n = len(cold["packages"])
     assert n and stats(cold)["memo_hits"] == {}
     warm = run(root, cache)
-    assert stats(warm)["memo_hits"] == {"copyright": n, "dpkg": 1}
+    assert stats(warm)["memo_hits"] == {"copyright": n, "dpkg": 1, "licenses": 1}
     assert warm["packages"] == cold["packages"]
     copyrights = sorted((root / "usr/share/doc").glob("*/copyright"))
     assert copyrights
@@ -166,7 +166,24 @@ def test_copyright_files_and_dpkg_database_are_remembered(tmp_path: Path) -> Non
     changed = run(root, cache)
     pkg = next(p for p in changed["packages"] if p["name"] == target.parent.name)
     assert pkg["license_raw"] == "MIT" and pkg["license_source"] == "dep5"
-    assert stats(changed)["memo_hits"] == {"copyright": n - 1, "dpkg": 1}
+    assert stats(changed)["memo_hits"] == {"copyright": n - 1, "dpkg": 1, "licenses": 1}
     (root / "var/lib/dpkg/info/extra.list").write_text("/usr/share/doc/extra\n")
     relisted = run(root, cache)
     assert "dpkg" not in stats(relisted)["memo_hits"] and relisted["packages"] == changed["packages"]
+
+
+def test_license_outcomes_follow_the_policy(root: Path, tmp_path: Path) -> None:
+    """The remembered license outcomes depend on the name tables: a policy that renames a
+    license must not be answered from what the default tables said."""
+    from scanner.scan import ScanOptions
+
+    cache = tmp_path / "census.sqlite"
+    first = run(root, cache)
+    assert stats(run(root, cache))["memo_hits"].get("licenses") == 1
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[licenses.names."Proprietary"]\nspdx = "LicenseRef-Vendor-EULA"\nproprietary = true\n')
+    renamed = scan(DirectoryRoot(root), ScanOptions(jobs=2, cache=cache, policy=policy))
+    assert "licenses" not in stats(renamed)["memo_hits"]
+    vendor = {p["name"]: p for p in renamed["packages"]}["vendor-app"]
+    assert vendor["license_spdx"] == "LicenseRef-Vendor-EULA"
+    assert {p["name"]: p for p in first["packages"]}["vendor-app"]["license_spdx"] == "LicenseRef-Proprietary"

@@ -125,6 +125,7 @@ class CensusCache:
         self._memo_seen: set[tuple[str, bytes]] = set()
         self.db = self._open()
         self._entries: dict[bytes, tuple[Key, str]] | None = None  # all of them, read when first needed
+        self._reader: tuple[int, sqlite3.Connection] | None = None  # a worker's own connection
         self.known = self.db.execute("SELECT 1 FROM census WHERE target = ? AND version = ? LIMIT 1",
                                      (self.target, self.version)).fetchone() is not None
         self.memos = self._load_memos()
@@ -167,10 +168,18 @@ class CensusCache:
         """The JSON value stored for ``path`` under ``kind`` when the file is unchanged (and
         ``extra``, a fingerprint of whatever else the value depends on, is the same), else
         None. Safe to call from the packages thread (a dictionary read)."""
-        key = (kind, path.encode("utf-8", "surrogateescape"))
-        self._memo_seen.add(key)
-        hit = self.memos.get(key)
-        if hit is None or hit[0] != file_key(st) + extra:
+        return self.memo_get_key(kind, path, file_key(st) + extra)
+
+    def memo_put(self, kind: str, path: str, st: os.stat_result, value: Any, extra: str = "") -> None:
+        self.memo_put_key(kind, path, file_key(st) + extra, value)
+
+    def memo_get_key(self, kind: str, name: str, key: str) -> Any:
+        """The JSON value stored for ``name`` under ``kind`` when it was stored with the
+        same ``key`` (a fingerprint of everything the value depends on), else None."""
+        entry = (kind, name.encode("utf-8", "surrogateescape"))
+        self._memo_seen.add(entry)
+        hit = self.memos.get(entry)
+        if hit is None or hit[0] != key:
             return None
         try:
             value = json.loads(hit[1])
@@ -179,8 +188,8 @@ class CensusCache:
         self.memo_hits[kind] = self.memo_hits.get(kind, 0) + 1
         return value
 
-    def memo_put(self, kind: str, path: str, st: os.stat_result, value: Any, extra: str = "") -> None:
-        self._new_memos.append((kind, path.encode("utf-8", "surrogateescape"), file_key(st) + extra,
+    def memo_put_key(self, kind: str, name: str, key: str, value: Any) -> None:
+        self._new_memos.append((kind, name.encode("utf-8", "surrogateescape"), key,
                                 json.dumps(value, ensure_ascii=True, separators=(",", ":"))))
 
     @staticmethod
@@ -214,13 +223,11 @@ class CensusCache:
         if self._entries is not None:
             lo, hi = self._range(folder)
             return {k: v for k, v in self._entries.items() if lo <= k < hi}
-        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
-        try:
-            rows = db.execute("SELECT path, key, records FROM census WHERE target = ? AND version = ? "
-                              "AND path >= ? AND path < ?", (self.target, self.version, *self._range(folder)))
-            return {path: (key, records) for path, key, records in rows}
-        finally:
-            db.close()
+        if self._reader is None or self._reader[0] != os.getpid():  # one read-only connection per process
+            self._reader = (os.getpid(), sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30))
+        rows = self._reader[1].execute("SELECT path, key, records FROM census WHERE target = ? AND version = ? "
+                                       "AND path >= ? AND path < ?", (self.target, self.version, *self._range(folder)))
+        return {path: (key, records) for path, key, records in rows}
 
     def count_below(self, folder: str) -> int:
         return self.db.execute("SELECT count(*) FROM census WHERE target = ? AND path >= ? AND path < ?",

@@ -243,7 +243,7 @@ def _unflat(t: tuple[Any, ...]) -> ElfRecord | ErrorRecord:
     return ElfRecord(*t[1:]) if t[0] else ErrorRecord(*t[1:])
 
 
-def _cached_subtree(top: str, exclude: tuple[str, ...]) -> Subtree:
+def _cached_subtree(top: str, exclude: tuple[str, ...], track: bool = True) -> Subtree:
     """In a worker: walk ``top``, answer what the (inherited) cache can, census the rest.
     Returns the records, the misses with their stat, the file count, walk errors and the
     cache keys seen."""
@@ -262,7 +262,8 @@ def _cached_subtree(top: str, exclude: tuple[str, ...]) -> Subtree:
     for p, st in walked:
         count += 1
         k = p.encode("utf-8", "surrogateescape")
-        seen.append(k)
+        if track:  # only a whole-target scan forgets what it did not see
+            seen.append(k)
         if st is None:
             out.extend(_flat(r) for r in census_file(fs, p))
             continue
@@ -327,7 +328,8 @@ def _cached_parallel(fs: RootFS, exclude: tuple[str, ...], tops: tuple[str, ...]
     ctx = multiprocessing.get_context("fork")
     try:
         with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(fs,)) as pool:
-            futures = [pool.submit(_cached_subtree, d, exclude) for d in subtrees]
+            whole = tops == ("/",) and not exclude
+            futures = [pool.submit(_cached_subtree, d, exclude, whole) for d in subtrees]
             if started:
                 started()
             misses: dict[str, os.stat_result] = {}

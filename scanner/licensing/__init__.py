@@ -7,6 +7,7 @@ and the network-copyleft list are data (``rules/licenses/``, the policy)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -51,11 +52,23 @@ def license_packages(fs: RootFS, databases: Iterable[PackageDatabase], tables: L
     """The license of every package: rpm's LICENSE tag, dpkg's copyright file (``memo``:
     the scan cache, which keeps what each copyright file said)."""
 
+    # what each distinct raw string meant last time, when the tables, the policy's names and
+    # the code are the same (the scan cache): normalising is most of a rescan's license work
+    fingerprint = _outcomes_fingerprint(tables, network_copyleft) if memo is not None else ""
+    known = (memo.memo_get_key("licenses", "outcomes", fingerprint) if memo is not None else None) or {}
+    learned: dict[str, list[Any]] = {}
+
     @lru_cache(maxsize=None)
     def outcome(raw: str | None) -> tuple[LicenseOutcome, str]:
+        key = "\0none" if raw is None else raw
+        hit = _outcome_from_json(raw, known.get(key)) if isinstance(known, dict) else None
+        if hit is not None:
+            return hit
         o = normalize(raw, tables)
-        return o, category(o.spdx, proprietary_refs=tables_props, public_domain_refs=tables_pd,
-                           network_copyleft=network_copyleft)
+        cat = category(o.spdx, proprietary_refs=tables_props, public_domain_refs=tables_pd,
+                       network_copyleft=network_copyleft)
+        learned[key] = [o.spdx, o.status, o.refs, list(o.notes), o.proprietary, o.public_domain, cat]
+        return o, cat
 
     tables_props = frozenset(e.spdx for e in tables.names.values() if e.proprietary and e.spdx.startswith("LicenseRef-"))
     tables_pd = frozenset(e.spdx for e in tables.names.values() if e.public_domain and e.spdx.startswith("LicenseRef-"))
@@ -76,7 +89,35 @@ def license_packages(fs: RootFS, databases: Iterable[PackageDatabase], tables: L
                 o = LicenseOutcome(None, ref, "unknown", {ref: evidence}, ("copyright file is not machine-readable",))
                 cat = "unknown"
             out[pkg.id] = PackageLicense(pkg.id, raw, source, evidence, o, cat)
+    if memo is not None and learned:
+        memo.memo_put_key("licenses", "outcomes", fingerprint, {**(known if isinstance(known, dict) else {}), **learned})
     return out
+
+
+def _outcomes_fingerprint(tables: LicenseTables, network_copyleft: tuple[str, ...]) -> str:
+    """Everything a license outcome depends on: the name tables (with a policy's
+    additions), the network-copyleft list, and the code that maps and categorises."""
+    import sys
+    from pathlib import Path
+
+    h = hashlib.sha256(repr((sorted(tables.names.items()), sorted(tables.exceptions.items()),
+                             network_copyleft)).encode("utf-8", "surrogateescape"))
+    for name in ("categories", "normalize", "tables"):  # the modules (the package shadows normalize)
+        h.update(Path(sys.modules[f"scanner.licensing.{name}"].__file__ or "").read_bytes())
+    return h.hexdigest()
+
+
+def _outcome_from_json(raw: str | None, value: Any) -> tuple[LicenseOutcome, str] | None:
+    """A remembered outcome, checked field by field (None when it does not fit)."""
+    if not isinstance(value, list) or len(value) != 7:
+        return None
+    spdx, status, refs, notes, prop, pd, cat = value
+    if not (isinstance(spdx, str) and isinstance(status, str) and isinstance(cat, str) and isinstance(refs, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in refs.items())
+            and isinstance(notes, list) and all(isinstance(n, str) for n in notes)
+            and isinstance(prop, bool) and isinstance(pd, bool)):
+        return None
+    return LicenseOutcome(raw, spdx, status, refs, tuple(notes), prop, pd), cat
 
 
 def license_closures(elves: Iterable[ElfRecord], closures: Mapping[str, Mapping[str, str | None]],
