@@ -145,6 +145,7 @@ class CensusCache:
             elif row[0] != f"{MARKER}/{FORMAT}":
                 raise sqlite3.DatabaseError(f"format {row[0]!r}")
             db.execute("PRAGMA quick_check").fetchone()
+            self._tune(db)
             return db
         except sqlite3.DatabaseError as exc:
             if db is not None:
@@ -156,6 +157,7 @@ class CensusCache:
             db = sqlite3.connect(self.path, timeout=30)
             db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             self._create(db)
+            self._tune(db)
             return db
 
     # ---- memos: other per-file results (a Debian copyright file's license...) ------------------
@@ -191,6 +193,13 @@ class CensusCache:
     def memo_put_key(self, kind: str, name: str, key: str, value: Any) -> None:
         self._new_memos.append((kind, name.encode("utf-8", "surrogateescape"), key,
                                 json.dumps(value, ensure_ascii=True, separators=(",", ":"))))
+
+    @staticmethod
+    def _tune(db: sqlite3.Connection) -> None:
+        """Write-ahead logging, synced at checkpoints: a cache can lose its last commit in a
+        power cut (it is rebuilt), it must not make every scan wait on fsync."""
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
 
     @staticmethod
     def _create(db: sqlite3.Connection) -> None:
