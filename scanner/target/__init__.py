@@ -35,10 +35,11 @@ def image_backend(choice: str = "auto") -> str:
         raise TargetError(f"unknown image backend {choice!r} (one of {', '.join(IMAGE_BACKENDS)})")
     if choice != "auto":
         return choice
-    try:
-        import dissect.volume  # noqa: F401
-        import dissect.hypervisor  # noqa: F401
-        return "dissect"
+    import importlib.util
+
+    try:  # found, not imported: dissect.hypervisor's package imports every format it has
+        if all(importlib.util.find_spec(m) for m in ("dissect.volume", "dissect.hypervisor", "dissect.extfs")):
+            return "dissect"
     except ImportError:
         pass
     from scanner.target.guestfs import import_guestfs
