@@ -291,12 +291,10 @@ class CensusCache:
                 gone = [p for p in self._entries if p not in self._seen]
                 self.db.executemany("DELETE FROM census WHERE target = ? AND path = ?",
                                     [(self.target, p) for p in gone])
-            elif prune:  # the entries were read per folder, by workers: let SQLite compare
-                self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (path BLOB PRIMARY KEY)")
-                self.db.execute("DELETE FROM seen")
-                self.db.executemany("INSERT OR IGNORE INTO seen VALUES (?)", ((p,) for p in self._seen))
-                self.db.execute("DELETE FROM census WHERE target = ? AND path NOT IN (SELECT path FROM seen)",
-                                (self.target,))
+            elif prune:  # the entries were read per folder, by workers: compare the paths alone
+                stored = self.db.execute("SELECT path FROM census WHERE target = ?", (self.target,))
+                gone = [(self.target, p) for (p,) in stored if p not in self._seen]
+                self.db.executemany("DELETE FROM census WHERE target = ? AND path = ?", gone)
             self.db.execute("DELETE FROM census WHERE target = ? AND version != ?", (self.target, self.version))
             self.db.executemany("INSERT OR REPLACE INTO memo VALUES (?, ?, ?, ?, ?, ?)",
                                 [(self.target, kind, p, k, self.version, v) for kind, p, k, v in self._new_memos])
