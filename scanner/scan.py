@@ -72,6 +72,7 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
         cache.commit(prune=tuple(options.paths) == ("/",) and not options.exclude)
         cache.close()
     timings["cache"] = time.monotonic() - mark
+    mark = time.monotonic()
     # libraries outside the census are read only as far as the loader reads them
     linkage = resolve_all(
         fs, census.elves,
@@ -79,7 +80,7 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
         lambda ps: census_paths(fs, ps, jobs=options.jobs, light=True),
     )
     owners = {r.path: ownership.owner(r.path) for r in census.elves}
-    timings["linkage"] = time.monotonic() - mark - timings["cache"]
+    timings["linkage"] = time.monotonic() - mark
     mark = time.monotonic()
     linked = (license_closures(census.elves, linkage.closures, owners, ownership.owner, pkg_licenses)
               if options.licenses else {})

@@ -44,12 +44,14 @@ def default_path() -> Path:
 
 
 def parser_version() -> str:
-    """The scanner version and a digest of the parsers' source (ELF, Debian copyright): a
-    development build that changes a parser does not reuse what the previous one made."""
+    """The scanner version and a digest of the readers' source (ELF, Debian copyright, the
+    dpkg database and package records): a development build that changes one does not
+    reuse what the previous one made."""
+    from scanner.inventory import dpkg, packages
     from scanner.licensing import debian
 
     h = hashlib.sha256()
-    for module in (elfmod, debian):  # the code whose answers are kept
+    for module in (elfmod, debian, dpkg, packages):  # the code whose answers are kept
         try:
             h.update(Path(module.__file__ or "").read_bytes())
         except OSError:
@@ -270,10 +272,14 @@ class CensusCache:
             if records is not None:
                 self.hits += 1
                 return records
-        self.misses += 1
-        if len(self.reparsed) < 1000:
-            self.reparsed.append(path)
+        self.counted(0, [path])
         return None
+
+    def counted(self, hits: int, missed: list[str]) -> None:
+        """Account lookups made elsewhere (by census workers) in this cache's statistics."""
+        self.hits += hits
+        self.misses += len(missed)
+        self.reparsed.extend(missed[: max(0, 1000 - len(self.reparsed))])
 
     def store(self, path: str, st: os.stat_result, records: list[ElfRecord | ErrorRecord]) -> None:
         if any(isinstance(r, ErrorRecord) and r.message.startswith(TRANSIENT) for r in records):

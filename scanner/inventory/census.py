@@ -185,16 +185,23 @@ def take_census(
     if not by_subtree:
         _parse_all(fs, files_iter, jobs, False, account, started)
     if cache is not None and misses:
-        by_path: dict[str, list[ElfRecord | ErrorRecord]] = {}
-        for r in results:
-            if r.path in misses:
-                by_path.setdefault(r.path, []).append(r)
-        for p, st in misses.items():
-            cache.store(p, st, by_path.get(p, []))
+        _store_misses(cache, results, misses)
     errors = [ErrorRecord(p, "target", f"cannot walk: {msg}") for p, msg in fs.walk_errors]
     elf_records = sorted((r for r in results if isinstance(r, ElfRecord)), key=lambda r: r.path)
     errors += sorted((r for r in results if isinstance(r, ErrorRecord)), key=lambda r: r.path)
     return Census(tuple(elf_records), tuple(errors), files)
+
+
+def _store_misses(cache: "CensusCache", records: Iterable[ElfRecord | ErrorRecord],
+                  misses: dict[str, os.stat_result]) -> None:
+    """Keep what the census found for each file the cache could not answer (nothing: not
+    an ELF file)."""
+    by_path: dict[str, list[ElfRecord | ErrorRecord]] = {}
+    for r in records:
+        if r.path in misses:
+            by_path.setdefault(r.path, []).append(r)
+    for p, st in misses.items():
+        cache.store(p, st, by_path.get(p, []))
 
 
 def _through_cache(fs: RootFS, entries: Iterable[WalkEntry], cache: "CensusCache",
@@ -324,7 +331,7 @@ def _cached_parallel(fs: RootFS, exclude: tuple[str, ...], tops: tuple[str, ...]
     # largest first (by what the cache holds under each), so no worker is left with the
     # biggest folder at the end
     subtrees.sort(key=cache.count_below, reverse=True)
-    _worker_cache = cache  # before the fork: the workers inherit the loaded entries
+    _worker_cache = cache  # before the fork: each worker reads its own folders' entries through it
     ctx = multiprocessing.get_context("fork")
     try:
         with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(fs,)) as pool:
@@ -334,8 +341,7 @@ def _cached_parallel(fs: RootFS, exclude: tuple[str, ...], tops: tuple[str, ...]
                 started()
             misses: dict[str, os.stat_result] = {}
             walked = (WalkEntry(p, "file", None) for p in files)
-            own: list[ElfRecord | ErrorRecord] = []
-            for p in _through_cache(fs, walked, cache, misses, lambda rs, n: own.extend(rs) or account(rs, n)):
+            for p in _through_cache(fs, walked, cache, misses, account):
                 records = census_file(fs, p)
                 account(records, 1)
                 cache.store(p, misses[p], records)
@@ -345,16 +351,8 @@ def _cached_parallel(fs: RootFS, exclude: tuple[str, ...], tops: tuple[str, ...]
                 account(records, count)
                 if seen:
                     cache._seen.update(seen.split(b"\0"))
-                cache.hits += count - len(missed)
-                cache.misses += len(missed)
-                cache.reparsed.extend(p for p, _st in missed[: max(0, 1000 - len(cache.reparsed))])
-                by_path: dict[str, list[ElfRecord | ErrorRecord]] = {}
-                missed_paths = {p for p, _ in missed}
-                for r in records:
-                    if r.path in missed_paths:
-                        by_path.setdefault(r.path, []).append(r)
-                for p, st in missed:
-                    cache.store(p, st, by_path.get(p, []))
+                cache.counted(count - len(missed), [p for p, _st in missed])
+                _store_misses(cache, records, dict(missed))
                 for path, msg in walk_errors:
                     fs.walk_errors.append((path, msg))
     finally:

@@ -96,9 +96,9 @@ def _decode_memo(status: str, value: Any) -> tuple[list[Package], list[ErrorReco
         raise ValueError("not a remembered dpkg database")
     packages = []
     for p in value["packages"]:
-        if not isinstance(p, list) or len(p) != 10:
+        if not isinstance(p, list) or len(p) != 9:
             raise ValueError("not a package")
-        pid, name, epoch, version, arch, source, vendor, purl, files, _ = p
+        pid, name, epoch, version, arch, source, vendor, purl, files = p
         if not all(isinstance(x, str) for x in (pid, name, version, purl)) or not isinstance(files, list) \
                 or not all(isinstance(f, str) for f in files) or not (epoch is None or isinstance(epoch, int)):
             raise ValueError("a package field of the wrong type")
@@ -132,7 +132,7 @@ def read_database(fs: RootFS, os_release: dict[str, str], memo: Any = None) -> P
     db = _read_database(fs, os_release, status)
     if memo is not None:
         memo.memo_put("dpkg", status, st, {
-            "packages": [[p.id, p.name, p.epoch, p.version, p.arch, p.source, p.vendor, p.purl, list(p.files), None]
+            "packages": [[p.id, p.name, p.epoch, p.version, p.arch, p.source, p.vendor, p.purl, list(p.files)]
                          for p in db.packages],
             "errors": [[e.path, e.message] for e in db.errors]}, fp)
     return db

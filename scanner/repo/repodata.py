@@ -20,7 +20,7 @@ import lzma
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import defusedxml.ElementTree as DET
 
@@ -201,56 +201,56 @@ def _iterparse(doc: _Document, tag: str) -> Iterator[object]:
         raise RepoError(f"{doc.data.location}: not valid XML ({exc})") from None
 
 
-def primary_packages(source: Source, repomd: Repomd) -> Iterator[RepoPackage]:
-    """Every package of primary.xml, in document order."""
-    data = repomd.data.get("primary")
+def _elements(source: Source, repomd: Repomd, kind: str, tag: str) -> Iterator[Any]:
+    """The ``tag`` elements of the ``kind`` document repomd.xml names, streamed; its
+    checksum is checked once the document has been read to the end."""
+    data = repomd.data.get(kind)
     if data is None:
-        raise RepoError("repomd.xml has no primary metadata")
+        raise RepoError(f"repomd.xml has no {kind} metadata")
     doc = _Document(source, data)
     try:
-        for el in _iterparse(doc, f"{NS_COMMON}package"):
-            if el.get("type", "rpm") != "rpm":  # type: ignore[attr-defined]
-                continue
-            name = el.findtext(f"{NS_COMMON}name")  # type: ignore[attr-defined]
-            if not name:
-                continue
-            ver = el.find(f"{NS_COMMON}version")  # type: ignore[attr-defined]
-            fmt = el.find(f"{NS_COMMON}format")  # type: ignore[attr-defined]
-            ck = el.find(f"{NS_COMMON}checksum")  # type: ignore[attr-defined]
-            loc = el.find(f"{NS_COMMON}location")  # type: ignore[attr-defined]
-
-            def rpm_text(tag: str) -> str | None:
-                value = fmt.findtext(f"{NS_RPM}{tag}") if fmt is not None else None
-                return value.strip() or None if value is not None else None
-
-            epoch = _int(ver.get("epoch")) if ver is not None else None
-            yield RepoPackage(
-                pkgid=(ck.text or "").strip() or None if ck is not None else None,
-                name=name.strip(),
-                epoch=epoch or None,
-                version=(ver.get("ver") or "") if ver is not None else "",
-                release=ver.get("rel") if ver is not None else None,
-                arch=el.findtext(f"{NS_COMMON}arch"),  # type: ignore[attr-defined]
-                license=rpm_text("license"),
-                vendor=rpm_text("vendor"),
-                sourcerpm=rpm_text("sourcerpm"),
-                location=loc.get("href") if loc is not None else None,
-            )
+        yield from _iterparse(doc, tag)
         doc.finish()
     finally:
         doc.close()
+
+
+def _rpm_text(fmt: Any, tag: str) -> str | None:
+    """The stripped text of ``<rpm:TAG>`` in a package's ``<format>``, None when empty."""
+    value = fmt.findtext(f"{NS_RPM}{tag}") if fmt is not None else None
+    return (value.strip() or None) if value is not None else None
+
+
+def primary_packages(source: Source, repomd: Repomd) -> Iterator[RepoPackage]:
+    """Every package of primary.xml, in document order."""
+    for el in _elements(source, repomd, "primary", f"{NS_COMMON}package"):
+        if el.get("type", "rpm") != "rpm":  # type: ignore[attr-defined]
+            continue
+        name = el.findtext(f"{NS_COMMON}name")  # type: ignore[attr-defined]
+        if not name:
+            continue
+        ver = el.find(f"{NS_COMMON}version")  # type: ignore[attr-defined]
+        fmt = el.find(f"{NS_COMMON}format")  # type: ignore[attr-defined]
+        ck = el.find(f"{NS_COMMON}checksum")  # type: ignore[attr-defined]
+        loc = el.find(f"{NS_COMMON}location")  # type: ignore[attr-defined]
+
+        epoch = _int(ver.get("epoch")) if ver is not None else None
+        yield RepoPackage(
+            pkgid=(ck.text or "").strip() or None if ck is not None else None,
+            name=name.strip(),
+            epoch=epoch or None,
+            version=(ver.get("ver") or "") if ver is not None else "",
+            release=ver.get("rel") if ver is not None else None,
+            arch=el.findtext(f"{NS_COMMON}arch"),  # type: ignore[attr-defined]
+            license=_rpm_text(fmt, "license"),
+            vendor=_rpm_text(fmt, "vendor"),
+            sourcerpm=_rpm_text(fmt, "sourcerpm"),
+            location=loc.get("href") if loc is not None else None,
+        )
 
 
 def filelists(source: Source, repomd: Repomd) -> Iterator[tuple[str, tuple[str, ...]]]:
     """``(pkgid, files)`` for every package of filelists.xml."""
-    data = repomd.data.get("filelists")
-    if data is None:
-        raise RepoError("repomd.xml has no filelists metadata")
-    doc = _Document(source, data)
-    try:
-        for el in _iterparse(doc, f"{NS_FILELISTS}package"):
-            files = tuple(f.text or "" for f in el.findall(f"{NS_FILELISTS}file"))  # type: ignore[attr-defined]
-            yield el.get("pkgid") or "", files  # type: ignore[attr-defined]
-        doc.finish()
-    finally:
-        doc.close()
+    for el in _elements(source, repomd, "filelists", f"{NS_FILELISTS}package"):
+        files = tuple(f.text or "" for f in el.findall(f"{NS_FILELISTS}file"))  # type: ignore[attr-defined]
+        yield el.get("pkgid") or "", files  # type: ignore[attr-defined]

@@ -20,6 +20,7 @@ physical volume is reported, not guessed.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import posixpath
@@ -454,16 +455,24 @@ class _Closing(io.RawIOBase):
 
 MAPPED_MAX = 256 << 20  # a larger single read (a hostile inode size) is left to dissect
 
-# ---- the mapped read path ------------------------------------------------------------------------
+# ---- the mapped read path ----
+@functools.lru_cache(maxsize=None)
+def _stream_types() -> tuple[type, type, type]:
+    """dissect's stream classes the mapped path knows, imported once (it runs per read)."""
+    from dissect.hypervisor.disk.qcow2 import QCow2Stream
+    from dissect.util.stream import RangeStream, RunlistStream
+
+    return QCow2Stream, RangeStream, RunlistStream
+
+
+# ------------------------------------------------------------------------
 # A piece is (fd, offset, length) for bytes in an image file, (None, 0, length) for zeros,
 # or (stream, offset, length) for a layer read the ordinary way (compressed clusters, vmdk).
 Piece = tuple[Any, int, int]
 
 
 def _pieces(stream: Any, offset: int, length: int, out: list[Piece], depth: int = 0) -> None:
-    from dissect.hypervisor.disk.qcow2 import QCow2Stream
-    from dissect.util.stream import RangeStream, RunlistStream
-
+    QCow2Stream, RangeStream, RunlistStream = _stream_types()
     if length <= 0:
         return
     if depth > 64:
@@ -585,9 +594,7 @@ def _qcow2_pieces(stream: Any, offset: int, length: int, out: list[Piece], depth
 def _mapped_read(stream: Any, offset: int, length: int) -> bytes | None:
     """``length`` bytes at ``offset`` of a file-system stream, read through the mapped
     path; None when the stream is of a kind the path does not know."""
-    from dissect.util.stream import RunlistStream
-
-    if not isinstance(stream, RunlistStream):
+    if not isinstance(stream, _stream_types()[2]):
         return None
     pieces: list[Piece] = []
     try:
