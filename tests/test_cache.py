@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -86,8 +87,36 @@ def test_new_and_removed_files(root: Path, tmp_path: Path) -> None:
     doc = run(root, cache)
     assert stats(doc)["reparsed"] == ["/usr/local/bin/copy"]
     assert "/usr/bin/hello" not in by_path(doc) and "/usr/local/bin/copy" in by_path(doc)
-    rows = sqlite3.connect(cache).execute("SELECT count(*) FROM census WHERE path = ?", (b"/usr/bin/hello",))
-    assert rows.fetchone()[0] == 0  # forgotten after a whole-target scan
+    db = sqlite3.connect(cache)
+    listing = db.execute("SELECT listing FROM folder WHERE path = ?", (b"/usr/bin",)).fetchone()[0]
+    assert b"hello\0" not in listing and listing.startswith(b"") and b"static-app\0" in listing
+    # a folder that goes away entirely is forgotten too
+    shutil.rmtree(root / "usr/local/bin")
+    again = run(root, cache)
+    assert stats(again)["misses"] == 0 and "/usr/local/bin/copy" not in by_path(again)
+    assert db.execute("SELECT count(*) FROM folder WHERE path = ?", (b"/usr/local/bin",)).fetchone()[0] == 0
+
+
+def test_split_into_many_parts(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same answers when the rescan is shared out folder by folder (the smallest
+    parts the split allows), and folders near the top that vanish are forgotten."""
+    from scanner.inventory import census
+
+    cache = tmp_path / "census.sqlite"
+    cold = run(root, cache)
+    monkeypatch.setattr(census, "SPLIT_MIN", 1)
+    (root / "opt/newcomer/deep/er").mkdir(parents=True)
+    (root / "opt/newcomer/deep/er/tool").write_bytes((root / "usr/bin/hello").read_bytes())
+    first = run(root, cache)
+    assert stats(first)["reparsed"] == ["/opt/newcomer/deep/er/tool"]
+    assert "/opt/newcomer/deep/er/tool" in by_path(first)
+    shutil.rmtree(root / "opt/newcomer")
+    warm = run(root, cache)
+    assert stats(warm)["misses"] == 0 and stats(warm)["hits"] == cold["summary"]["files"]
+    assert comparable(warm) == comparable(cold)
+    db = sqlite3.connect(cache)
+    assert db.execute("SELECT count(*) FROM folder WHERE path >= ? AND path < ?",
+                      (b"/opt/newcomer/", b"/opt/newcomer0")).fetchone()[0] == 0
 
 
 def test_random_bytes_cache_is_set_aside_and_rebuilt(root: Path, tmp_path: Path) -> None:
@@ -116,18 +145,33 @@ def test_another_database_is_not_used(root: Path, tmp_path: Path) -> None:
 
 def test_tampered_entries_are_not_trusted(root: Path, tmp_path: Path) -> None:
     """Entries are JSON decoded field by field: one that does not fit is a miss and is
-    replaced; one claiming another file's path is refused too."""
+    replaced; one claiming another file's path is refused too; a folder listing that
+    does not parse makes every file of that folder a miss."""
     cache = tmp_path / "census.sqlite"
     cold = run(root, cache)
     db = sqlite3.connect(cache)
-    db.execute("UPDATE census SET records = ? WHERE path = ?", ('[{"elf": {"path": 1}}]', b"/usr/bin/hello"))
-    good = db.execute("SELECT records FROM census WHERE path = ?", (b"/usr/lib64/libgreet.so.1.0.0",)).fetchone()[0]
-    db.execute("UPDATE census SET records = ? WHERE path = ?", (good, b"/usr/bin/static-app"))
+    (records,) = db.execute("SELECT records FROM folder WHERE path = ?", (b"/usr/bin",)).fetchone()
+    items = json.loads(records)
+    (lib,) = db.execute("SELECT records FROM folder WHERE path = ?", (b"/usr/lib64",)).fetchone()
+    items["hello"] = [["elf", 1]]  # not a record
+    items["static-app"] = json.loads(lib)["libgreet.so.1.0.0"]  # another file's record
+    from scanner.inventory.cache import _FIELDS
+
+    wrong = list(items["suid-app"][0])
+    wrong[1 + _FIELDS.index("setuid")] = "yes"  # a boolean field holding a string
+    items["suid-app"] = [wrong]
+    db.execute("UPDATE folder SET records = ? WHERE path = ?", (json.dumps(items), b"/usr/bin"))
+    folder = b"/opt/rpathdemo/bin"
+    (listing,) = db.execute("SELECT listing FROM folder WHERE path = ?", (folder,)).fetchone()
+    db.execute("UPDATE folder SET listing = ? WHERE path = ?", (listing + b"\0odd", folder))
     db.commit()
     db.close()
     doc = run(root, cache)
-    assert sorted(stats(doc)["reparsed"]) == ["/usr/bin/hello", "/usr/bin/static-app"]
+    assert sorted(stats(doc)["reparsed"]) == ["/opt/rpathdemo/bin/rpath-app", "/opt/rpathdemo/bin/runpath-app",
+                                              "/usr/bin/hello", "/usr/bin/static-app", "/usr/bin/suid-app"]
+    assert by_path(doc)["/usr/bin/suid-app"]["setuid"] is True
     assert comparable(doc) == comparable(cold)
+    assert stats(run(root, cache))["misses"] == 0  # and the entries were replaced
 
 
 def test_copyright_files_and_dpkg_database_are_remembered(tmp_path: Path) -> None:

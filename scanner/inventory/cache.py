@@ -8,6 +8,12 @@ re-parse, the record carries setuid). A file is reused only when all of these ma
 entry was written by the same parser (the scanner version and a digest of the parser's own
 source); anything else is parsed again and replaces the entry.
 
+Entries are kept one row per folder: the folder's *listing* (each regular file's name and
+identity, in the order the walk met them) and the records of the files that had any. A
+rescan stats every file as before, but compares a whole folder's listing at once; only a
+folder whose listing differs is looked at file by file (and only its changed files are
+parsed again). A rescan of ``/usr`` is then mostly the walk itself.
+
 The cache is never trusted blindly: entries are plain JSON, decoded into records field by
 field (no pickle: a tampered cache file cannot run code), and an entry that does not decode
 is a miss. A file that is not a flightcheck cache (random bytes, another database, another
@@ -23,6 +29,7 @@ import os
 import sqlite3
 import time
 from dataclasses import fields
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +38,8 @@ from scanner.errors import ErrorRecord
 from scanner.inventory import elf as elfmod
 from scanner.inventory.elf import ElfRecord
 
-FORMAT = 3
+FORMAT = 4
 MARKER = "flightcheck-census-cache"
-_TUPLES = {f.name for f in fields(ElfRecord) if "tuple" in str(f.type)}
-_NAMES = {f.name for f in fields(ElfRecord)}
 TRANSIENT = ("cannot open", "cannot read")
 
 
@@ -69,44 +74,129 @@ def file_key(st: os.stat_result) -> Key:
 
 
 _FIELDS = tuple(f.name for f in fields(ElfRecord))
+# each field's type, as the checks below know them (annotations are strings here)
+_CHECKS = {"str": str, "int": int, "bool": bool, "str | None": (str, type(None)), "tuple[str, ...]": tuple}
+_TYPES = tuple(_CHECKS[str(f.type)] for f in fields(ElfRecord))
+
+Row = tuple[bytes, str]
+"""A folder's stored ``(listing, records)``."""
+
+Flat = tuple[Any, ...]
+"""A record as a plain tuple, cheap to send between processes: ``(True, *ElfRecord
+fields)`` or ``(False, path, stage, message)``."""
 
 
-def _encode(records: list[ElfRecord | ErrorRecord]) -> str:
-    if not records:
-        return "[]"  # most files: not an ELF file
-    out = []
+def flat(r: ElfRecord | ErrorRecord) -> Flat:
+    if isinstance(r, ElfRecord):
+        return (True, *(getattr(r, f) for f in _FIELDS))
+    return (False, r.path, r.stage, r.message)
+
+
+def unflat(t: Flat) -> ElfRecord | ErrorRecord:
+    return ElfRecord(*t[1:]) if t[0] else ErrorRecord(*t[1:])
+
+
+def encode(records: list[ElfRecord | ErrorRecord]) -> list[Any]:
+    """A file's records as JSON-able items (most files: none, not an ELF file): an ELF
+    record is ``["elf", field, field...]`` in the dataclass's order, a note is
+    ``["error", stage, message]``."""
+    out: list[Any] = []
     for r in records:
         if isinstance(r, ElfRecord):
-            out.append({"elf": {name: getattr(r, name) for name in _FIELDS}})
+            out.append(["elf", *(getattr(r, name) for name in _FIELDS)])
         else:
-            out.append({"error": [r.stage, r.message]})
-    return json.dumps(out, ensure_ascii=True, separators=(",", ":"))
-
-
-def _decode(path: str, payload: str) -> list[ElfRecord | ErrorRecord]:
-    """Records back from JSON, checked field by field (ValueError when they do not fit)."""
-    if payload == "[]":
-        return []
-    data = json.loads(payload)
-    if not isinstance(data, list):
-        raise ValueError("not a list")
-    out: list[ElfRecord | ErrorRecord] = []
-    for item in data:
-        if "elf" in item:
-            d = item["elf"]
-            if not isinstance(d, dict) or set(d) != _NAMES or d.get("path") != path:
-                raise ValueError("not an ELF record of this file")
-            for name in _TUPLES:
-                if not isinstance(d[name], list) or not all(isinstance(x, str) for x in d[name]):
-                    raise ValueError(f"{name} is not a list of strings")
-                d[name] = tuple(d[name])
-            out.append(ElfRecord(**d))
-        elif "error" in item:
-            stage, message = item["error"]
-            out.append(ErrorRecord(path, str(stage), str(message)))
-        else:
-            raise ValueError("unknown entry")
+            out.append(["error", r.stage, r.message])
     return out
+
+
+def _elf(path: str, values: list[Any]) -> Flat:
+    if len(values) != len(_TYPES) or values[0] != path:
+        raise ValueError("not an ELF record of this file")
+    out: list[Any] = [True]
+    for v, kind in zip(values, _TYPES):
+        if kind is tuple:
+            if type(v) is not list or not all(map(isinstance, v, repeat(str))):
+                raise ValueError("not a list of strings")
+            v = tuple(v)
+        elif kind is int and type(v) is bool or not isinstance(v, kind):
+            raise ValueError("a field of the wrong type")
+        out.append(v)
+    return tuple(out)
+
+
+def decode_flat(path: str, data: Any) -> list[Flat] | None:
+    """A file's stored records as flat tuples, checked field by field; None when they do
+    not fit (then it is a miss, censused again)."""
+    if type(data) is not list:
+        return None
+    out: list[Flat] = []
+    try:
+        for item in data:
+            if type(item) is not list or not item:
+                return None
+            if item[0] == "elf":
+                out.append(_elf(path, item[1:]))
+            elif item[0] == "error" and len(item) == 3 and type(item[1]) is str and type(item[2]) is str:
+                out.append((False, path, item[1], item[2]))
+            else:
+                return None
+    except ValueError:
+        return None
+    return out
+
+
+def decode(path: str, data: Any) -> list[ElfRecord | ErrorRecord] | None:
+    """A file's stored records, or None when they do not decode (then it is a miss)."""
+    got = decode_flat(path, data)
+    return None if got is None else [unflat(t) for t in got]
+
+
+def transient(records: list[ElfRecord | ErrorRecord]) -> bool:
+    """Whether the census result depends on the moment (not kept)."""
+    return any(isinstance(r, ErrorRecord) and r.message.startswith(TRANSIENT) for r in records)
+
+
+def listing(names: list[str], keys: list[Key]) -> bytes:
+    """A folder's listing: ``name NUL key NUL name NUL key...`` (file names hold no NUL)."""
+    return "\0".join([f"{n}\0{k}" for n, k in zip(names, keys)]).encode("utf-8", "surrogateescape")
+
+
+def parse_listing(blob: bytes) -> dict[str, Key]:
+    """A stored listing back as ``name -> key`` (empty when it does not parse: all misses)."""
+    if not blob:
+        return {}
+    try:
+        parts = bytes(blob).decode("utf-8", "surrogateescape").split("\0")
+    except (TypeError, ValueError):
+        return {}
+    if len(parts) % 2:
+        return {}
+    return dict(zip(parts[0::2], parts[1::2]))
+
+
+def parse_records(text: str) -> dict[str, Any]:
+    """A stored folder's records, ``name -> JSON items`` (empty when it does not parse)."""
+    if text == "{}":
+        return {}
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def dump_records(items: dict[str, list[Any]]) -> str:
+    return json.dumps(items, ensure_ascii=True, separators=(",", ":")) if items else "{}"
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """A guest file path as (folder, name)."""
+    folder, _, name = path.rpartition("/")
+    return folder or "/", name
+
+
+def _b(path: str) -> bytes:
+    return path.encode("utf-8", "surrogateescape")
 
 
 class CensusCache:
@@ -120,15 +210,20 @@ class CensusCache:
         self.hits = self.misses = 0
         self.memo_hits: dict[str, int] = {}
         self.reparsed: list[str] = []
-        self._new: list[tuple[bytes, Key, str]] = []
-        self._seen: set[bytes] = set()
+        # file by file (lookup/store): folder -> name -> (key, items), as this scan saw them
+        self._state: dict[str, dict[str, tuple[Key, list[Any]]]] = {}
+        self._views: dict[str, tuple[dict[str, Key], dict[str, Any]] | None] = {}
+        self._rows: dict[bytes, Row] | None = None  # every stored folder, when preloaded
+        # folder by folder (census workers): rows to write, and folders found gone
+        self._written: list[tuple[bytes, bytes, str]] = []
+        self._gone: list[bytes] = []
+        self.by_folder = False  # the census went folder by folder (and found what is gone itself)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._new_memos: list[tuple[str, bytes, Key, str]] = []
         self._memo_seen: set[tuple[str, bytes]] = set()
         self.db = self._open()
-        self._entries: dict[bytes, tuple[Key, str]] | None = None  # all of them, read when first needed
         self._reader: tuple[int, sqlite3.Connection] | None = None  # a worker's own connection
-        self.known = self.db.execute("SELECT 1 FROM census WHERE target = ? AND version = ? LIMIT 1",
+        self.known = self.db.execute("SELECT 1 FROM folder WHERE target = ? AND version = ? LIMIT 1",
                                      (self.target, self.version)).fetchone() is not None
         self.memos = self._load_memos()
 
@@ -205,75 +300,95 @@ class CensusCache:
 
     @staticmethod
     def _create(db: sqlite3.Connection) -> None:
-        db.execute("""CREATE TABLE IF NOT EXISTS census (
-            target TEXT NOT NULL, path BLOB NOT NULL, key TEXT NOT NULL, version TEXT NOT NULL,
-            records TEXT NOT NULL, PRIMARY KEY (target, path))""")
+        db.execute("""CREATE TABLE IF NOT EXISTS folder (
+            target TEXT NOT NULL, path BLOB NOT NULL, version TEXT NOT NULL,
+            listing BLOB NOT NULL, records TEXT NOT NULL, PRIMARY KEY (target, path))""")
         db.execute("""CREATE TABLE IF NOT EXISTS memo (
             target TEXT NOT NULL, kind TEXT NOT NULL, path BLOB NOT NULL, key TEXT NOT NULL,
             version TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (target, kind, path))""")
         db.execute("INSERT OR REPLACE INTO meta VALUES ('format', ?)", (f"{MARKER}/{FORMAT}",))
         db.commit()
 
-    @property
-    def entries(self) -> dict[bytes, tuple[Key, str]]:
-        """Every entry of this target, ``path -> (key, records)`` (read once)."""
-        if self._entries is None:
-            rows = self.db.execute("SELECT path, key, records FROM census WHERE target = ? AND version = ?",
-                                   (self.target, self.version))
-            self._entries = {path: (key, records) for path, key, records in rows}
-        return self._entries
-
+    # ---- reading folders -------------------------------------------------------------------
     @staticmethod
     def _range(folder: str) -> tuple[bytes, bytes]:
-        b = folder.rstrip("/").encode("utf-8", "surrogateescape")
+        b = _b(folder.rstrip("/"))
         return b + b"/", b + b"0"  # every path below the folder sorts in between ("0" follows "/")
 
-    def subtree(self, folder: str) -> dict[bytes, tuple[Key, str]]:
-        """The entries below ``folder``, read through a connection of the calling process
-        (a forked worker must not share the parent's)."""
-        if self._entries is not None:
-            lo, hi = self._range(folder)
-            return {k: v for k, v in self._entries.items() if lo <= k < hi}
-        if self._reader is None or self._reader[0] != os.getpid():  # one read-only connection per process
+    def _connection(self) -> sqlite3.Connection:
+        """This process's read-only connection (a forked worker must not use the parent's)."""
+        if self._reader is None or self._reader[0] != os.getpid():
             self._reader = (os.getpid(), sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30))
-        rows = self._reader[1].execute("SELECT path, key, records FROM census WHERE target = ? AND version = ? "
-                                       "AND path >= ? AND path < ?", (self.target, self.version, *self._range(folder)))
-        return {path: (key, records) for path, key, records in rows}
+        return self._reader[1]
 
-    def count_below(self, folder: str) -> int:
-        return self.db.execute("SELECT count(*) FROM census WHERE target = ? AND path >= ? AND path < ?",
-                               (self.target, *self._range(folder))).fetchone()[0]
+    def folders(self, folder: str, *, below: bool = True) -> dict[bytes, Row]:
+        """The stored rows of ``folder`` and, with ``below``, of every folder under it, read
+        through a connection of the calling process."""
+        q = "SELECT path, listing, records FROM folder WHERE target = ? AND version = ? AND (path = ?"
+        args: tuple[Any, ...] = (self.target, self.version, _b(folder))
+        if below:
+            q += " OR path >= ? AND path < ?"
+            args += self._range(folder)
+        rows = self._connection().execute(q + ")", args)
+        return {path: (listing, records) for path, listing, records in rows}
 
-    def _entry(self, key: bytes) -> tuple[Key, str] | None:
-        if self._entries is not None:
-            return self._entries.get(key)
-        row = self.db.execute("SELECT key, records FROM census WHERE target = ? AND path = ? AND version = ?",
-                              (self.target, key, self.version)).fetchone()
+    def sizes(self) -> dict[bytes, int]:
+        """Each stored folder's listing size (about 60 bytes a file): how to share a walk."""
+        return dict(self.db.execute("SELECT path, length(listing) FROM folder WHERE target = ? AND version = ?",
+                                    (self.target, self.version)))
+
+    def count(self) -> int:
+        """How many folders this target has stored (of this parser version)."""
+        return self.db.execute("SELECT count(*) FROM folder WHERE target = ? AND version = ?",
+                               (self.target, self.version)).fetchone()[0]
+
+    def stored_folders(self) -> list[bytes]:
+        return [p for (p,) in self.db.execute("SELECT path FROM folder WHERE target = ? AND version = ?",
+                                              (self.target, self.version))]
+
+    def preload(self) -> None:
+        """Read every stored folder at once (a whole walk file by file is about to look them up)."""
+        if self._rows is None and self.known:
+            rows = self.db.execute("SELECT path, listing, records FROM folder WHERE target = ? AND version = ?",
+                                   (self.target, self.version))
+            self._rows = {path: (listing, records) for path, listing, records in rows}
+
+    def _row(self, folder: str) -> Row | None:
+        if self._rows is not None:
+            return self._rows.get(_b(folder))
+        if not self.known:
+            return None
+        row = self.db.execute("SELECT listing, records FROM folder WHERE target = ? AND path = ? AND version = ?",
+                              (self.target, _b(folder), self.version)).fetchone()
         return (row[0], row[1]) if row else None
 
-    # ---- use -------------------------------------------------------------------------------
-    @staticmethod
-    def decode(path: str, payload: str) -> list[ElfRecord | ErrorRecord] | None:
-        """An entry's records, or None when it does not decode (then it is a miss)."""
-        try:
-            return _decode(path, payload)
-        except (ValueError, TypeError, KeyError):
-            return None
+    def _view(self, folder: str) -> tuple[dict[str, Key], dict[str, Any]] | None:
+        if folder not in self._views:
+            row = self._row(folder)
+            self._views[folder] = (parse_listing(row[0]), parse_records(row[1])) if row else None
+        return self._views[folder]
 
+    # ---- file by file ------------------------------------------------------------------------
     def lookup(self, path: str, st: os.stat_result) -> list[ElfRecord | ErrorRecord] | None:
-        key = path.encode("utf-8", "surrogateescape")
-        self._seen.add(key)
-        hit = self.entries.get(key) if self._entries is not None or not self.known else self._entry(key)
-        if hit is not None and hit[0] == file_key(st):
-            try:
-                records = _decode(path, hit[1])
-            except (ValueError, TypeError, KeyError):
-                records = None  # an entry that does not decode is a miss, and is replaced
+        """The records kept for ``path`` when the file is unchanged, else None (a miss: the
+        caller censuses it and calls :meth:`store`)."""
+        folder, name = split_path(path)
+        view = self._view(folder)
+        key = file_key(st)
+        if view is not None and view[0].get(name) == key:
+            items = view[1].get(name, [])
+            records = decode(path, items)
             if records is not None:
                 self.hits += 1
+                self._state.setdefault(folder, {})[name] = (key, items)
                 return records
         self.counted(0, [path])
         return None
+
+    def store(self, path: str, st: os.stat_result, records: list[ElfRecord | ErrorRecord]) -> None:
+        folder, name = split_path(path)
+        key = "" if transient(records) else file_key(st)  # "": never matches, parsed again next time
+        self._state.setdefault(folder, {})[name] = (key, encode(records))
 
     def counted(self, hits: int, missed: list[str]) -> None:
         """Account lookups made elsewhere (by census workers) in this cache's statistics."""
@@ -281,34 +396,56 @@ class CensusCache:
         self.misses += len(missed)
         self.reparsed.extend(missed[: max(0, 1000 - len(self.reparsed))])
 
-    def store(self, path: str, st: os.stat_result, records: list[ElfRecord | ErrorRecord]) -> None:
-        if any(isinstance(r, ErrorRecord) and r.message.startswith(TRANSIENT) for r in records):
-            return
-        self._new.append((path.encode("utf-8", "surrogateescape"), file_key(st), _encode(records)))
+    # ---- folder by folder (census workers) -------------------------------------------------
+    def put_folders(self, rows: list[tuple[bytes, bytes, str]], gone: list[bytes]) -> None:
+        """Rows a worker built for the folders it found changed, and stored folders it
+        found gone or empty (in a part of the tree it walked whole: they are forgotten even
+        after a ``--path`` scan)."""
+        self.by_folder = True
+        self._written.extend(rows)
+        self._gone.extend(gone)
+
+    # ---- writing -------------------------------------------------------------------------------
+    def _state_rows(self, prune: bool) -> list[tuple[bytes, bytes, str]]:
+        """The folders met file by file, as rows; without ``prune`` (only part of the
+        target was walked) what the cache knew of files not met in a folder is kept."""
+        out = []
+        for folder, seen in self._state.items():
+            merged = dict(seen)
+            view = None if prune else self._view(folder)
+            if view is not None:
+                for name, key in view[0].items():
+                    if name not in merged:
+                        merged[name] = (key, view[1].get(name, []))
+            names = list(merged)
+            row = (listing(names, [merged[n][0] for n in names]),
+                   dump_records({n: merged[n][1] for n in names if merged[n][1]}))
+            if self._row(folder) != row:  # an unchanged folder is not written again
+                out.append((_b(folder), *row))
+        return out
 
     def commit(self, *, prune: bool = True) -> None:
-        """Write the new entries; with ``prune``, forget this target's files that the scan
+        """Write the new entries; with ``prune``, forget this target's folders that the scan
         no longer saw (only after a whole-target scan, not a ``--path`` subset)."""
+        rows = self._written + self._state_rows(prune)
         with self.db:
-            self.db.executemany(
-                "INSERT OR REPLACE INTO census VALUES (?, ?, ?, ?, ?)",
-                [(self.target, p, k, self.version, rec) for p, k, rec in self._new])
-            if prune and self._entries is not None:
-                gone = [p for p in self._entries if p not in self._seen]
-                self.db.executemany("DELETE FROM census WHERE target = ? AND path = ?",
-                                    [(self.target, p) for p in gone])
-            elif prune:  # the entries were read per folder, by workers: compare the paths alone
-                stored = self.db.execute("SELECT path FROM census WHERE target = ?", (self.target,))
-                gone = [(self.target, p) for (p,) in stored if p not in self._seen]
-                self.db.executemany("DELETE FROM census WHERE target = ? AND path = ?", gone)
-            self.db.execute("DELETE FROM census WHERE target = ? AND version != ?", (self.target, self.version))
+            self.db.executemany("INSERT OR REPLACE INTO folder VALUES (?, ?, ?, ?, ?)",
+                                [(self.target, p, self.version, lst, rec) for p, lst, rec in rows])
+            gone = self._gone
+            if prune and not self.by_folder:  # walked file by file: what it did not meet is gone
+                met = {_b(f) for f in self._state}
+                gone = [p for p in self.stored_folders() if p not in met]
+            self.db.executemany("DELETE FROM folder WHERE target = ? AND path = ?", [(self.target, p) for p in gone])
+            self.db.execute("DELETE FROM folder WHERE target = ? AND version != ?", (self.target, self.version))
             self.db.executemany("INSERT OR REPLACE INTO memo VALUES (?, ?, ?, ?, ?, ?)",
                                 [(self.target, kind, p, k, self.version, v) for kind, p, k, v in self._new_memos])
             if prune:
                 self.db.executemany("DELETE FROM memo WHERE target = ? AND kind = ? AND path = ?",
                                     [(self.target, *m) for m in self.memos if m not in self._memo_seen])
             self.db.execute("DELETE FROM memo WHERE target = ? AND version != ?", (self.target, self.version))
-        self._new.clear()
+        self._written.clear()
+        self._gone.clear()
+        self._state.clear()
         self._new_memos.clear()
 
     def close(self) -> None:

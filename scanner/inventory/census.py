@@ -9,22 +9,26 @@ Python); batches of paths go out while the walk goes on.
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 import multiprocessing
 
 from scanner.errors import ErrorRecord
 from scanner.inventory.elf import ELF_MAGIC, ElfParseError, ElfRecord, parse_elf
-from scanner.inventory.cache import file_key
+from scanner.inventory.cache import (Flat, decode_flat, dump_records, encode, file_key, flat, listing, parse_listing,
+                                     parse_records, transient, unflat)
 from scanner.target import DirectoryRoot, RootFS, WalkEntry, normpath
 
 if TYPE_CHECKING:
     from scanner.inventory.cache import CensusCache
 
 BATCH = 192
+SPLIT_MIN = 4096  # listing bytes (about 60 a file): the smallest part of a rescan given to a worker
 
 Progress = Callable[[int, int], None]
 """Called with (files examined so far, ELF files found so far)."""
@@ -178,6 +182,7 @@ def take_census(
     if by_subtree:
         _cached_parallel(fs, tuple(exclude), tuple(paths) or ("/",), cache, jobs, account, started)  # type: ignore[arg-type]
     elif cache is not None:
+        cache.preload()  # every folder will be looked up
         walked = _regular_entries(fs, tuple(exclude), tuple(paths) or ("/",), True)
         files_iter = _through_cache(fs, walked, cache, misses, account)
     else:
@@ -235,108 +240,156 @@ def _through_cache(fs: RootFS, entries: Iterable[WalkEntry], cache: "CensusCache
 # ---- with a cache, in parallel: workers walk whole subtrees --------------------------------------
 _worker_cache: "CensusCache | None" = None  # inherited by forked workers (its dictionaries only)
 
-Subtree = tuple[list[tuple[Any, ...]], list[tuple[str, os.stat_result]], int, list[tuple[str, str]], bytes]
-_ELF_FIELDS = tuple(f.name for f in fields(ElfRecord))
-
-
-def _flat(r: ElfRecord | ErrorRecord) -> tuple[Any, ...]:
-    """A record as a plain tuple: cheap to send back from a worker."""
-    if isinstance(r, ElfRecord):
-        return (True, *(getattr(r, f) for f in _ELF_FIELDS))
-    return (False, r.path, r.stage, r.message)
-
-
-def _unflat(t: tuple[Any, ...]) -> ElfRecord | ErrorRecord:
-    return ElfRecord(*t[1:]) if t[0] else ErrorRecord(*t[1:])
-
-
-def _cached_subtree(top: str, exclude: tuple[str, ...], track: bool = True) -> Subtree:
-    """In a worker: walk ``top``, answer what the (inherited) cache can, census the rest.
-    Returns the records, the misses with their stat, the file count, walk errors and the
-    cache keys seen."""
+Subtree = tuple[list[Flat], list[str], int, list[tuple[str, str]], list[tuple[bytes, bytes, str]],
+                list[bytes], int]
+def _cached_subtree(top: str, exclude: tuple[str, ...], shallow: bool = False) -> Subtree:
+    """In a worker: walk ``top`` (only its own files when ``shallow``) folder by folder. A
+    folder whose listing (names and file identities) is the one the (inherited) cache
+    holds is answered whole; any other is looked at file by file, its changed files
+    censused, and its new row returned. Returns the records, the paths censused again,
+    the file count, walk errors, the rows to write, the stored folders now gone or
+    empty, and how many stored folders this part of the tree had."""
     assert _worker_fs is not None and _worker_cache is not None
     fs, cache = _worker_fs, _worker_cache
-    out: list[tuple[Any, ...]] = []
-    missed: list[tuple[str, os.stat_result]] = []
+    out: list[Flat] = []
+    missed: list[str] = []
+    rows: list[tuple[bytes, bytes, str]] = []
+    gone: list[bytes] = []
     count = 0
-    seen: list[bytes] = []
     del fs.walk_errors[:]
-    if isinstance(fs, DirectoryRoot):
-        walked: Iterable[tuple[str, os.stat_result | None]] = fs.files_with_stats(fs.resolve(top), exclude)
-    else:
-        walked = ((p, st) for p, _kind, st in _regular_entries(fs, exclude, (top,), True))
-    entries, key_of = cache.subtree(top), file_key
-    for p, st in walked:
-        count += 1
-        k = p.encode("utf-8", "surrogateescape")
-        if track:  # only a whole-target scan forgets what it did not see
-            seen.append(k)
-        if st is None:
-            out.extend(_flat(r) for r in census_file(fs, p))
+    stored = cache.folders(top, below=not shallow)
+    known = len(stored)
+    for folder, files in fs.folders(top, exclude, recursive=not shallow):
+        fb = folder.encode("utf-8", "surrogateescape")
+        row = stored.pop(fb, None)
+        if not files:
+            if row is not None:
+                gone.append(fb)
             continue
-        hit = entries.get(k)
-        if hit is not None and hit[0] == key_of(st):
-            if hit[1] == "[]":
-                continue  # not an ELF file, as before: the common case, nothing to decode
-            records = cache.decode(p, hit[1])
-            if records is not None:
-                out.extend(_flat(r) for r in records)
+        count += len(files)
+        # the listing as the cache keeps it (file_key, inline: this runs once per file)
+        now = "\0".join([f"{n}\0{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_mode}:"
+                         f"{st.st_uid}:{st.st_gid}" if st is not None else f"{n}\0" for n, st in files])
+        prefix = folder.rstrip("/") + "/"
+        blob = now.encode("utf-8", "surrogateescape")
+        # an empty key (a file without lstat, or one that could not be read) never matches
+        if row is not None and row[0] == blob and b"\0\0" not in blob and blob[-1:] != b"\0":
+            if row[1] == "{}":
+                continue  # unchanged, and not an ELF file among them: the common case
+            answered = [decode_flat(prefix + name, items) for name, items in parse_records(row[1]).items()]
+            if None not in answered:
+                for got in answered:
+                    out.extend(got)  # type: ignore[arg-type]
                 continue
-        out.extend(_flat(r) for r in census_file(fs, p))
-        missed.append((p, st))
-    return out, missed, count, list(fs.walk_errors), b"\0".join(seen)
+        # changed (or a stored entry that does not decode): file by file
+        old_keys = parse_listing(row[0]) if row is not None else {}
+        old_items = parse_records(row[1]) if row is not None else {}
+        names = [n for n, _st in files]
+        keys = [file_key(st) if st is not None else "" for _n, st in files]
+        items: dict[str, list[Any]] = {}
+        for i, name in enumerate(names):
+            p = prefix + name
+            if keys[i] and old_keys.get(name) == keys[i]:
+                got = decode_flat(p, old_items.get(name, []))
+                if got is not None:
+                    out.extend(got)
+                    if got:
+                        items[name] = old_items[name]
+                    continue
+            records = census_file(fs, p)
+            out.extend(flat(r) for r in records)
+            if keys[i]:
+                missed.append(p)
+            if transient(records):
+                keys[i] = ""  # never matches: parsed again next time
+            elif records:
+                items[name] = encode(records)
+        rows.append((fb, listing(names, keys), dump_records(items)))
+    gone.extend(stored)  # folders the cache had here that the walk no longer met
+    return out, missed, count, list(fs.walk_errors), rows, gone, known
 
 
-def _split(fs: RootFS, tops: tuple[str, ...], exclude: tuple[str, ...], depth: int = 2) -> tuple[list[str], list[str]]:
-    """Folders to hand to workers (those ``depth`` levels down) and the files met on the
-    way there (for the parent)."""
-    subtrees: list[str] = []
+def _split(fs: RootFS, tops: tuple[str, ...], weight: Callable[[str], int],
+           limit: int) -> tuple[list[str], list[str], list[str]]:
+    """How to share a walk among workers: folders walked whole by one worker (each
+    holding at most about ``limit`` of the cache's ``weight``), the folders above them
+    (a worker takes their own files) and the files named as tops (for the parent)."""
     files: list[str] = []
-    level: list[str] = []
+    trees: list[str] = []
+    flats: list[str] = []
+    queue: list[str] = []
     for top in tops:
         top = normpath(top)
         if fs.is_dir(top):
-            level.append(fs.resolve(top))
+            queue.append(fs.resolve(top))
         elif fs.is_file(top):
             files.append(fs.resolve(top))
         else:
             fs.on_walk_error(top, FileNotFoundError(2, "no such file or directory"))
-    for _ in range(depth):
-        nxt: list[str] = []
-        for d in level:
-            try:
-                entries = fs.listdir(d)
-            except OSError as exc:
-                fs.on_walk_error(d, exc)
-                continue
-            for name, kind in entries:
-                p = d.rstrip("/") + "/" + name
-                if kind == "dir":
-                    if fs.descend(p):
-                        nxt.append(p)
-                elif kind == "file" and not (exclude and any(fnmatchcase(p, pat) for pat in exclude)):
-                    files.append(p)
-        level = nxt
-    subtrees.extend(level)
-    return subtrees, files
+    while queue:
+        d = queue.pop()
+        if weight(d) <= limit:
+            trees.append(d)
+            continue
+        try:
+            entries = fs.listdir(d)
+        except OSError as exc:
+            fs.on_walk_error(d, exc)
+            continue
+        flats.append(d)
+        for name, kind in entries:
+            p = d.rstrip("/") + "/" + name
+            if kind == "dir" and fs.descend(p):
+                queue.append(p)
+    return trees, flats, files
+
+
+def _outside(stored: Iterable[bytes], trees: list[str], flats: list[str]) -> list[bytes]:
+    """The stored folders that no part of this walk covers (a folder near the top that is gone)."""
+    tree_set = {t.encode("utf-8", "surrogateescape") for t in trees}
+    flat_set = {f.encode("utf-8", "surrogateescape") for f in flats}
+    out = []
+    for p in stored:
+        if p in flat_set:
+            continue
+        folder = p
+        while folder not in tree_set and folder not in (b"", b"/"):
+            folder = folder.rpartition(b"/")[0]
+        if folder not in tree_set:
+            out.append(p)
+    return out
 
 
 def _cached_parallel(fs: RootFS, exclude: tuple[str, ...], tops: tuple[str, ...], cache: "CensusCache", jobs: int,
                      account: Callable[[list[ElfRecord | ErrorRecord], int], None],
                      started: Callable[[], None] | None) -> None:
     """The census with a cache on several cores: a rescan of an unchanged system is a walk
-    and a lookup per file, which is spread over the workers too."""
+    and a comparison per folder, all of it done by the workers, each walking whole
+    subtrees (the largest first)."""
     global _worker_cache
-    subtrees, files = _split(fs, tops, exclude)
-    # largest first (by what the cache holds under each), so no worker is left with the
-    # biggest folder at the end
-    subtrees.sort(key=cache.count_below, reverse=True)
-    _worker_cache = cache  # before the fork: each worker reads its own folders' entries through it
+    own = cache.sizes()  # each stored folder's listing size: about 60 bytes a file
+    paths = sorted(own)
+    cumulative = [0, *accumulate(own[p] for p in paths)]
+
+    def weight(d: str, below: bool = True) -> int:
+        b = d.rstrip("/").encode("utf-8", "surrogateescape")
+        if not b:  # the root: everything
+            return cumulative[-1] if below else own.get(b"/", 0)
+        w = own.get(b, 0)
+        if below:  # every stored folder under d sorts between d + "/" and d + "0"
+            w += cumulative[bisect_left(paths, b + b"0")] - cumulative[bisect_left(paths, b + b"/")]
+        return w
+
+    total = sum(weight(fs.resolve(normpath(t))) for t in tops if fs.is_dir(normpath(t)))
+    trees, flats, files = _split(fs, tops, weight, max(total // (jobs * 8), SPLIT_MIN))
+    # the largest parts first, so no worker is left with a big one at the end
+    tasks = sorted([(weight(d), d, False) for d in trees] + [(weight(d, False), d, True) for d in flats], reverse=True)
+    _worker_cache = cache  # before the fork: each worker reads its own folders through it
     ctx = multiprocessing.get_context("fork")
+    covered = 0
     try:
         with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(fs,)) as pool:
-            whole = tops == ("/",) and not exclude
-            futures = [pool.submit(_cached_subtree, d, exclude, whole) for d in subtrees]
+            futures = [pool.submit(_cached_subtree, d, exclude, shallow) for _w, d, shallow in tasks]
             if started:
                 started()
             misses: dict[str, os.stat_result] = {}
@@ -346,17 +399,18 @@ def _cached_parallel(fs: RootFS, exclude: tuple[str, ...], tops: tuple[str, ...]
                 account(records, 1)
                 cache.store(p, misses[p], records)
             for fut in futures:
-                flat, missed, count, walk_errors, seen = fut.result()
-                records = [_unflat(t) for t in flat]
-                account(records, count)
-                if seen:
-                    cache._seen.update(seen.split(b"\0"))
-                cache.counted(count - len(missed), [p for p, _st in missed])
-                _store_misses(cache, records, dict(missed))
+                flat_records, missed, count, walk_errors, rows, gone, known = fut.result()
+                account([unflat(t) for t in flat_records], count)
+                covered += known
+                cache.counted(count - len(missed), missed)
+                cache.put_folders(rows, gone)
                 for path, msg in walk_errors:
                     fs.walk_errors.append((path, msg))
     finally:
         _worker_cache = None
+    if tops == ("/",) and not exclude and covered != cache.count():
+        # a whole-target scan: stored folders outside every walked part are gone too
+        cache.put_folders([], _outside(cache.stored_folders(), trees, flats))
 
 
 def census_paths(fs: RootFS, paths: list[str], *, jobs: int | None = None,

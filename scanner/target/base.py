@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+from fnmatch import fnmatchcase
 import posixpath
 import stat as statmod
 from abc import ABC, abstractmethod
@@ -221,6 +222,30 @@ class RootFS(ABC):
                 else:
                     yield WalkEntry(p, kind, st)
             stack.extend(sorted(subdirs, reverse=True))
+
+    def folders(self, top: str, exclude: tuple[str, ...] = (), *,
+                recursive: bool = True) -> Iterator[tuple[str, list[tuple[str, os.stat_result | None]]]]:
+        """The folders under the resolved guest folder ``top`` (only ``top`` itself when not
+        ``recursive``), each with its regular files as ``(name, lstat)`` in listing order
+        (lstat None: it could not be read), walked as :meth:`walk` does; files matching an
+        ``exclude`` pattern are left out."""
+        stack = [normpath(top)]
+        while stack:
+            d = stack.pop()
+            try:
+                entries = self.listdir_stat(d)
+            except OSError as exc:
+                self.on_walk_error(d, exc)
+                continue
+            prefix = d.rstrip("/") + "/"
+            files = []
+            for name, kind, st in entries:
+                if kind == "dir":
+                    if recursive and self.descend(prefix + name):
+                        stack.append(prefix + name)
+                elif kind == "file" and not (exclude and any(fnmatchcase(prefix + name, pat) for pat in exclude)):
+                    files.append((name, st))
+            yield d, files
 
     def listdir_stat(self, path: str) -> list[tuple[str, str, os.stat_result | None]]:
         """:meth:`listdir` with the ``lstat`` of each regular file (None when it cannot be

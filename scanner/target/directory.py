@@ -169,10 +169,10 @@ class DirectoryRoot(RootFS):
         except OSError:
             return False
 
-    def files_with_stats(self, top: str, exclude: tuple[str, ...] = ()) -> Iterator[tuple[str, os.stat_result]]:
-        """Every regular file under the resolved guest folder ``top`` with its lstat, as
-        :meth:`walk` would find them, in one tight loop over ``os.scandir`` (a rescan with
-        a cache does little else per file). Unreadable folders go to :meth:`on_walk_error`."""
+    def folders(self, top: str, exclude: tuple[str, ...] = (), *,
+                recursive: bool = True) -> Iterator[tuple[str, list[tuple[str, os.stat_result | None]]]]:
+        """:meth:`RootFS.folders`, in one tight loop over ``os.scandir`` (a rescan with a
+        cache does little else per file)."""
         cut = len(self._prefix)
         stack = [self.host_path(top)]
         isdir, isreg = statmod.S_ISDIR, statmod.S_ISREG
@@ -183,6 +183,7 @@ class DirectoryRoot(RootFS):
             except OSError as exc:
                 self.on_walk_error(host[cut:] or "/", exc)
                 continue
+            files: list[tuple[str, os.stat_result | None]] = []
             with it:
                 for e in it:
                     try:
@@ -191,12 +192,14 @@ class DirectoryRoot(RootFS):
                         continue  # gone since the listing
                     mode = st.st_mode
                     if isreg(mode):
-                        guest = e.path[cut:]
-                        if exclude and any(fnmatchcase(guest, pat) for pat in exclude):
-                            continue
-                        yield guest, st
-                    elif isdir(mode) and self.descend(e.path[cut:], st):
+                        files.append((e.name, st))
+                    elif recursive and isdir(mode) and self.descend(e.path[cut:], st):
                         stack.append(e.path)
+            folder = host[cut:] or "/"
+            if exclude:
+                prefix = folder.rstrip("/") + "/"
+                files = [f for f in files if not any(fnmatchcase(prefix + f[0], pat) for pat in exclude)]
+            yield folder, files
 
 
 def open_nofollow(host_path: str) -> int:
