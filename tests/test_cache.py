@@ -231,3 +231,23 @@ def test_license_outcomes_follow_the_policy(root: Path, tmp_path: Path) -> None:
     vendor = {p["name"]: p for p in renamed["packages"]}["vendor-app"]
     assert vendor["license_spdx"] == "LicenseRef-Vendor-EULA"
     assert {p["name"]: p for p in first["packages"]}["vendor-app"]["license_spdx"] == "LicenseRef-Proprietary"
+
+
+def test_mount_points_are_not_crossed(root: Path, tmp_path: Path) -> None:
+    """A file system mounted inside the root is not walked (unless --cross-mounts), in a
+    plain scan, a scan filling the cache and a rescan from it (which learns the mount
+    points from the mount table instead of stat'ing every folder)."""
+    mnt = root / "mnt/data"
+    mnt.mkdir(parents=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "fc-test", str(mnt)], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"needs permission to mount a tmpfs: {r.stderr.strip()}")
+    try:
+        shutil.copy(root / "usr/bin/hello", mnt / "hello")
+        cache = tmp_path / "census.sqlite"
+        for doc in (run(root, None), run(root, cache), run(root, cache)):
+            assert "/mnt/data/hello" not in by_path(doc)
+        crossed = scan(DirectoryRoot(root, cross_mounts=True), ScanOptions(jobs=2, cache=cache))
+        assert "/mnt/data/hello" in by_path(crossed)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)

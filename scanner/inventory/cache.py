@@ -35,12 +35,12 @@ from typing import Any
 
 from scanner import __version__
 from scanner.errors import ErrorRecord
-from scanner.inventory import elf as elfmod
 from scanner.inventory.elf import ElfRecord
 
 FORMAT = 4
 MARKER = "flightcheck-census-cache"
 TRANSIENT = ("cannot open", "cannot read")
+MMAP = 1 << 30  # pages are read through a memory map: one system call per page read costs a rescan dearly
 
 
 def default_path() -> Path:
@@ -48,17 +48,19 @@ def default_path() -> Path:
     return Path(base) / "flightcheck" / "census.sqlite"
 
 
+_READERS = ("inventory/elf.py", "inventory/elfparse.py", "licensing/debian.py", "inventory/dpkg.py",
+            "inventory/packages.py")
+
+
 def parser_version() -> str:
     """The scanner version and a digest of the readers' source (ELF, Debian copyright, the
     dpkg database and package records): a development build that changes one does not
     reuse what the previous one made."""
-    from scanner.inventory import dpkg, packages
-    from scanner.licensing import debian
-
     h = hashlib.sha256()
-    for module in (elfmod, debian, dpkg, packages):  # the code whose answers are kept
+    package = Path(__file__).resolve().parent.parent  # read as files: importing them is not needed here
+    for module in _READERS:  # the code whose answers are kept
         try:
-            h.update(Path(module.__file__ or "").read_bytes())
+            h.update((package / module).read_bytes())
         except OSError:
             h.update(b"unknown")
     digest = h.hexdigest()[:16]
@@ -232,6 +234,7 @@ class CensusCache:
         db: sqlite3.Connection | None = None
         try:
             db = sqlite3.connect(self.path, timeout=30)
+            db.execute(f"PRAGMA mmap_size = {MMAP}")  # before the check below reads every page
             db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
             if row is None:
@@ -297,6 +300,7 @@ class CensusCache:
         power cut (it is rebuilt), it must not make every scan wait on fsync."""
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
+        db.execute(f"PRAGMA mmap_size = {MMAP}")
 
     @staticmethod
     def _create(db: sqlite3.Connection) -> None:
@@ -318,7 +322,9 @@ class CensusCache:
     def _connection(self) -> sqlite3.Connection:
         """This process's read-only connection (a forked worker must not use the parent's)."""
         if self._reader is None or self._reader[0] != os.getpid():
-            self._reader = (os.getpid(), sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30))
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+            db.execute(f"PRAGMA mmap_size = {MMAP}")
+            self._reader = (os.getpid(), db)
         return self._reader[1]
 
     def folders(self, folder: str, *, below: bool = True) -> dict[bytes, Row]:

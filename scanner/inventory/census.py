@@ -22,7 +22,7 @@ from scanner.errors import ErrorRecord
 from scanner.inventory.elf import ELF_MAGIC, ElfParseError, ElfRecord, parse_elf
 from scanner.inventory.cache import (Flat, decode_flat, dump_records, encode, file_key, flat, listing, parse_listing,
                                      parse_records, transient, unflat)
-from scanner.target import DirectoryRoot, RootFS, WalkEntry, normpath
+from scanner.target import RootFS, WalkEntry, normpath
 
 if TYPE_CHECKING:
     from scanner.inventory.cache import CensusCache
@@ -130,6 +130,8 @@ def _parse_all(fs: RootFS, paths: Iterable[str], jobs: int, light: bool,
         for batch in _batches(paths, BATCH):
             account(_census_batch_with(fs, batch, light), len(batch))
         return
+    from scanner.inventory import elfparse  # noqa: F401,PLC0415 (once, before the fork: not in every worker)
+
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(fs,)) as pool:
         pending: dict[Future[list[ElfRecord | ErrorRecord]], int] = {}

@@ -16,7 +16,6 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from debian.deb822 import Deb822
 
 from scanner.errors import ErrorRecord
 from scanner.inventory.packages import Package, PackageDatabase, make_purl, package_id
@@ -145,6 +144,8 @@ def _read_database(fs: RootFS, os_release: dict[str, str], status: str) -> Packa
     except OSError as exc:
         return PackageDatabase("dpkg", status, "dpkg-status", "python-debian", (),
                                (ErrorRecord(status, "inventory", f"cannot read: {exc.strerror or exc}"),))
+    from debian.deb822 import Deb822  # noqa: PLC0415 (imported when a database is read, not on a remembered one)
+
     packages: list[Package] = []
     for n, para in enumerate(Deb822.iter_paragraphs(data.decode("utf-8", "surrogateescape").splitlines()), 1):
         name, version, arch = para.get("Package"), para.get("Version"), para.get("Architecture")

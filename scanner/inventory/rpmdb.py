@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-import shutil
 import tempfile
 from collections.abc import Iterator
 

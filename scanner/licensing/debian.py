@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from debian.deb822 import Deb822
 
 from scanner.target import RootFS
 
@@ -73,6 +72,8 @@ def _read_copyright(fs: RootFS, path: str) -> DebianLicense:
     # only the header and the Files paragraphs matter; the stand-alone License paragraphs
     # (full license texts, most of the file) are not handed to the parser at all
     chunks = [c for i, c in enumerate(_PARAGRAPH_BREAK.split(text)) if i == 0 or c.lstrip().startswith("Files:")]
+    from debian.deb822 import Deb822  # noqa: PLC0415 (imported when a file is read, not on a remembered one)
+
     try:
         paragraphs = [Deb822(c.splitlines()) for c in chunks]
     except (ValueError, KeyError, UnicodeError) as exc:

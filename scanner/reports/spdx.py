@@ -547,7 +547,7 @@ def to_document(doc: Mapping[str, Any]) -> Document:
         primary_package_purpose=PackagePurpose.OTHER if is_repo else PackagePurpose.OPERATING_SYSTEM,
         comment=text("\n".join([
             f"The {target.get('kind') or 'directory'} target scanned at {root}",
-            f"os-release: " + ", ".join(f"{k}={v}" for k, v in osr.items() if k in ("ID", "VERSION_ID", "NAME")),
+            "os-release: " + ", ".join(f"{k}={v}" for k, v in osr.items() if k in ("ID", "VERSION_ID", "NAME")),
             f"machine: {target.get('machine') or 'unknown'}",
             f"{len(pkg_records)} packages in the repository" if is_repo else
             f"{len(pkg_records)} installed packages, {len(files)} ELF files ({len(unowned)} unowned)",

@@ -75,7 +75,9 @@ class DirectoryRoot(RootFS):
         self._root_dev = st.st_dev
         self._skip_points: set[str] = set()
         self._pseudo_points: set[str] = set()
-        for point, fstype in _mountinfo().items():
+        mounts = _mountinfo()
+        self._mounts_read = bool(mounts)  # every mount point under the root is then known
+        for point, fstype in mounts.items():
             if point == self.host_root or not (
                 self.host_root == "/" or point.startswith(self.host_root + "/")
             ):
@@ -172,10 +174,14 @@ class DirectoryRoot(RootFS):
     def folders(self, top: str, exclude: tuple[str, ...] = (), *,
                 recursive: bool = True) -> Iterator[tuple[str, list[tuple[str, os.stat_result | None]]]]:
         """:meth:`RootFS.folders`, in one tight loop over ``os.scandir`` (a rescan with a
-        cache does little else per file)."""
+        cache does little else per file). Only regular files are stat'ed: the listing's
+        entry type says what the others are, and when this machine's mount table was read
+        it already names every mount point the walk must not cross."""
         cut = len(self._prefix)
         stack = [self.host_path(top)]
-        isdir, isreg = statmod.S_ISDIR, statmod.S_ISREG
+        isreg = statmod.S_ISREG
+        by_table = self._mounts_read and not self.cross_mounts
+        pseudo, skip = self._pseudo_points, self._skip_points
         while stack:
             host = stack.pop()
             try:
@@ -187,14 +193,19 @@ class DirectoryRoot(RootFS):
             with it:
                 for e in it:
                     try:
-                        st = e.stat(follow_symlinks=False)
+                        if e.is_file(follow_symlinks=False):
+                            st = e.stat(follow_symlinks=False)
+                            if isreg(st.st_mode):  # still a file (not replaced since the listing)
+                                files.append((e.name, st))
+                        elif recursive and e.is_dir(follow_symlinks=False):
+                            guest = e.path[cut:]
+                            if by_table:
+                                if guest not in skip and guest not in pseudo:
+                                    stack.append(e.path)
+                            elif self.descend(guest, e.stat(follow_symlinks=False)):
+                                stack.append(e.path)
                     except OSError:
                         continue  # gone since the listing
-                    mode = st.st_mode
-                    if isreg(mode):
-                        files.append((e.name, st))
-                    elif recursive and isdir(mode) and self.descend(e.path[cut:], st):
-                        stack.append(e.path)
             folder = host[cut:] or "/"
             if exclude:
                 prefix = folder.rstrip("/") + "/"
