@@ -7,12 +7,11 @@ from fnmatch import fnmatchcase
 from functools import lru_cache
 from typing import Any
 
-from license_expression import LicenseSymbol, LicenseWithExceptionSymbol
+from license_expression import Licensing, LicenseSymbol, LicenseWithExceptionSymbol
 from boolean.boolean import AND, OR
 
 from scanner.checks import CheckContext, Rule, check
 from scanner.licensing.categories import STRONG_COPYLEFT
-from scanner.licensing.normalize import spdx_licensing
 
 Found = Iterator[tuple[str, str, dict[str, Any]]]
 
@@ -36,10 +35,16 @@ def _matches(spdx: str, node: Any, globs: tuple[str, ...], allow: tuple[str, ...
     return None
 
 
+_PLAIN = Licensing()
+
+
 @lru_cache(maxsize=8192)
 def _parsed(spdx: str) -> Any:
-    """An SPDX expression parsed once per scan, not once per package and rule."""
-    return spdx_licensing().parse(spdx)
+    """An SPDX expression parsed once per scan, not once per package and rule. The
+    expression is the normaliser's output, already valid SPDX: it is parsed as written
+    (the policy's globs match the ids the result shows), without loading the SPDX
+    license index, which would also rename some LicenseRef- ids to its own keys."""
+    return _PLAIN.parse(spdx, simple=True)
 
 
 def _license_hits(ctx: CheckContext, globs: tuple[str, ...]) -> Found:

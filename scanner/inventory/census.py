@@ -311,6 +311,26 @@ def _cached_subtree(top: str, exclude: tuple[str, ...], shallow: bool = False) -
     return out, missed, count, list(fs.walk_errors), rows, gone, known
 
 
+def _cached_parts(parts: list[tuple[str, bool]], exclude: tuple[str, ...]) -> Subtree:
+    """:func:`_cached_subtree` for each ``(folder, shallow)`` of a bundle, in one answer."""
+    out: list[Flat] = []
+    missed: list[str] = []
+    rows: list[tuple[bytes, bytes, str]] = []
+    gone: list[bytes] = []
+    errors: list[tuple[str, str]] = []
+    count = known = 0
+    for top, shallow in parts:
+        o, m, c, e, r, g, k = _cached_subtree(top, exclude, shallow)
+        out += o
+        missed += m
+        rows += r
+        gone += g
+        errors += e
+        count += c
+        known += k
+    return out, missed, count, errors, rows, gone, known
+
+
 def _split(fs: RootFS, tops: tuple[str, ...], weight: Callable[[str], int],
            limit: int) -> tuple[list[str], list[str], list[str]]:
     """How to share a walk among workers: folders walked whole by one worker (each
@@ -383,15 +403,26 @@ def _cached_parallel(fs: RootFS, exclude: tuple[str, ...], tops: tuple[str, ...]
         return w
 
     total = sum(weight(fs.resolve(normpath(t))) for t in tops if fs.is_dir(normpath(t)))
-    trees, flats, files = _split(fs, tops, weight, max(total // (jobs * 8), SPLIT_MIN))
-    # the largest parts first, so no worker is left with a big one at the end
-    tasks = sorted([(weight(d), d, False) for d in trees] + [(weight(d, False), d, True) for d in flats], reverse=True)
+    limit = max(total // (jobs * 8), SPLIT_MIN)
+    trees, flats, files = _split(fs, tops, weight, limit)
+    # the largest parts first, so no worker is left with a big one at the end; the many
+    # small ones are bundled up to the same size (one task each would cost more in
+    # messages than in work)
+    parts = sorted([(weight(d), d, False) for d in trees] + [(weight(d, False), d, True) for d in flats], reverse=True)
+    tasks: list[list[tuple[str, bool]]] = []
+    size = limit
+    for w, d, shallow in parts:
+        if size >= limit:
+            tasks.append([])
+            size = 0
+        tasks[-1].append((d, shallow))
+        size += w
     _worker_cache = cache  # before the fork: each worker reads its own folders through it
     ctx = multiprocessing.get_context("fork")
     covered = 0
     try:
         with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(fs,)) as pool:
-            futures = [pool.submit(_cached_subtree, d, exclude, shallow) for _w, d, shallow in tasks]
+            futures = [pool.submit(_cached_parts, task, exclude) for task in tasks]
             if started:
                 started()
             misses: dict[str, os.stat_result] = {}

@@ -126,16 +126,20 @@ def license_closures(elves: Iterable[ElfRecord], closures: Mapping[str, Mapping[
     """For each dynamic ELF file, every library of its closure with the package that owns
     it and that package's license."""
     out: dict[str, list[LinkedLicense]] = {}
+    known: dict[tuple[str, str | None], LinkedLicense] = {}  # the same library recurs in thousands of closures
     for rec in elves:
         closure = closures.get(rec.path)
         if not closure:
             continue
         rows = []
         for soname, path in closure.items():
-            pkg = owners.get(path) if path in owners else (owner_of(path) if path else None)
-            lic = licenses.get(pkg) if pkg else None
-            rows.append(LinkedLicense(soname, path, pkg, lic.outcome.spdx if lic else None,
-                                      lic.category if lic else "unknown"))
+            row = known.get((soname, path))
+            if row is None:
+                pkg = owners.get(path) if path in owners else (owner_of(path) if path else None)
+                lic = licenses.get(pkg) if pkg else None
+                row = known[soname, path] = LinkedLicense(soname, path, pkg, lic.outcome.spdx if lic else None,
+                                                          lic.category if lic else "unknown")
+            rows.append(row)
         out[rec.path] = rows
     return out
 

@@ -76,11 +76,11 @@ def _ascii(*parts: str | Iterable[str] | None) -> bool:
 
 
 def elf_to_json(rec: ElfRecord, closure: dict[str, str | None] | None, owner: str | None = None,
-                own: PackageLicense | None = None, linked: Sequence[LinkedLicense] = ()) -> dict[str, Any]:
+                own: PackageLicense | None = None, linked: Sequence[LinkedLicense] = (),
+                shared: dict[LinkedLicense, dict[str, Any]] | None = None) -> dict[str, Any]:
     closure = closure or {}
     plain = _ascii(rec.path, rec.interpreter, rec.needed, rec.rpath, rec.runpath, rec.soname, rec.imports,
-                   closure, [v for v in closure.values() if v], [r.soname for r in linked],
-                   [r.path for r in linked if r.path])
+                   closure, [v for v in closure.values() if v])
     t = _same if plain else text
     return {
         "path": t(rec.path),
@@ -110,12 +110,20 @@ def elf_to_json(rec: ElfRecord, closure: dict[str, str | None] | None, owner: st
         "owner": owner,
         "license": own.outcome.spdx if own else None,
         "license_category": own.category if own else "unknown",
-        "linked_licenses": [
-            {"soname": t(r.soname), "path": t(r.path) if r.path else None, "package": r.package,
-             "license": r.license, "category": r.category}
-            for r in linked
-        ],
+        "linked_licenses": [_linked_json(r, shared) for r in linked],
     }
+
+
+def _linked_json(r: LinkedLicense, shared: dict[LinkedLicense, dict[str, Any]] | None) -> dict[str, Any]:
+    """One linked library's row; with ``shared``, one dict per distinct row (the same
+    library recurs in thousands of closures; the document is only read, never edited)."""
+    row = shared.get(r) if shared is not None else None
+    if row is None:
+        row = {"soname": text(r.soname), "path": text(r.path) if r.path else None, "package": r.package,
+               "license": r.license, "category": r.category}
+        if shared is not None:
+            shared[r] = row
+    return row
 
 
 def _same(s: str) -> str:
@@ -160,9 +168,10 @@ def build(target: TargetInfo, scan: ScanInfo, census: Census, linkage: Linkage,
     owners = owners or {}
     licenses = licenses or {}
     linked = linked or {}
+    shared: dict[LinkedLicense, dict[str, Any]] = {}
     elves = [
         elf_to_json(r, linkage.closures.get(r.path), owners.get(r.path),
-                    licenses.get(owners.get(r.path) or ""), linked.get(r.path, ()))
+                    licenses.get(owners.get(r.path) or ""), linked.get(r.path, ()), shared)
         for r in census.elves
     ]
     unresolved = linkage.unresolved
