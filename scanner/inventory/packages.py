@@ -80,17 +80,38 @@ def make_purl(manager: str, os_release: dict[str, str], name: str, epoch: int | 
 
 
 class OwnershipIndex:
-    """Canonical guest path -> id of the package that installed it, built once."""
+    """Canonical guest path -> id of the package that installed it, built once. When two
+    packages list the same file (under the same name, or under names that resolve to
+    the same place, such as ``/lib/...`` and ``/usr/lib/...`` on a merged-/usr system),
+    the first package read owns it."""
 
     def __init__(self, fs: RootFS, databases: Iterable[PackageDatabase]) -> None:
         self.fs = fs
         self._dirs: dict[str, str] = {}
-        self.owners: dict[str, str] = {}
-        owners = self.owners
-        for db in databases:
-            for pkg in db.packages:
-                for f in pkg.files:
-                    owners.setdefault(self.canonical(f), pkg.id)
+        self._ids: list[str] = [pkg.id for db in databases for pkg in db.packages]
+        lists = [pkg.files for db in databases for pkg in db.packages]
+        # listed path -> index of the first package listing it, in bulk (later updates
+        # overwrite, so the packages are taken last to first)
+        raw: dict[str, int] = {}
+        for i in range(len(lists) - 1, -1, -1):
+            raw.update(dict.fromkeys(lists[i], i))
+        # each folder resolved once; a file in a folder that resolves to itself (nearly
+        # all) is its own canonical path, the others move to where their folder leads
+        folders = {f.rpartition("/")[0] for f in raw}
+        moved = {d: c for d in folders if (c := self._canonical_dir(d)) != (d or "/")}
+        if moved:
+            for f in [f for f in raw if f.rpartition("/")[0] in moved]:
+                parent, _, name = f.rpartition("/")
+                target = (moved[parent] if moved[parent] != "/" else "") + "/" + name
+                i = raw.pop(f)
+                if target not in raw or raw[target] > i:
+                    raw[target] = i
+        self._owners = raw
+
+    @property
+    def owners(self) -> dict[str, str]:
+        """The whole index (canonical path -> package id)."""
+        return {path: self._ids[i] for path, i in self._owners.items()}
 
     def canonical(self, path: str) -> str:
         """``path`` with its folder resolved inside the target (the file name itself is
@@ -122,4 +143,5 @@ class OwnershipIndex:
         return cand
 
     def owner(self, path: str) -> str | None:
-        return self.owners.get(self.canonical(path))
+        i = self._owners.get(self.canonical(path))
+        return None if i is None else self._ids[i]

@@ -34,6 +34,7 @@ PSEUDO_FS = frozenset(
 LIVE_ONLY = frozenset({"/proc", "/sys", "/dev", "/run"})
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NOATIME = getattr(os, "O_NOATIME", 0)
 
 
@@ -184,28 +185,38 @@ class DirectoryRoot(RootFS):
         pseudo, skip = self._pseudo_points, self._skip_points
         while stack:
             host = stack.pop()
+            # each folder is opened (never through a link) and read through its descriptor:
+            # every stat below resolves one name, not the whole path again
             try:
-                it = os.scandir(host)
+                fd = os.open(host, _DIR_FLAGS)
             except OSError as exc:
                 self.on_walk_error(host[cut:] or "/", exc)
                 continue
             files: list[tuple[str, os.stat_result | None]] = []
-            with it:
-                for e in it:
-                    try:
-                        if e.is_file(follow_symlinks=False):
-                            st = e.stat(follow_symlinks=False)
-                            if isreg(st.st_mode):  # still a file (not replaced since the listing)
-                                files.append((e.name, st))
-                        elif recursive and e.is_dir(follow_symlinks=False):
-                            guest = e.path[cut:]
-                            if by_table:
-                                if guest not in skip and guest not in pseudo:
-                                    stack.append(e.path)
-                            elif self.descend(guest, e.stat(follow_symlinks=False)):
-                                stack.append(e.path)
-                    except OSError:
-                        continue  # gone since the listing
+            base = host.rstrip("/") + "/"
+            try:
+                with os.scandir(fd) as it:
+                    for e in it:
+                        try:
+                            if e.is_file(follow_symlinks=False):
+                                st = e.stat(follow_symlinks=False)
+                                if isreg(st.st_mode):  # still a file (not replaced since the listing)
+                                    files.append((e.name, st))
+                            elif recursive and e.is_dir(follow_symlinks=False):
+                                path = base + e.name
+                                guest = path[cut:]
+                                if by_table:
+                                    if guest not in skip and guest not in pseudo:
+                                        stack.append(path)
+                                elif self.descend(guest, e.stat(follow_symlinks=False)):
+                                    stack.append(path)
+                        except OSError:
+                            continue  # gone since the listing
+            except OSError as exc:
+                self.on_walk_error(host[cut:] or "/", exc)
+                continue
+            finally:
+                os.close(fd)
             folder = host[cut:] or "/"
             if exclude:
                 prefix = folder.rstrip("/") + "/"
