@@ -396,6 +396,16 @@ class CensusCache:
         key = "" if transient(records) else file_key(st)  # "": never matches, parsed again next time
         self._state.setdefault(folder, {})[name] = (key, encode(records))
 
+    def keep(self, kept: dict[str, dict[str, tuple[Key, list[Any]]]]) -> None:
+        """What census workers read on a first scan: folder -> name -> (key, items)."""
+        state = self._state
+        for folder, entries in kept.items():
+            if folder in state:
+                state[folder].update(entries)
+            else:
+                state[folder] = entries
+        self.misses += sum(len(e) for e in kept.values())
+
     def counted(self, hits: int, missed: list[str]) -> None:
         """Account lookups made elsewhere (by census workers) in this cache's statistics."""
         self.hits += hits

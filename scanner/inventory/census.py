@@ -21,7 +21,7 @@ import multiprocessing
 from scanner.errors import ErrorRecord
 from scanner.inventory.elf import ELF_MAGIC, ElfParseError, ElfRecord, parse_elf
 from scanner.inventory.cache import (Flat, decode_flat, dump_records, encode, file_key, flat, listing, parse_listing,
-                                     parse_records, transient, unflat)
+                                     parse_records, split_path, transient, unflat)
 from scanner.target import RootFS, WalkEntry, normpath
 
 if TYPE_CHECKING:
@@ -48,23 +48,28 @@ def census_file(fs: RootFS, path: str, *, light: bool = False) -> list[ElfRecord
     file; else its :class:`ElfRecord`, an :class:`ErrorRecord` for each problem met, or
     only an :class:`ErrorRecord` when it cannot be parsed. ``light``: see
     :func:`~scanner.inventory.elf.parse_elf`."""
+    return _census_file(fs, path, light)[0]
+
+
+def _census_file(fs: RootFS, path: str, light: bool = False) -> tuple[list[ElfRecord | ErrorRecord], os.stat_result | None]:
+    """:func:`census_file`, with the stat of the file as opened (None: it could not be)."""
     try:
         fh, st = fs.open_resolved(path)
     except OSError as exc:
-        return [ErrorRecord(path, "inventory", f"cannot open: {exc.strerror or exc}")]
+        return [ErrorRecord(path, "inventory", f"cannot open: {exc.strerror or exc}")], None
     with fh:
         try:
             if st.st_size < 4 or fh.read(4) != ELF_MAGIC:
-                return []
+                return [], st
             fh.seek(0)
             rec, notes = parse_elf(path, fh, st.st_mode, st.st_size, st.st_uid, st.st_gid, light=light)
         except ElfParseError as exc:
-            return [ErrorRecord(path, "inventory", str(exc))]
+            return [ErrorRecord(path, "inventory", str(exc))], st
         except OSError as exc:
-            return [ErrorRecord(path, "inventory", f"cannot read: {exc.strerror or exc}")]
+            return [ErrorRecord(path, "inventory", f"cannot read: {exc.strerror or exc}")], st
         except MemoryError:
-            return [ErrorRecord(path, "inventory", "file too large to parse")]
-    return [rec, *(ErrorRecord(path, "inventory", n) for n in notes)]
+            return [ErrorRecord(path, "inventory", "file too large to parse")], st
+    return [rec, *(ErrorRecord(path, "inventory", n) for n in notes)], st
 
 
 def _regular_files(fs: RootFS, exclude: tuple[str, ...], tops: tuple[str, ...]) -> Iterator[str]:
@@ -106,6 +111,30 @@ def _census_batch(paths: list[str], light: bool = False) -> list[ElfRecord | Err
     return _census_batch_with(_worker_fs, paths, light)
 
 
+Kept = dict[str, dict[str, tuple[str, list[Any]]]]
+"""What a first scan gives the cache: folder -> file name -> (identity, records as JSON items)."""
+
+
+def _census_keyed(paths: list[str]) -> tuple[list[ElfRecord | ErrorRecord], Kept]:
+    assert _worker_fs is not None
+    return _census_keyed_with(_worker_fs, paths)
+
+
+def _census_keyed_with(fs: RootFS, paths: list[str]) -> tuple[list[ElfRecord | ErrorRecord], Kept]:
+    """The census of ``paths``, and what the cache keeps of each file, keyed by the
+    file's identity as it was opened (so a first scan with ``--cache`` needs no stat of
+    its own: the worker that reads a file says what it read)."""
+    out: list[ElfRecord | ErrorRecord] = []
+    kept: Kept = {}
+    for p in paths:
+        records, st = _census_file(fs, p)
+        out += records
+        folder, name = split_path(p)
+        key = "" if st is None or transient(records) else file_key(st)  # "": parsed again next time
+        kept.setdefault(folder, {})[name] = (key, encode(records))
+    return out, kept
+
+
 def _batches(paths: Iterable[str], size: int) -> Iterator[list[str]]:
     batch: list[str] = []
     for p in paths:
@@ -119,35 +148,44 @@ def _batches(paths: Iterable[str], size: int) -> Iterator[list[str]]:
 
 def _parse_all(fs: RootFS, paths: Iterable[str], jobs: int, light: bool,
                account: Callable[[list[ElfRecord | ErrorRecord], int], None],
-               started: Callable[[], None] | None = None) -> None:
+               started: Callable[[], None] | None = None, keep: Callable[[Kept], None] | None = None) -> None:
     """Census ``paths`` in batches, in ``jobs`` processes (1: in this one), handing each
-    batch's records to ``account`` as it completes. ``started`` is called once the
-    worker processes exist (with the fork start method, ProcessPoolExecutor forks them
-    all at the first submit), so the caller may start threads without forking them."""
+    batch's records to ``account`` as it completes (and, with ``keep``, what the cache
+    keeps of each file). ``started`` is called once the worker processes exist (with
+    the fork start method, ProcessPoolExecutor forks them all at the first submit), so
+    the caller may start threads without forking them."""
+
+    def done(result: Any, n: int) -> None:
+        if keep is not None:
+            result, kept = result
+            keep(kept)
+        account(result, n)
+
     if jobs <= 1 or not fs.forkable:  # e.g. one libguestfs appliance: calls are serial anyway
         if started:
             started()
         for batch in _batches(paths, BATCH):
-            account(_census_batch_with(fs, batch, light), len(batch))
+            done(_census_keyed_with(fs, batch) if keep else _census_batch_with(fs, batch, light), len(batch))
         return
     from scanner.inventory import elfparse  # noqa: F401,PLC0415 (once, before the fork: not in every worker)
 
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(fs,)) as pool:
-        pending: dict[Future[list[ElfRecord | ErrorRecord]], int] = {}
+        pending: dict[Future[Any], int] = {}
         for batch in _batches(paths, BATCH):
-            pending[pool.submit(_census_batch, batch, light)] = len(batch)
+            fut = pool.submit(_census_keyed, batch) if keep else pool.submit(_census_batch, batch, light)
+            pending[fut] = len(batch)
             if started:
                 started()
                 started = None
             if len(pending) >= jobs * 4:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    account(fut.result(), pending.pop(fut))
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    done(fut.result(), pending.pop(fut))
         if started:  # nothing was submitted (every file answered by the cache, or none at all)
             started()
         for fut in list(pending):
-            account(fut.result(), pending.pop(fut))
+            done(fut.result(), pending.pop(fut))
 
 
 def take_census(
@@ -178,19 +216,22 @@ def take_census(
     files_iter: Iterable[str]
     misses: dict[str, os.stat_result] = {}
     jobs = jobs or os.cpu_count() or 1
-    # a rescan (the cache knows this target): workers walk subtrees and look up each file;
-    # a first scan keeps the batch pipeline, whose load balance suits parsing everything
+    # a rescan (the cache knows this target): workers walk subtrees and compare folders;
+    # a first scan keeps the batch pipeline, whose load balance suits parsing everything,
+    # and the workers say what the cache should keep of each file they read
     by_subtree = cache is not None and cache.known and jobs > 1 and fs.forkable
+    keep: Callable[[Kept], None] | None = None
     if by_subtree:
         _cached_parallel(fs, tuple(exclude), tuple(paths) or ("/",), cache, jobs, account, started)  # type: ignore[arg-type]
-    elif cache is not None:
+    elif cache is not None and cache.known:  # a rescan in one process: file by file
         cache.preload()  # every folder will be looked up
         walked = _regular_entries(fs, tuple(exclude), tuple(paths) or ("/",), True)
         files_iter = _through_cache(fs, walked, cache, misses, account)
     else:
         files_iter = _regular_files(fs, tuple(exclude), tuple(paths) or ("/",))
+        keep = cache.keep if cache is not None else None
     if not by_subtree:
-        _parse_all(fs, files_iter, jobs, False, account, started)
+        _parse_all(fs, files_iter, jobs, False, account, started, keep)
     if cache is not None and misses:
         _store_misses(cache, results, misses)
     errors = [ErrorRecord(p, "target", f"cannot walk: {msg}") for p, msg in fs.walk_errors]
