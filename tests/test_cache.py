@@ -251,3 +251,17 @@ def test_mount_points_are_not_crossed(root: Path, tmp_path: Path) -> None:
         assert "/mnt/data/hello" in by_path(crossed)
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_file_names_that_are_not_utf8(root: Path, tmp_path: Path) -> None:
+    """A program whose name is not UTF-8 (its record carries surrogate escapes, which the
+    fast JSON reader refuses) is still answered from the cache, with the same record."""
+    odd = os.fsencode(root / "usr/bin") + b"/caf\xe9-app"
+    with open(odd, "wb") as fh:
+        fh.write((root / "usr/bin/hello").read_bytes())
+    os.chmod(odd, 0o755)
+    cache = tmp_path / "census.sqlite"
+    cold = run(root, cache)
+    warm = run(root, cache)
+    assert "/usr/bin/caf\\xe9-app" in by_path(cold)
+    assert stats(warm)["misses"] == 0 and comparable(warm) == comparable(cold)

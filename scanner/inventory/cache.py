@@ -29,9 +29,11 @@ import os
 import sqlite3
 import time
 from dataclasses import fields
-from itertools import repeat
+from itertools import product, repeat
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from scanner import __version__
 from scanner.errors import ErrorRecord
@@ -77,8 +79,11 @@ def file_key(st: os.stat_result) -> Key:
 
 _FIELDS = tuple(f.name for f in fields(ElfRecord))
 # each field's type, as the checks below know them (annotations are strings here)
-_CHECKS = {"str": str, "int": int, "bool": bool, "str | None": (str, type(None)), "tuple[str, ...]": tuple}
-_TYPES = tuple(_CHECKS[str(f.type)] for f in fields(ElfRecord))
+# each field's JSON types (annotations are strings here); a record is accepted when the
+# types of its values are one of these combinations (str | None fields: either)
+_JSON_TYPES = {"str": (str,), "int": (int,), "bool": (bool,), "str | None": (str, type(None)), "tuple[str, ...]": (list,)}
+_ACCEPTED = frozenset(product(*(_JSON_TYPES[str(f.type)] for f in fields(ElfRecord))))
+_LISTS = tuple(i for i, f in enumerate(fields(ElfRecord)) if str(f.type) == "tuple[str, ...]")
 
 Row = tuple[bytes, str]
 """A folder's stored ``(listing, records)``."""
@@ -112,18 +117,16 @@ def encode(records: list[ElfRecord | ErrorRecord]) -> list[Any]:
 
 
 def _elf(path: str, values: list[Any]) -> Flat:
-    if len(values) != len(_TYPES) or values[0] != path:
+    """``values`` (a freshly decoded list, changed in place) as a flat ELF record, when
+    every field has its type (checked at once: the tuple of their types is one the
+    record allows) and the lists hold only strings."""
+    if tuple(map(type, values)) not in _ACCEPTED or values[0] != path:
         raise ValueError("not an ELF record of this file")
-    out: list[Any] = [True]
-    for v, kind in zip(values, _TYPES):
-        if kind is tuple:
-            if type(v) is not list or not all(map(isinstance, v, repeat(str))):
-                raise ValueError("not a list of strings")
-            v = tuple(v)
-        elif kind is int and type(v) is bool or not isinstance(v, kind):
-            raise ValueError("a field of the wrong type")
-        out.append(v)
-    return tuple(out)
+    for i in _LISTS:
+        if not all(map(isinstance, values[i], repeat(str))):
+            raise ValueError("not a list of strings")
+        values[i] = tuple(values[i])
+    return (True, *values)
 
 
 def decode_flat(path: str, data: Any) -> list[Flat] | None:
@@ -181,10 +184,20 @@ def parse_records(text: str) -> dict[str, Any]:
     if text == "{}":
         return {}
     try:
-        data = json.loads(text)
+        data = _loads(text)
     except (TypeError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _loads(text: str) -> Any:
+    """JSON text back to values: orjson (several times faster: a rescan decodes every ELF
+    record), or the standard parser for what orjson refuses (a lone surrogate escape,
+    which stands for a byte of a file name that is not UTF-8)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def dump_records(items: dict[str, list[Any]]) -> str:
@@ -284,7 +297,7 @@ class CensusCache:
         if hit is None or hit[0] != key:
             return None
         try:
-            value = json.loads(hit[1])
+            value = _loads(hit[1])
         except ValueError:
             return None
         self.memo_hits[kind] = self.memo_hits.get(kind, 0) + 1
