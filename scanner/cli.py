@@ -6,17 +6,15 @@ Errors are one line on standard error; ``--debug`` adds the traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from scanner import __version__
 from scanner import result as resultmod
@@ -26,8 +24,36 @@ from scanner.reports import FORMATS, parse_formats, write_reports
 from scanner.scan import ScanOptions, scan as run_scan
 from scanner.target import IMAGE_BACKENDS, TargetError, open_target
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
+
+
+# rich is imported when something is printed: a quiet scheduled scan does not pay for it
+def _console(**kwargs: Any) -> "Console":
+    from rich.console import Console  # noqa: PLC0415
+
+    return Console(**kwargs)
+
+
+def _table(*args: Any, **kwargs: Any) -> "Table":
+    from rich.table import Table  # noqa: PLC0415
+
+    return Table(*args, **kwargs)
+
+
+def _progress(show: bool) -> Any:
+    """A progress bar on the terminal, or nothing (a context giving None)."""
+    if not show:
+        return contextlib.nullcontext(None)
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn  # noqa: PLC0415
+
+    return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                    TextColumn("{task.fields[files]} files, {task.fields[elves]} ELF"),
+                    TimeElapsedColumn(), console=_console(stderr=True), transient=True)
 
 def _fail(message: str, debug: bool) -> None:
     if debug:
@@ -141,19 +167,17 @@ def _scan_one(fs: Any, output: Path, options: ScanOptions, wanted: list[str], te
               progress: bool | None, quiet: bool, debug: bool,
               history: str | None = None) -> tuple[int, dict[str, Any] | None]:
     """Scan one opened target; its exit code and document."""
-    err = Console(stderr=True)
-    show = err.is_terminal if progress is None else progress
+    show = sys.stderr.isatty() if progress is None else progress
     t0 = time.monotonic()
     try:
-        with fs, Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
-                          TextColumn("{task.fields[files]} files, {task.fields[elves]} ELF"),
-                          TimeElapsedColumn(), console=err, transient=True, disable=not show) as bar:
-            task = bar.add_task(f"scanning {fs.label}", total=None, files=0, elves=0)
-            doc = run_scan(fs, options, progress=lambda files, elves: bar.update(task, files=files, elves=elves))
+        with fs, _progress(show) as bar:
+            task = bar.add_task(f"scanning {fs.label}", total=None, files=0, elves=0) if bar else None
+            doc = run_scan(fs, options, progress=(lambda files, elves: bar.update(task, files=files, elves=elves))
+                           if bar else None)
         dest = resultmod.write(doc, output)
         extra = write_reports(doc, Path(output), wanted, template)
         for warning in doc["scan"]["options"].get("cache", {}).get("warnings", []):
-            err.print(f"flightcheck: warning: {warning}", highlight=False, markup=False)
+            click.echo(f"flightcheck: warning: {warning}", err=True)
     except PolicyError as exc:
         _fail(str(exc), debug)
         return EXIT_ERROR, None
@@ -161,9 +185,9 @@ def _scan_one(fs: Any, output: Path, options: ScanOptions, wanted: list[str], te
         _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), debug)
         return EXIT_ERROR, None
     if not quiet:
-        print_summary(doc, dest, time.monotonic() - t0, Console())
+        print_summary(doc, dest, time.monotonic() - t0, _console())
         for path in extra:
-            Console().print(f"report: {path}", highlight=False)
+            _console().print(f"report: {path}", highlight=False)
     if history and not _store_history(doc, history, quiet, debug):
         return EXIT_ERROR, doc  # result.json is written all the same
     return (EXIT_FAIL if doc["policy"]["verdict"] == "fail" else EXIT_PASS), doc
@@ -188,7 +212,7 @@ def _scan_domains(names: tuple[str, ...], all_domains: bool, connect: str | None
               debug)
     chosen = known if all_domains else [by_name[n] for n in names]
     fleet, worst = [], EXIT_PASS
-    err = Console(stderr=True)
+    err = _console(stderr=True)
     for dom in chosen:
         entry: dict[str, Any] = {"domain": dom.name, "uuid": dom.uuid, "state": dom.state}
         try:
@@ -234,10 +258,10 @@ def _scan_domains(names: tuple[str, ...], all_domains: bool, connect: str | None
 
     (output / "fleet.html").write_text(render_fleet(fleet, connect, verdict, template), encoding="utf-8")
     if not quiet:
-        table = Table("domain", "state", "outcome", "verdict", box=None)
+        table = _table("domain", "state", "outcome", "verdict", box=None)
         for e in fleet:
             table.add_row(e["domain"], e["state"], e["outcome"], e.get("verdict") or e.get("reason", ""))
-        Console().print(table)
+        _console().print(table)
     return worst
 
 
@@ -270,9 +294,9 @@ def repo(source: str, output: Path, filelists: bool, formats: str, template: Pat
         _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), debug)
         return
     if not quiet:
-        print_summary(doc, dest, time.monotonic() - t0, Console())
+        print_summary(doc, dest, time.monotonic() - t0, _console())
         for path in extra:
-            Console().print(f"report: {path}", highlight=False)
+            _console().print(f"report: {path}", highlight=False)
     if history and not _store_history(doc, history, quiet, debug):
         sys.exit(EXIT_ERROR)
     sys.exit(EXIT_FAIL if doc["policy"]["verdict"] == "fail" else EXIT_PASS)
@@ -291,7 +315,7 @@ def domains(connect: str | None) -> None:
     except TargetError as exc:
         _fail(str(exc), False)
         return
-    table = Table("domain", "state", "target", "type", "source", box=None)
+    table = _table("domain", "state", "target", "type", "source", box=None)
     for d in found:
         rows = [(disk.target, f"{disk.kind}/{disk.device}", disk.source or f"({disk.problem})") for disk in d.disks]
         rows = rows or [("-", "-", "no disks")]
@@ -307,7 +331,7 @@ def domains(connect: str | None) -> None:
                 rows.append((nic.mac or "nic", nic.kind, f"({nic.problem})" if nic.problem else nic.source or "-"))
         for i, (target, kind, source) in enumerate(rows):
             table.add_row(d.name if i == 0 else "", d.state if i == 0 else "", target, kind, source)
-    Console().print(table)
+    _console().print(table)
 
 
 @main.command()
@@ -443,7 +467,7 @@ def _store_history(doc: dict[str, Any], db: str, quiet: bool, debug: bool) -> bo
         click.echo(f"flightcheck: error: {exc}", err=True)
         return False
     if not quiet:
-        Console().print(f"history: stored as {scan_id}", highlight=False)
+        _console().print(f"history: stored as {scan_id}", highlight=False)
     return True
 
 
@@ -491,16 +515,16 @@ def history_list(target: str | None, limit: int | None, db: str | None, as_json:
     cells = [(str(r.id), r.started.replace("T", " ").removesuffix("+00:00"), escape(r.target), escape(r.kind),
               r.verdict, "/".join(str(n) for n in (r.critical, r.high, r.medium, r.low)), str(r.packages),
               str(r.elves)) for r in rows]
-    table = Table(box=None, pad_edge=False)
+    table = _table(box=None, pad_edge=False)
     for name in ("id", "started (UTC)", "target", "kind", "verdict", "failing\nc/h/m/l", "packages", "ELF\nfiles"):
         table.add_column(name, justify="right" if name in ("id", "packages", "ELF\nfiles") else "left",
                          overflow="fold", no_wrap=name != "target")
     for c in cells:
         color = "red" if c[4] == "fail" else "green"
         table.add_row(*c[:4], f"[{color}]{escape(c[4])}[/]", *c[5:])
-    console = Console()
+    console = _console()
     # a terminal folds long targets; a pipe or file gets whole lines
-    (console if console.is_terminal else Console(width=100_000)).print(table)
+    (console if console.is_terminal else _console(width=100_000)).print(table)
 
 
 @history_group.command("show")
@@ -538,7 +562,7 @@ def history_show(scan_id: int, db: str | None, output: Path | None, formats: str
             _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), debug)
         except Exception as exc:  # noqa: BLE001 - a renderer failure is one clear line
             _fail(f"cannot render: {exc}", debug)
-    out = Console()
+    out = _console()
     out.print(f"scan {row.id}: started {row.started}, flightcheck {row.tool_version or '?'}", highlight=False)
     print_summary(doc, dest, float(doc.get("scan", {}).get("duration_seconds") or 0), out)
     for path in extra:
@@ -561,12 +585,12 @@ def rules_list(policy: Path | None, family: str | None) -> None:
     except PolicyError as exc:
         _fail(str(exc), False)
         return
-    table = Table("id", "severity", "family", "title", box=None)
+    table = _table("id", "severity", "family", "title", box=None)
     for r in pack:
         if family and r.family != family:
             continue
         table.add_row(r.id, r.severity + ("" if r.enabled else " (off)"), r.family, r.title)
-    Console().print(table)
+    _console().print(table)
 
 
 @rules.command("show")
@@ -578,7 +602,7 @@ def rules_show(rule_id: str) -> None:
         _fail(f"no rule {rule_id} (see: flightcheck rules list)", False)
         return
     r = found[0]
-    out = Console()
+    out = _console()
     out.print(f"[bold]{r.id}[/] {r.title}", highlight=False)
     for label, value in (("severity", r.severity), ("family", r.family), ("check", r.check),
                          ("rationale", r.rationale), ("fix", r.fix)):
@@ -589,14 +613,14 @@ def rules_show(rule_id: str) -> None:
         out.print(f"  {key}: {', '.join(value) if isinstance(value, list) else value}", highlight=False, markup=False)
 
 
-def print_summary(doc: dict[str, Any], dest: Path, seconds: float, console: Console) -> None:
+def print_summary(doc: dict[str, Any], dest: Path, seconds: float, console: "Console") -> None:
     """The terminal summary of a result document."""
     s = doc["summary"]
     os_name = ("YUM/DNF repository" if doc["target"]["kind"] == "repository" else
                doc["target"]["os"].get("PRETTY_NAME") or doc["target"]["os"].get("ID") or "unknown OS")
     console.print(f"[bold]flightcheck[/]: {doc['target']['root']} ({os_name}, {doc['target']['machine'] or '?'})",
                   highlight=False)
-    table = Table(show_header=False)
+    table = _table(show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
     repo_info = doc["target"].get("repository")
