@@ -166,7 +166,7 @@ def _packages(fs: RootFS, options: ScanOptions, tables: LicenseTables, network_c
 def read_package_databases(fs: RootFS, os_release: dict[str, str], rpm_reader: str = "auto",
                            cache: CensusCache | None = None) -> list[PackageDatabase]:
     """Every package database in the target: rpm (each database found) and dpkg."""
-    dbs = rpmdb.read_all(fs, os_release, prefer=rpm_reader)
+    dbs = rpmdb.read_all(fs, os_release, prefer=rpm_reader, memo=cache)
     deb = dpkg.read_database(fs, os_release, cache)
     if deb is not None:
         dbs.append(deb)

@@ -160,6 +160,11 @@ def test_tampered_entries_are_not_trusted(root: Path, tmp_path: Path) -> None:
     wrong = list(items["suid-app"][0])
     wrong[1 + _FIELDS.index("setuid")] = "yes"  # a boolean field holding a string
     items["suid-app"] = [wrong]
+    libs = json.loads(lib)
+    ghost = [list(libs["libgreet.so.1.0.0"][0])]
+    ghost[0][1] = "/usr/lib64/ghost.so"
+    libs["ghost.so"] = ghost  # a well-formed record of a file that is not there
+    db.execute("UPDATE folder SET records = ? WHERE path = ?", (json.dumps(libs), b"/usr/lib64"))
     db.execute("UPDATE folder SET records = ? WHERE path = ?", (json.dumps(items), b"/usr/bin"))
     folder = b"/opt/rpathdemo/bin"
     (listing,) = db.execute("SELECT listing FROM folder WHERE path = ?", (folder,)).fetchone()
@@ -170,8 +175,11 @@ def test_tampered_entries_are_not_trusted(root: Path, tmp_path: Path) -> None:
     assert sorted(stats(doc)["reparsed"]) == ["/opt/rpathdemo/bin/rpath-app", "/opt/rpathdemo/bin/runpath-app",
                                               "/usr/bin/hello", "/usr/bin/static-app", "/usr/bin/suid-app"]
     assert by_path(doc)["/usr/bin/suid-app"]["setuid"] is True
+    assert "/usr/lib64/ghost.so" not in by_path(doc)
     assert comparable(doc) == comparable(cold)
     assert stats(run(root, cache))["misses"] == 0  # and the entries were replaced
+    (libs_now,) = sqlite3.connect(cache).execute("SELECT records FROM folder WHERE path = ?", (b"/usr/lib64",)).fetchone()
+    assert "ghost.so" not in json.loads(libs_now)
 
 
 def test_copyright_files_and_dpkg_database_are_remembered(tmp_path: Path) -> None:
@@ -265,3 +273,28 @@ def test_file_names_that_are_not_utf8(root: Path, tmp_path: Path) -> None:
     warm = run(root, cache)
     assert "/usr/bin/caf\\xe9-app" in by_path(cold)
     assert stats(warm)["misses"] == 0 and comparable(warm) == comparable(cold)
+
+
+def test_rpm_database_read_is_remembered(root: Path, tmp_path: Path) -> None:
+    """The rpm database read is kept while the database file is unchanged: a package
+    erased from the database (rpm --justdb) is seen at once, and a remembered read that
+    is not what flightcheck wrote is read again instead of trusted."""
+    if not shutil.which("rpm"):
+        pytest.skip("needs rpm to change the fixture's database")
+    cache = tmp_path / "census.sqlite"
+    cold = run(root, cache)
+    assert "rpm" not in stats(cold)["memo_hits"]
+    warm = run(root, cache)
+    assert stats(warm)["memo_hits"]["rpm"] == 1 and warm["packages"] == cold["packages"]
+    subprocess.run(["rpm", "--root", str(root), "--dbpath", "/var/lib/rpm", "-e", "--justdb", "--nodeps", "vendor-app"],
+                   check=True, capture_output=True)
+    erased = run(root, cache)
+    assert "rpm" not in stats(erased)["memo_hits"]
+    assert "vendor-app" not in {p["name"] for p in erased["packages"]} and len(erased["packages"]) == len(cold["packages"]) - 1
+    db = sqlite3.connect(cache)
+    db.execute("UPDATE memo SET value = ? WHERE kind = 'rpm'", ('{"reader": "librpm", "packages": [[1]], "errors": []}',))
+    db.commit()
+    db.close()
+    tampered = run(root, cache)
+    assert "rpm" not in stats(tampered)["memo_hits"] and tampered["packages"] == erased["packages"]
+    assert stats(run(root, cache))["memo_hits"]["rpm"] == 1

@@ -50,6 +50,23 @@ def test_gpt_ext4_disk_in_every_container(name: str, images: dict[str, Path], ma
     assert doc["target"]["image"]["backend"] == "dissect" and not doc["target"]["image"]["problems"]
 
 
+def test_census_cache_on_an_image(images: dict[str, Path], tmp_path: Path) -> None:
+    """A rescan of an unchanged image answers every file from the cache (the folders are
+    listed through dissect, in the workers), with the same records as without it; the
+    image file is not changed."""
+    image = images["gpt-ext4.qcow2"]
+    before = hashlib.sha256(image.read_bytes()).hexdigest()
+    cache = tmp_path / "census.sqlite"
+    plain = scan_image(image)
+    cold = scan(open_target(images=[str(image)]), ScanOptions(jobs=2, cache=cache))
+    warm = scan(open_target(images=[str(image)]), ScanOptions(jobs=2, cache=cache))
+    assert cold["scan"]["options"]["cache"]["misses"] == cold["summary"]["files"] > 0
+    assert warm["scan"]["options"]["cache"]["misses"] == 0
+    assert warm["scan"]["options"]["cache"]["hits"] == plain["summary"]["files"]
+    assert by_path(warm) == by_path(cold) == by_path(plain) and warm["errors"] == plain["errors"]
+    assert hashlib.sha256(image.read_bytes()).hexdigest() == before
+
+
 def findings(doc: dict, skip_subject: str | None = None) -> dict:
     return {(f["rule"], f["subject"]): (f["state"], f["severity"]) for f in doc["findings"]
             if f["subject"] != skip_subject}

@@ -23,9 +23,7 @@ def _matches(spdx: str, node: Any, globs: tuple[str, ...], allow: tuple[str, ...
         node = node.license_symbol
     if isinstance(node, LicenseSymbol):
         key = node.key
-        if any(fnmatchcase(key, a) for a in allow):
-            return None
-        return [key] if any(fnmatchcase(key, g) for g in globs) else None
+        return [key] if _hit(key, globs, allow) else None
     parts = [_matches(spdx, a, globs, allow) for a in node.args]
     if isinstance(node, AND):
         hits = [k for p in parts if p for k in p]
@@ -36,6 +34,12 @@ def _matches(spdx: str, node: Any, globs: tuple[str, ...], allow: tuple[str, ...
 
 
 _PLAIN = Licensing()
+
+
+@lru_cache(maxsize=65536)
+def _hit(key: str, globs: tuple[str, ...], allow: tuple[str, ...]) -> bool:
+    """Whether a license id hits ``globs`` and is not allowed (once per id, not per use)."""
+    return not any(fnmatchcase(key, a) for a in allow) and any(fnmatchcase(key, g) for g in globs)
 
 
 @lru_cache(maxsize=8192)

@@ -28,6 +28,7 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import fields
 from itertools import product, repeat
 from pathlib import Path
@@ -51,13 +52,13 @@ def default_path() -> Path:
 
 
 _READERS = ("inventory/elf.py", "inventory/elfparse.py", "licensing/debian.py", "inventory/dpkg.py",
-            "inventory/packages.py")
+            "inventory/rpmdb.py", "inventory/rpmheader.py", "inventory/packages.py")
 
 
 def parser_version() -> str:
     """The scanner version and a digest of the readers' source (ELF, Debian copyright, the
-    dpkg database and package records): a development build that changes one does not
-    reuse what the previous one made."""
+    dpkg and rpm databases, package records): a development build that changes one does
+    not reuse what the previous one made."""
     h = hashlib.sha256()
     package = Path(__file__).resolve().parent.parent  # read as files: importing them is not needed here
     for module in _READERS:  # the code whose answers are kept
@@ -279,18 +280,23 @@ class CensusCache:
                                (self.target, self.version))
         return {(kind, path): (key, value) for kind, path, key, value in rows}
 
-    def memo_get(self, kind: str, path: str, st: os.stat_result, extra: str = "") -> Any:
+    def memo_get(self, kind: str, path: str, st: os.stat_result, extra: str = "",
+                 use: Callable[[Any], Any] | None = None) -> Any:
         """The JSON value stored for ``path`` under ``kind`` when the file is unchanged (and
         ``extra``, a fingerprint of whatever else the value depends on, is the same), else
-        None. Safe to call from the packages thread (a dictionary read)."""
-        return self.memo_get_key(kind, path, file_key(st) + extra)
+        None. Safe to call from the packages thread (a dictionary read). See
+        :meth:`memo_get_key` for ``use``."""
+        return self.memo_get_key(kind, path, file_key(st) + extra, use)
 
     def memo_put(self, kind: str, path: str, st: os.stat_result, value: Any, extra: str = "") -> None:
         self.memo_put_key(kind, path, file_key(st) + extra, value)
 
-    def memo_get_key(self, kind: str, name: str, key: str) -> Any:
+    def memo_get_key(self, kind: str, name: str, key: str, use: Callable[[Any], Any] | None = None) -> Any:
         """The JSON value stored for ``name`` under ``kind`` when it was stored with the
-        same ``key`` (a fingerprint of everything the value depends on), else None."""
+        same ``key`` (a fingerprint of everything the value depends on), else None. With
+        ``use``, what ``use`` makes of the value, or None when it raises ValueError or
+        TypeError (a value that is not what flightcheck wrote); only a value used counts
+        as a hit."""
         entry = (kind, name.encode("utf-8", "surrogateescape"))
         self._memo_seen.add(entry)
         hit = self.memos.get(entry)
@@ -298,7 +304,9 @@ class CensusCache:
             return None
         try:
             value = _loads(hit[1])
-        except ValueError:
+            if use is not None:
+                value = use(value)
+        except (ValueError, TypeError):
             return None
         self.memo_hits[kind] = self.memo_hits.get(kind, 0) + 1
         return value

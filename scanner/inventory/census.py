@@ -285,6 +285,8 @@ _worker_cache: "CensusCache | None" = None  # inherited by forked workers (its d
 
 Subtree = tuple[list[Flat], list[str], int, list[tuple[str, str]], list[tuple[bytes, bytes, str]],
                 list[bytes], int]
+
+
 def _cached_subtree(top: str, exclude: tuple[str, ...], shallow: bool = False) -> Subtree:
     """In a worker: walk ``top`` (only its own files when ``shallow``) folder by folder. A
     folder whose listing (names and file identities) is the one the (inherited) cache
@@ -319,8 +321,10 @@ def _cached_subtree(top: str, exclude: tuple[str, ...], shallow: bool = False) -
         if row is not None and row[0] == blob and b"\0\0" not in blob and blob[-1:] != b"\0":
             if row[1] == "{}":
                 continue  # unchanged, and not an ELF file among them: the common case
-            answered = [decode_flat(prefix + name, items) for name, items in parse_records(row[1]).items()]
-            if None not in answered:
+            stored_items = parse_records(row[1])
+            answered = [decode_flat(prefix + name, items) for name, items in stored_items.items()]
+            # only files of this listing (a tampered row must not add files that are not there)
+            if None not in answered and stored_items.keys() <= {n for n, _st in files}:
                 for got in answered:
                     out.extend(got)  # type: ignore[arg-type]
                 continue

@@ -18,7 +18,8 @@ from typing import Any
 
 
 from scanner.errors import ErrorRecord
-from scanner.inventory.packages import Package, PackageDatabase, make_purl, package_id
+from scanner.inventory.packages import (Package, PackageDatabase, database_from_memo, database_to_memo, make_purl,
+                                        package_id)
 from scanner.target import RootFS
 
 ADMINDIR = "/var/lib/dpkg"
@@ -89,25 +90,6 @@ def _fingerprint(fs: RootFS, os_release: dict[str, str]) -> str:
     return "+" + h.hexdigest()[:32]
 
 
-def _decode_memo(status: str, value: Any) -> tuple[list[Package], list[ErrorRecord]]:
-    """A remembered read back into records, checked field by field (ValueError if not)."""
-    if not isinstance(value, dict) or not isinstance(value.get("packages"), list):
-        raise ValueError("not a remembered dpkg database")
-    packages = []
-    for p in value["packages"]:
-        if not isinstance(p, list) or len(p) != 9:
-            raise ValueError("not a package")
-        pid, name, epoch, version, arch, source, vendor, purl, files = p
-        if not all(isinstance(x, str) for x in (pid, name, version, purl)) or not isinstance(files, list) \
-                or not all(isinstance(f, str) for f in files) or not (epoch is None or isinstance(epoch, int)):
-            raise ValueError("a package field of the wrong type")
-        packages.append(Package(id=pid, manager="dpkg", name=name, epoch=epoch, version=version, release=None,
-                                arch=arch, source=source, vendor=vendor, license_raw=None, purl=purl,
-                                files=tuple(files), database=status))
-    errors = [ErrorRecord(str(e[0]), "inventory", str(e[1])) for e in value.get("errors", [])]
-    return packages, errors
-
-
 def read_database(fs: RootFS, os_release: dict[str, str], memo: Any = None) -> PackageDatabase | None:
     """The dpkg database of the target, or None when it has none. ``memo`` (the scan
     cache) keeps the read for the next scan while the status file, the ``.list`` files and
@@ -121,19 +103,12 @@ def read_database(fs: RootFS, os_release: dict[str, str], memo: Any = None) -> P
         except OSError:
             memo = None
     if memo is not None:
-        hit = memo.memo_get("dpkg", status, st, fp)
+        hit = memo.memo_get("dpkg", status, st, fp, lambda v: database_from_memo(v, "dpkg", status, "dpkg-status"))
         if hit is not None:
-            try:
-                packages, errors = _decode_memo(status, hit)
-                return PackageDatabase("dpkg", status, "dpkg-status", "python-debian", tuple(packages), tuple(errors))
-            except (ValueError, TypeError):
-                pass
+            return hit
     db = _read_database(fs, os_release, status)
     if memo is not None:
-        memo.memo_put("dpkg", status, st, {
-            "packages": [[p.id, p.name, p.epoch, p.version, p.arch, p.source, p.vendor, p.purl, list(p.files)]
-                         for p in db.packages],
-            "errors": [[e.path, e.message] for e in db.errors]}, fp)
+        memo.memo_put("dpkg", status, st, database_to_memo(db), fp)
     return db
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from packageurl import PackageURL
 
@@ -50,6 +51,42 @@ class PackageDatabase:
     reader: str  # librpm | python | python-debian
     packages: tuple[Package, ...]
     errors: tuple[ErrorRecord, ...] = ()
+
+
+# ---- a database read, remembered by the scan cache (--cache) -----------------------------
+def database_to_memo(db: PackageDatabase) -> dict[str, Any]:
+    """A database read as plain JSON values, for the scan cache."""
+    return {"reader": db.reader,
+            "packages": [[p.id, p.name, p.epoch, p.version, p.release, p.arch, p.source, p.vendor, p.license_raw,
+                          p.purl, list(p.files)] for p in db.packages],
+            "errors": [[e.path, e.message] for e in db.errors]}
+
+
+def database_from_memo(value: Any, manager: str, path: str, backend: str) -> PackageDatabase:
+    """A remembered read back into records, every field's type checked (ValueError when
+    one does not fit: the database is then read again)."""
+    if not isinstance(value, dict) or not isinstance(value.get("packages"), list) \
+            or not isinstance(value.get("reader"), str) or not isinstance(value.get("errors"), list):
+        raise ValueError("not a remembered package database")
+    packages = []
+    for p in value["packages"]:
+        if not isinstance(p, list) or len(p) != 11:
+            raise ValueError("not a package")
+        pid, name, epoch, version, release, arch, source, vendor, license_raw, purl, files = p
+        if not all(isinstance(x, str) for x in (pid, name, version, purl)) \
+                or not all(x is None or isinstance(x, str) for x in (release, arch, source, vendor, license_raw)) \
+                or not (epoch is None or type(epoch) is int) \
+                or not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise ValueError("a package field of the wrong type")
+        packages.append(Package(id=pid, manager=manager, name=name, epoch=epoch, version=version, release=release,
+                                arch=arch, source=source, vendor=vendor, license_raw=license_raw, purl=purl,
+                                files=tuple(files), database=path))
+    errors = []
+    for e in value["errors"]:
+        if not isinstance(e, list) or len(e) != 2 or not all(isinstance(x, str) for x in e):
+            raise ValueError("not an error record")
+        errors.append(ErrorRecord(e[0], "inventory", e[1]))
+    return PackageDatabase(manager, path, backend, value["reader"], tuple(packages), tuple(errors))
 
 
 def package_id(manager: str, name: str, epoch: int | None, version: str, release: str | None,

@@ -12,15 +12,18 @@ bindings are missing. The reader used is named in the result.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import re
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 from scanner.errors import ErrorRecord
 from scanner.inventory import rpmheader
-from scanner.inventory.packages import Package, PackageDatabase, make_purl, package_id
+from scanner.inventory.packages import (Package, PackageDatabase, database_from_memo, database_to_memo, make_purl,
+                                        package_id)
 from scanner.target import RootFS
 
 DEFAULT_DBPATHS = ("/var/lib/rpm", "/usr/lib/sysimage/rpm")
@@ -189,6 +192,40 @@ def _read(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[st
     return PackageDatabase("rpm", db_path, backend, reader, tuple(packages), errs)
 
 
-def read_all(fs: RootFS, os_release: dict[str, str], *, prefer: str = "auto") -> list[PackageDatabase]:
-    return [read_database(fs, folder, backend, fname, os_release, prefer=prefer)
+def read_all(fs: RootFS, os_release: dict[str, str], *, prefer: str = "auto", memo: Any = None) -> list[PackageDatabase]:
+    """Every rpm database of the target. ``memo`` (the scan cache) keeps each read for
+    the next scan while the database file (and its WAL) is unchanged."""
+    return [_remembered(fs, folder, backend, fname, os_release, prefer, memo)
             for folder, backend, fname in find_databases(fs)]
+
+
+def _fingerprint(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[str, str], prefer: str) -> str:
+    """What a read depends on: the database file's identity (and its WAL's), the reader
+    asked for and whether librpm is here, and the os-release fields in the purls."""
+    from scanner.inventory.cache import file_key  # noqa: PLC0415
+
+    h = hashlib.sha256(f"{backend}\0{fname}\0{prefer}\0{librpm_available()}\0{sorted(os_release.items())}".encode())
+    for name in (fname, fname + "-wal"):
+        try:
+            h.update(file_key(fs.stat(posixpath.join(folder, name))).encode())
+        except FileNotFoundError:
+            h.update(b"-")
+    return h.hexdigest()[:32]
+
+
+def _remembered(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[str, str], prefer: str,
+                memo: Any) -> PackageDatabase:
+    if memo is None:
+        return read_database(fs, folder, backend, fname, os_release, prefer=prefer)
+    db_path = posixpath.join(folder, fname)
+    try:
+        key = _fingerprint(fs, folder, backend, fname, os_release, prefer)
+    except OSError:
+        return read_database(fs, folder, backend, fname, os_release, prefer=prefer)
+    hit = memo.memo_get_key("rpm", db_path, key, lambda v: database_from_memo(v, "rpm", db_path, backend))
+    if hit is not None:  # (None also when it is not what flightcheck wrote: read again)
+        return hit
+    db = read_database(fs, folder, backend, fname, os_release, prefer=prefer)
+    if not any("cannot read" in e.message for e in db.errors):  # a failure of the moment is not kept
+        memo.memo_put_key("rpm", db_path, key, database_to_memo(db))
+    return db

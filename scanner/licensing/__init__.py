@@ -55,7 +55,7 @@ def license_packages(fs: RootFS, databases: Iterable[PackageDatabase], tables: L
     # what each distinct raw string meant last time, when the tables, the policy's names and
     # the code are the same (the scan cache): normalising is most of a rescan's license work
     fingerprint = _outcomes_fingerprint(tables, network_copyleft) if memo is not None else ""
-    known = (memo.memo_get_key("licenses", "outcomes", fingerprint) if memo is not None else None) or {}
+    known = (memo.memo_get_key("licenses", "outcomes", fingerprint, _a_dict) if memo is not None else None) or {}
     learned: dict[str, list[Any]] = {}
 
     @lru_cache(maxsize=None)
@@ -118,6 +118,12 @@ def _outcome_from_json(raw: str | None, value: Any) -> tuple[LicenseOutcome, str
             and isinstance(prop, bool) and isinstance(pd, bool)):
         return None
     return LicenseOutcome(raw, spdx, status, refs, tuple(notes), prop, pd), cat
+
+
+def _a_dict(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError("not remembered license outcomes")
+    return value
 
 
 def license_closures(elves: Iterable[ElfRecord], closures: Mapping[str, Mapping[str, str | None]],

@@ -55,13 +55,20 @@ def read_copyright(fs: RootFS, package: str, memo: Any = None) -> DebianLicense:
         except OSError:
             st = None
         if st is not None:
-            hit = memo.memo_get("copyright", f"{path}\0{real}", st)
-            if isinstance(hit, list) and len(hit) == 3 and all(isinstance(x, (str, type(None))) for x in hit):
-                return DebianLicense(hit[0], str(hit[1]), str(hit[2]))
+            hit = memo.memo_get("copyright", f"{path}\0{real}", st, use=_from_memo)
+            if hit is not None:
+                return hit
     found = _read_copyright(fs, path)
     if memo is not None and st is not None:
         memo.memo_put("copyright", f"{path}\0{real}", st, [found.raw, found.source, found.evidence])
     return found
+
+
+def _from_memo(value: Any) -> DebianLicense:
+    if not (isinstance(value, list) and len(value) == 3 and isinstance(value[0], (str, type(None)))
+            and isinstance(value[1], str) and isinstance(value[2], str)):
+        raise ValueError("not a remembered copyright file")
+    return DebianLicense(value[0], value[1], value[2])
 
 
 def _read_copyright(fs: RootFS, path: str) -> DebianLicense:

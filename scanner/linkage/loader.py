@@ -347,29 +347,35 @@ class Loader:
             self._soname_in_dir = idx
         return self._soname_in_dir
 
-    def search(self, name: str, obj: _Loaded, cfg: LoaderConfig, want: tuple[int, str, str], secure: bool) -> tuple[str, str] | None:
-        """Find ``name`` requested by ``obj`` (see the module docstring for the order)."""
-        if "/" in name:
-            p = self._expand(name, obj, cfg, secure)
-            got = self._try(p, want) if p else None
-            return got if isinstance(got, tuple) else None
+    def _search_dirs(self, obj: _Loaded, cfg: LoaderConfig, secure: bool) -> tuple[tuple[tuple[str, ...], ...], tuple[str, ...]]:
+        """The DT_RPATH folders of ``obj``'s loader chain and its own DT_RUNPATH ones, as
+        the loader would search them for a name ``obj`` needs."""
         chain_rpath: list[tuple[str, ...]] = []
         if cfg.flavour == "musl":
             l: _Loaded | None = obj
             while l is not None:
                 chain_rpath.append(tuple(self._dirs(l.record.runpath or l.record.rpath, l, cfg, secure)))
                 l = l.loader
-            runpath: tuple[str, ...] = ()
-        else:
-            if not obj.record.runpath:
-                l = obj
-                while l is not None:
-                    if not l.record.runpath:
-                        chain_rpath.append(tuple(self._dirs(l.record.rpath, l, cfg, secure)))
-                    l = l.loader
-            runpath = tuple(self._dirs(obj.record.runpath, obj, cfg, secure))
+            return tuple(chain_rpath), ()
+        if not obj.record.runpath:
+            l = obj
+            while l is not None:
+                if not l.record.runpath:
+                    chain_rpath.append(tuple(self._dirs(l.record.rpath, l, cfg, secure)))
+                l = l.loader
+        return tuple(chain_rpath), tuple(self._dirs(obj.record.runpath, obj, cfg, secure))
+
+    def search(self, name: str, obj: _Loaded, cfg: LoaderConfig, want: tuple[int, str, str], secure: bool,
+               dirs: tuple[tuple[tuple[str, ...], ...], tuple[str, ...]] | None = None) -> tuple[str, str] | None:
+        """Find ``name`` requested by ``obj`` (see the module docstring for the order).
+        ``dirs``: :meth:`_search_dirs` for ``obj``, when the caller already has them."""
+        if "/" in name:
+            p = self._expand(name, obj, cfg, secure)
+            got = self._try(p, want) if p else None
+            return got if isinstance(got, tuple) else None
+        chain_rpath, runpath = dirs if dirs is not None else self._search_dirs(obj, cfg, secure)
         nodeflib = obj.record.nodeflib and cfg.flavour == "glibc"
-        key = (name, tuple(chain_rpath), runpath, nodeflib, want, cfg.interpreter)
+        key = (name, chain_rpath, runpath, nodeflib, want, cfg.interpreter)
         if key in self._search:
             return self._search[key]
         got: tuple[str, str] | None | bool = None
@@ -417,6 +423,7 @@ class Loader:
         queue = deque([main])
         while queue:
             obj = queue.popleft()
+            dirs = None  # the folders obj's names are searched in: worked out at its first search
             for name in obj.record.needed:
                 if name in by_name:
                     hit = by_name[name]
@@ -429,7 +436,9 @@ class Loader:
                     out[name] = rtld_canon
                     by_name[name] = by_path.get(rtld_canon or "")
                     continue
-                got = self.search(name, obj, cfg, want, secure)
+                if dirs is None and "/" not in name:
+                    dirs = self._search_dirs(obj, cfg, secure)
+                got = self.search(name, obj, cfg, want, secure, dirs)
                 if got is None:
                     by_name[name] = None
                     out[name] = None
