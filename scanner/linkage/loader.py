@@ -105,6 +105,7 @@ class Loader:
         self._configs: dict[str, LoaderConfig] = {}
         self._search: dict[tuple[object, ...], tuple[str, str] | None] = {}
         self._soname_in_dir: dict[str, dict[str, str]] | None = None
+        self._dirs_seen: dict[str, bool] = {}  # search folder -> whether it exists
         self.cache_kind, self._cache = self._load_cache()
         self._default_interp = self._default_interpreters()
 
@@ -230,6 +231,12 @@ class Loader:
         self._extra[path] = got
         return got
 
+    def _dir_exists(self, d: str) -> bool:
+        got = self._dirs_seen.get(d)
+        if got is None:
+            got = self._dirs_seen[d] = self.fs.is_dir(d)
+        return got
+
     def _try(self, candidate: str, want: tuple[int, str, str]) -> tuple[str, str] | None | bool:
         """glibc's ``open_verify``: (canonical, found) when the candidate exists and is an
         object of the wanted ABI; None when absent or of another ABI (search goes on);
@@ -310,6 +317,8 @@ class Loader:
 
     def _in_dirs(self, name: str, dirs: Iterable[str], want: tuple[int, str, str]) -> tuple[str, str] | None | bool:
         for d in dirs:
+            if not self._dir_exists(d):
+                continue  # as ld.so marks a search folder "nonexisting" once, and skips it after
             got = self._try(posixpath.join(d, name), want)
             if got is not None:
                 return got
