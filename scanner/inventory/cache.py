@@ -162,6 +162,13 @@ def transient(records: list[ElfRecord | ErrorRecord]) -> bool:
     return any(isinstance(r, ErrorRecord) and r.message.startswith(TRANSIENT) for r in records)
 
 
+def file_entry(st: os.stat_result | None, records: list[ElfRecord | ErrorRecord]) -> tuple[Key, list[Any]]:
+    """What the cache keeps of one file: its identity and its records as JSON items. A
+    file without a stat, or whose census depends on the moment (it could not be opened
+    or read), gets the empty identity, which never matches: it is censused again."""
+    return ("" if st is None or transient(records) else file_key(st)), encode(records)
+
+
 def listing(names: list[str], keys: list[Key]) -> bytes:
     """A folder's listing: ``name NUL key NUL name NUL key...`` (file names hold no NUL)."""
     return "\0".join([f"{n}\0{k}" for n, k in zip(names, keys)]).encode("utf-8", "surrogateescape")
@@ -414,8 +421,7 @@ class CensusCache:
 
     def store(self, path: str, st: os.stat_result, records: list[ElfRecord | ErrorRecord]) -> None:
         folder, name = split_path(path)
-        key = "" if transient(records) else file_key(st)  # "": never matches, parsed again next time
-        self._state.setdefault(folder, {})[name] = (key, encode(records))
+        self._state.setdefault(folder, {})[name] = file_entry(st, records)
 
     def keep(self, kept: dict[str, dict[str, tuple[Key, list[Any]]]]) -> None:
         """What census workers read on a first scan: folder -> name -> (key, items)."""

@@ -20,8 +20,8 @@ import multiprocessing
 
 from scanner.errors import ErrorRecord
 from scanner.inventory.elf import ELF_MAGIC, ElfParseError, ElfRecord, parse_elf
-from scanner.inventory.cache import (Flat, decode_flat, dump_records, encode, file_key, flat, listing, parse_listing,
-                                     parse_records, split_path, transient, unflat)
+from scanner.inventory.cache import (Flat, decode_flat, dump_records, file_entry, file_key, flat, listing,
+                                     parse_listing, parse_records, split_path, unflat)
 from scanner.target import RootFS, WalkEntry, normpath
 
 if TYPE_CHECKING:
@@ -130,8 +130,7 @@ def _census_keyed_with(fs: RootFS, paths: list[str]) -> tuple[list[ElfRecord | E
         records, st = _census_file(fs, p)
         out += records
         folder, name = split_path(p)
-        key = "" if st is None or transient(records) else file_key(st)  # "": parsed again next time
-        kept.setdefault(folder, {})[name] = (key, encode(records))
+        kept.setdefault(folder, {})[name] = file_entry(st, records)
     return out, kept
 
 
@@ -347,10 +346,9 @@ def _cached_subtree(top: str, exclude: tuple[str, ...], shallow: bool = False) -
             out.extend(flat(r) for r in records)
             if keys[i]:
                 missed.append(p)
-            if transient(records):
-                keys[i] = ""  # never matches: parsed again next time
-            elif records:
-                items[name] = encode(records)
+            keys[i], kept_items = file_entry(files[i][1], records)
+            if keys[i] and kept_items:
+                items[name] = kept_items
         rows.append((fb, listing(names, keys), dump_records(items)))
     gone.extend(stored)  # folders the cache had here that the walk no longer met
     return out, missed, count, list(fs.walk_errors), rows, gone, known
