@@ -142,3 +142,43 @@ def test_unmappable_licenses_become_findings(tmp_path: Path) -> None:
         assert p["license_spdx"].startswith("LicenseRef-") or "LicenseRef-" in p["license_spdx"]
         assert any(ref in refs for ref in refs if ref in p["license_spdx"])
     assert next(p for p in doc["packages"] if p["name"] == "junk")["license_raw"] == "x" * 10_000
+
+
+def test_policy_globs_read_expressions_as_license_expression_does() -> None:
+    """The checks read SPDX expressions with a small parser of their own (WITH, then AND,
+    then OR); license_expression, the library the normaliser validates with, is the
+    oracle: the same ids hit, for deny and allow globs alike, and malformed text is refused."""
+    import pytest
+    from fnmatch import fnmatchcase
+
+    from boolean.boolean import AND
+    from license_expression import Licensing, LicenseSymbol, LicenseWithExceptionSymbol
+
+    from scanner.checks.licenses import _matches, _parsed
+
+    def oracle(node, globs, allow):
+        if isinstance(node, LicenseWithExceptionSymbol):
+            node = node.license_symbol
+        if isinstance(node, LicenseSymbol):
+            k = node.key
+            return [k] if any(fnmatchcase(k, g) for g in globs) and not any(fnmatchcase(k, a) for a in allow) else None
+        parts = [oracle(a, globs, allow) for a in node.args]
+        if isinstance(node, AND):
+            return [k for p in parts if p for k in p] or None
+        return [k for p in parts for k in (p or [])] if all(parts) else None
+
+    exprs = ["MIT", "GPL-2.0-or-later", "GPL-2.0+ WITH Classpath-exception-2.0",
+             "GPL-2.0-only OR MIT AND BSD-3-Clause", "(GPL-2.0-only OR MIT) AND BSD-3-Clause",
+             "LGPL-2.1-or-later AND (GPL-3.0-only WITH GCC-exception-3.1 OR LicenseRef-Vendor-EULA)",
+             "((Apache-2.0))", "MIT and GPL-3.0-only or AGPL-3.0-only", "A OR B OR C AND D AND (E OR F)"]
+    policies = [(("GPL-*", "AGPL-*"), ()), (("*",), ("MIT",)), (("LGPL-*",), ("LGPL-2.1*",)),
+                (("LicenseRef-*", "E"), ()), (("A", "C", "F"), ())]
+    plain = Licensing()
+    for e in exprs:
+        for globs, allow in policies:
+            want = oracle(plain.parse(e, simple=True), globs, allow)
+            got = _matches(_parsed(e), globs, allow)
+            assert sorted(got or []) == sorted(want or []) and (got is None) == (want is None), (e, globs)
+    for bad in ["MIT AND", "(MIT", "MIT)", "AND MIT", "MIT WITH", "MIT OR OR GPL-2.0-only", "", "MIT WITH (X)"]:
+        with pytest.raises(ValueError):
+            _parsed(bad)

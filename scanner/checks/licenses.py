@@ -2,38 +2,32 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from fnmatch import fnmatchcase
 from functools import lru_cache
-from typing import Any
-
-from license_expression import Licensing, LicenseSymbol, LicenseWithExceptionSymbol
-from boolean.boolean import AND, OR
+from typing import Any, Union
 
 from scanner.checks import CheckContext, Rule, check
 from scanner.licensing.categories import STRONG_COPYLEFT
 
 Found = Iterator[tuple[str, str, dict[str, Any]]]
 
+#: a parsed expression: a license id, or ("AND" | "OR", parts)
+Node = Union[str, tuple[str, tuple["Node", ...]]]
 
-def _matches(spdx: str, node: Any, globs: tuple[str, ...], allow: tuple[str, ...]) -> list[str] | None:
+
+def _matches(node: Node, globs: tuple[str, ...], allow: tuple[str, ...]) -> list[str] | None:
     """The ids of ``node`` that hit ``globs`` (and are not allowed) in every way the
     expression can be satisfied: AND hits if any part does, OR only if all choices do."""
-    if isinstance(node, LicenseWithExceptionSymbol):
-        node = node.license_symbol
-    if isinstance(node, LicenseSymbol):
-        key = node.key
-        return [key] if _hit(key, globs, allow) else None
-    parts = [_matches(spdx, a, globs, allow) for a in node.args]
-    if isinstance(node, AND):
+    if isinstance(node, str):
+        return [node] if _hit(node, globs, allow) else None
+    op, args = node
+    parts = [_matches(a, globs, allow) for a in args]
+    if op == "AND":
         hits = [k for p in parts if p for k in p]
         return hits or None
-    if isinstance(node, OR):
-        return [k for p in parts for k in (p or [])] if all(parts) else None
-    return None
-
-
-_PLAIN = Licensing()
+    return [k for p in parts for k in (p or [])] if all(parts) else None
 
 
 @lru_cache(maxsize=65536)
@@ -42,13 +36,57 @@ def _hit(key: str, globs: tuple[str, ...], allow: tuple[str, ...]) -> bool:
     return not any(fnmatchcase(key, a) for a in allow) and any(fnmatchcase(key, g) for g in globs)
 
 
+_TOKENS = re.compile(r"\(|\)|[^\s()]+")
+
+
 @lru_cache(maxsize=8192)
-def _parsed(spdx: str) -> Any:
+def _parsed(spdx: str) -> Node:
     """An SPDX expression parsed once per scan, not once per package and rule. The
-    expression is the normaliser's output, already valid SPDX: it is parsed as written
-    (the policy's globs match the ids the result shows), without loading the SPDX
-    license index, which would also rename some LicenseRef- ids to its own keys."""
-    return _PLAIN.parse(spdx, simple=True)
+    expression is the normaliser's output, already valid SPDX, and is read as written (the
+    policy's globs match the ids the result shows): ids, ``WITH`` (whose exception is not
+    a license), then ``AND``, then ``OR``, as the SPDX grammar binds them. Raises
+    ValueError on anything else."""
+    tokens = _TOKENS.findall(spdx)
+    tokens.reverse()
+    node = _or(tokens)
+    if tokens:
+        raise ValueError(f"unexpected {tokens[-1]!r} in license expression {spdx!r}")
+    return node
+
+
+def _or(tokens: list[str]) -> Node:
+    parts = [_and(tokens)]
+    while tokens and tokens[-1].upper() == "OR":
+        tokens.pop()
+        parts.append(_and(tokens))
+    return parts[0] if len(parts) == 1 else ("OR", tuple(parts))
+
+
+def _and(tokens: list[str]) -> Node:
+    parts = [_atom(tokens)]
+    while tokens and tokens[-1].upper() == "AND":
+        tokens.pop()
+        parts.append(_atom(tokens))
+    return parts[0] if len(parts) == 1 else ("AND", tuple(parts))
+
+
+def _atom(tokens: list[str]) -> Node:
+    if not tokens:
+        raise ValueError("license expression ends too soon")
+    tok = tokens.pop()
+    if tok == "(":
+        node = _or(tokens)
+        if not tokens or tokens.pop() != ")":
+            raise ValueError("unbalanced parenthesis in license expression")
+        return node
+    if tok == ")" or tok.upper() in ("AND", "OR", "WITH"):
+        raise ValueError(f"unexpected {tok!r} in license expression")
+    if tokens and tokens[-1].upper() == "WITH":
+        tokens.pop()
+        exc = tokens.pop() if tokens else ")"
+        if exc in ("(", ")") or exc.upper() in ("AND", "OR", "WITH"):
+            raise ValueError("WITH needs an exception id")
+    return tok
 
 
 def _license_hits(ctx: CheckContext, globs: tuple[str, ...]) -> Found:
@@ -58,7 +96,7 @@ def _license_hits(ctx: CheckContext, globs: tuple[str, ...]) -> Found:
         spdx = p.get("license_spdx")
         if not spdx or spdx == "NOASSERTION":
             continue
-        hits = _matches(spdx, _parsed(spdx), globs, ctx.policy.allow)
+        hits = _matches(_parsed(spdx), globs, ctx.policy.allow)
         if hits:
             yield p["id"], hits, spdx  # type: ignore[misc]
 
