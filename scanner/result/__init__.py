@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,19 +68,23 @@ def text(s: str) -> str:
         return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _ascii(*parts: str | Iterable[str] | None) -> bool:
-    """Whether every string given (or in an iterable given) is ASCII: then :func:`text`
-    has nothing to do, and a record of hundreds of names skips it name by name
+def _ascii_record(rec: ElfRecord, closure: dict[str, str | None]) -> bool:
+    """Whether every name of a record and its closure is ASCII: then :func:`text` has
+    nothing to do, and a record of hundreds of names skips it name by name
     (``str.isascii`` reads a flag CPython keeps, it does not scan the string)."""
-    return all(p.isascii() if isinstance(p, str) else all(map(str.isascii, p)) for p in parts if p)
+    isascii = str.isascii
+    return (rec.path.isascii() and (rec.interpreter is None or rec.interpreter.isascii())
+            and (rec.soname is None or rec.soname.isascii())
+            and all(map(isascii, rec.needed)) and all(map(isascii, rec.imports))
+            and all(map(isascii, rec.rpath)) and all(map(isascii, rec.runpath))
+            and all(map(isascii, closure)) and all(map(isascii, filter(None, closure.values()))))
 
 
 def elf_to_json(rec: ElfRecord, closure: dict[str, str | None] | None, owner: str | None = None,
                 own: PackageLicense | None = None, linked: Sequence[LinkedLicense] = (),
                 shared: dict[LinkedLicense, dict[str, Any]] | None = None) -> dict[str, Any]:
     closure = closure or {}
-    plain = _ascii(rec.path, rec.interpreter, rec.needed, rec.rpath, rec.runpath, rec.soname, rec.imports,
-                   closure, [v for v in closure.values() if v])
+    plain = _ascii_record(rec, closure)
     t = _same if plain else text
     return {
         "path": t(rec.path),
