@@ -46,6 +46,8 @@ class WalkEntry(NamedTuple):
 
 def normpath(path: str) -> str:
     """Normalise a guest path lexically (no link resolution); always absolute."""
+    if path[:1] == "/" and path[-1:] != "/" and "//" not in path and "/." not in path:
+        return path  # already normal (nearly every path asked for): no work
     p = posixpath.normpath("/" + path.lstrip("/"))
     return "/" if p == "//" else p
 
