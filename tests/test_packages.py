@@ -15,7 +15,7 @@ import pytest
 
 from scanner.inventory import dpkg, rpmdb
 from scanner.inventory.osrelease import read_os_release
-from scanner.inventory.packages import OwnershipIndex
+from scanner.inventory.packages import OwnershipIndex, Package, PackageDatabase
 from scanner.scan import read_package_databases
 from scanner.target import DirectoryRoot
 
@@ -242,3 +242,40 @@ def test_os_identity_without_os_release(tmp_path: Path) -> None:
     (tmp_path / "etc/redhat-release").unlink()
     (tmp_path / "etc/debian_version").write_text("6.0.10\n")
     assert read_os_release(DirectoryRoot(tmp_path))["ID"] == "debian"
+
+
+def test_ownership_follows_folder_links_as_the_target_resolves_them(tmp_path: Path) -> None:
+    """Folder links met while indexing (relative with ``..``, absolute, chained, looping,
+    and one aiming above the root) land where a full resolution inside the root lands;
+    each listed file is owned under that canonical path, and nothing outside the root is
+    looked at."""
+    root = tmp_path / "root"
+    for d in ("usr/lib/x", "usr/share/doc/real", "opt/data", "srv"):
+        (root / d).mkdir(parents=True)
+    os.symlink("usr/lib", root / "lib")  # merged /usr
+    os.symlink("real", root / "usr/share/doc/alias")  # Debian's doc folder links
+    os.symlink("/opt/data", root / "srv/abs")  # absolute: inside the root, not the host's /opt
+    os.symlink("../srv/abs", root / "usr/chain")  # a link to a link
+    os.symlink("loop-b", root / "usr/loop-a")
+    os.symlink("loop-a", root / "usr/loop-b")
+    os.symlink("../../../../../../etc", root / "usr/up")  # above the root: clamped to /etc inside it
+    for f in ("usr/lib/x/libz.so.1", "usr/share/doc/real/copyright", "opt/data/a.db"):
+        (root / f).write_text("x")
+    listed = ("/lib/x/libz.so.1", "/usr/share/doc/alias/copyright", "/srv/abs/a.db", "/usr/chain/b.db",
+              "/usr/loop-a/f", "/usr/up/passwd", "/usr/missing/g")
+    pkg = Package("p", "dpkg", "p", None, "1", None, None, None, None, None, "pkg:deb/p@1", listed)
+    fs = DirectoryRoot(str(root))
+    index = OwnershipIndex(fs, [PackageDatabase("dpkg", "/var/lib/dpkg", "dpkg-status", "python", (pkg,))])
+    for f in listed:
+        folder, _, name = f.rpartition("/")
+        try:
+            want = fs.resolve(folder, strict=False).rstrip("/") + "/" + name
+        except OSError:  # the loop: kept under its recorded name
+            want = f
+        assert index.canonical(f) == want, f
+        assert index.owner(want) == "p", f
+    assert index.canonical("/lib/x/libz.so.1") == "/usr/lib/x/libz.so.1"
+    assert index.canonical("/srv/abs/a.db") == "/opt/data/a.db"
+    assert index.canonical("/usr/chain/b.db") == "/opt/data/b.db"
+    assert index.canonical("/usr/up/passwd") == "/etc/passwd"
+    assert index.owner("/usr/loop-a/f") == "p" and index.owner("/usr/lib/x/other") is None

@@ -134,23 +134,32 @@ class OwnershipIndex:
         raw: dict[str, int] = {}
         for i in range(len(lists) - 1, -1, -1):
             raw.update(dict.fromkeys(lists[i], i))
-        # each folder resolved once; a file in a folder that resolves to itself (nearly
-        # all) is its own canonical path, the others move to where their folder leads
-        folders = {f.rpartition("/")[0] for f in raw}
-        moved = {d: c for d in folders if (c := self._canonical_dir(d)) != (d or "/")}
-        if moved:
-            for f in [f for f in raw if f.rpartition("/")[0] in moved]:
-                parent, _, name = f.rpartition("/")
-                target = (moved[parent] if moved[parent] != "/" else "") + "/" + name
-                i = raw.pop(f)
-                if target not in raw or raw[target] > i:
-                    raw[target] = i
+        # each folder resolved once. A file in a folder that resolves to itself (nearly all)
+        # is listed under its canonical path; a folder that resolves elsewhere (``/lib`` on
+        # a merged-/usr system) is noted as an alias of where it leads, and looked at only
+        # when a path there is asked for
+        self._aliases: dict[str, list[str]] = {}
+        for d in {f.rpartition("/")[0] for f in raw}:
+            c = self._canonical_dir(d)
+            if c != (d or "/"):
+                self._aliases.setdefault(c, []).append(d)
         self._owners = raw
 
     @property
     def owners(self) -> dict[str, str]:
         """The whole index (canonical path -> package id)."""
-        return {path: self._ids[i] for path, i in self._owners.items()}
+        best = {path: i for path, i in self._owners.items() if path.rpartition("/")[0] not in self._moved}
+        for path, i in self._owners.items():
+            parent, _, name = path.rpartition("/")
+            if parent in self._moved:
+                target = self.canonical(path)
+                if best.get(target, i + 1) > i:
+                    best[target] = i
+        return {path: self._ids[i] for path, i in best.items()}
+
+    @property
+    def _moved(self) -> set[str]:
+        return {d for ds in self._aliases.values() for d in ds}
 
     def canonical(self, path: str) -> str:
         """``path`` with its folder resolved inside the target (the file name itself is
@@ -182,5 +191,13 @@ class OwnershipIndex:
         return cand
 
     def owner(self, path: str) -> str | None:
-        i = self._owners.get(self.canonical(path))
+        """The package that installed ``path`` (under any name that leads there), the
+        first one read when several did."""
+        target = self.canonical(path)
+        i = self._owners.get(target)
+        folder, _, name = target.rpartition("/")
+        for alias in self._aliases.get(folder or "/", ()):
+            j = self._owners.get((alias if alias != "/" else "") + "/" + name)
+            if j is not None and (i is None or j < i):
+                i = j
         return None if i is None else self._ids[i]
