@@ -119,6 +119,35 @@ def test_split_into_many_parts(root: Path, tmp_path: Path, monkeypatch: pytest.M
                       (b"/opt/newcomer/", b"/opt/newcomer0")).fetchone()[0] == 0
 
 
+def test_first_fill_stores_folders_in_the_order_a_rescan_lists_them(root: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder whose files the first scan shares among many batches (finishing in any
+    order) is stored in the order the folder lists them, so the first rescan finds it
+    unchanged and writes nothing back."""
+    from scanner.inventory import census
+
+    many = root / "usr/share/many"
+    many.mkdir(parents=True)
+    for i in range(300):
+        (many / f"f{random.Random(i).randrange(10**9):09d}").write_bytes(b"x" * (i % 7))
+    shutil.copy(root / "usr/bin/hello", many / "hello")
+    monkeypatch.setattr(census, "BATCH", 5)
+    cache = tmp_path / "census.sqlite"
+    run(root, cache)
+    db = sqlite3.connect(cache)
+    rows = dict(db.execute("SELECT path, listing FROM folder"))
+    db.close()
+    for path, lst in rows.items():
+        stored = lst.split(b"\0")[::2]
+        with os.scandir(root / path.decode().lstrip("/")) as it:
+            listed = [os.fsencode(e.name) for e in it if e.is_file(follow_symlinks=False)]
+        assert stored == listed, path
+    warm = run(root, cache)
+    assert stats(warm)["misses"] == 0
+    db = sqlite3.connect(cache)
+    assert dict(db.execute("SELECT path, listing FROM folder")) == rows
+
+
 def test_random_bytes_cache_is_set_aside_and_rebuilt(root: Path, tmp_path: Path) -> None:
     cache = tmp_path / "census.sqlite"
     cache.write_bytes(bytes(random.Random(9).randrange(256) for _ in range(8192)))

@@ -155,37 +155,48 @@ def _parse_all(fs: RootFS, paths: Iterable[str], jobs: int, light: bool,
     the fork start method, ProcessPoolExecutor forks them all at the first submit), so
     the caller may start threads without forking them."""
 
-    def done(result: Any, n: int) -> None:
+    # what the cache keeps, by batch: handed over in the walk's order once all are in, so
+    # a folder split across batches is stored in the order a rescan will list it (not in
+    # the order the batches finished, which would make its first rescan see it changed)
+    kept_by_batch: dict[int, Kept] = {}
+
+    def done(result: Any, n: int, seq: int) -> None:
         if keep is not None:
-            result, kept = result
-            keep(kept)
+            result, kept_by_batch[seq] = result
         account(result, n)
+
+    def hand_over() -> None:
+        if keep is not None:
+            for seq in sorted(kept_by_batch):
+                keep(kept_by_batch.pop(seq))
 
     if jobs <= 1 or not fs.forkable:  # e.g. one libguestfs appliance: calls are serial anyway
         if started:
             started()
-        for batch in _batches(paths, BATCH):
-            done(_census_keyed_with(fs, batch) if keep else _census_batch_with(fs, batch, light), len(batch))
+        for seq, batch in enumerate(_batches(paths, BATCH)):
+            done(_census_keyed_with(fs, batch) if keep else _census_batch_with(fs, batch, light), len(batch), seq)
+        hand_over()
         return
     from scanner.inventory import elfparse  # noqa: F401,PLC0415 (once, before the fork: not in every worker)
 
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(fs,)) as pool:
-        pending: dict[Future[Any], int] = {}
-        for batch in _batches(paths, BATCH):
+        pending: dict[Future[Any], tuple[int, int]] = {}
+        for seq, batch in enumerate(_batches(paths, BATCH)):
             fut = pool.submit(_census_keyed, batch) if keep else pool.submit(_census_batch, batch, light)
-            pending[fut] = len(batch)
+            pending[fut] = (len(batch), seq)
             if started:
                 started()
                 started = None
             if len(pending) >= jobs * 4:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
-                    done(fut.result(), pending.pop(fut))
+                    done(fut.result(), *pending.pop(fut))
         if started:  # nothing was submitted (every file answered by the cache, or none at all)
             started()
         for fut in list(pending):
-            done(fut.result(), pending.pop(fut))
+            done(fut.result(), *pending.pop(fut))
+    hand_over()
 
 
 def take_census(
