@@ -287,6 +287,31 @@ def test_dynamic_string_tokens(rpmroot: Path, tmp_path: Path) -> None:
     assert elves["/opt/o/bin/app-origin-suid"]["closure"]["liborig.so.1"] is None
 
 
+def test_objects_alike_but_for_their_path(rpmroot: Path, tmp_path: Path) -> None:
+    """The loader works out a closure once for objects that differ only in their path, and
+    only where the path cannot matter: copies linked with $ORIGIN still resolve from
+    their own folders, and each copy with a missing interpreter gets its own error."""
+    root = tmp_path / "root"
+    base_root(rpmroot, root)
+    for sub in ("opt/a/lib", "opt/a/bin", "opt/b/bin", "opt/c/bin", "opt/d/bin"):
+        (root / sub).mkdir(parents=True)
+    cc("gcc", root / "opt/a/lib/liborig.so.1", LIB_SRC, "-shared", "-fPIC", "-Wl,-soname,liborig.so.1")
+    cc("gcc", root / "opt/a/bin/app", APP_SRC, f"-L{root}/opt/a/lib", "-l:liborig.so.1",
+       "-Wl,--disable-new-dtags,-rpath,$ORIGIN/../lib")
+    shutil.copy2(root / "opt/a/bin/app", root / "opt/b/bin/app")  # no ../lib next to this one
+    cc("gcc", root / "opt/c/bin/lost", APP_SRC, f"-L{root}/opt/a/lib", "-l:liborig.so.1",
+       "-Wl,--dynamic-linker,/lib64/ld-nowhere.so.2")
+    shutil.copy2(root / "opt/c/bin/lost", root / "opt/d/bin/lost")
+    doc = scan_root(root)
+    elves = by_path(doc)
+    assert elves["/opt/a/bin/app"]["closure"]["liborig.so.1"] == "/opt/a/lib/liborig.so.1"
+    assert elves["/opt/b/bin/app"]["closure"]["liborig.so.1"] is None
+    assert elves["/opt/c/bin/lost"]["closure"] == elves["/opt/d/bin/lost"]["closure"]
+    assert elves["/opt/c/bin/lost"]["closure"] is not elves["/opt/d/bin/lost"]["closure"]
+    lost = {e["path"] for e in doc["errors"] if "ld-nowhere" in e["message"]}
+    assert lost == {"/opt/c/bin/lost", "/opt/d/bin/lost"}
+
+
 AARCH64_GCC = "aarch64-linux-gnu-gcc"
 AARCH64_LIBC = Path("/usr/aarch64-linux-gnu/lib")
 

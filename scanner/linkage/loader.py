@@ -104,6 +104,7 @@ class Loader:
         self._extra: dict[str, ElfRecord | None] = {}
         self._configs: dict[str, LoaderConfig] = {}
         self._search: dict[tuple[object, ...], tuple[str, str] | None] = {}
+        self._closures: dict[tuple[object, ...], tuple[dict[str, str | None], str | None]] = {}
         self._soname_in_dir: dict[str, dict[str, str]] | None = None
         self._dirs_seen: dict[str, bool] = {}  # search folder -> whether it exists
         self.cache_kind, self._cache = self._load_cache()
@@ -408,6 +409,30 @@ class Loader:
         each with its canonical path or None."""
         if rec.static or rec.type not in ("executable", "pie", "shared-library"):
             return {}
+        # objects alike in all but their own path load the same libraries when the path
+        # can play no part: no soname and no "/" in a needed name (nothing loaded can be
+        # the object itself by name), no $ORIGIN in its own search folders; and none of
+        # what it loads turned out to be the object itself (checked below)
+        key = None
+        if rec.soname is None and not any("/" in n for n in rec.needed) and not any(
+                "ORIGIN" in e for e in (*rec.rpath, *rec.runpath)):
+            key = (rec.needed, rec.rpath, rec.runpath, rec.interpreter, rec.abi, rec.setuid or rec.setgid,
+                   rec.flags_1)
+            known = self._closures.get(key)
+            if known is not None:
+                out, missing = known
+                if missing:
+                    self._error(rec.path, missing)
+                return dict(out)
+        out, missing = self._closure(rec)
+        if key is not None and rec.path not in out.values():
+            self._closures[key] = (out, missing)
+            return dict(out)
+        return out
+
+    def _closure(self, rec: ElfRecord) -> tuple[dict[str, str | None], str | None]:
+        """:meth:`closure`, worked out; and the error about ``rec`` itself, if any."""
+        missing = None
         interp = self.interpreter_for(rec)
         cfg = self.config_for(interp, rec)
         want = rec.abi
@@ -421,7 +446,8 @@ class Loader:
             canon = self.canonical(interp)
             irec = self.record(canon) if canon else None
             if irec is None:
-                self._error(rec.path, f"interpreter {interp} not found in the target")
+                missing = f"interpreter {interp} not found in the target"
+                self._error(rec.path, missing)
             else:
                 rtld = _Loaded(canon, interp, irec, None)
                 by_path[canon] = rtld
@@ -464,7 +490,7 @@ class Loader:
                     queue.append(existing)
                 by_name[name] = existing
                 out[name] = canon
-        return out
+        return out, missing
 
 
 DescribeMany = Callable[[list[str]], "list[ElfRecord | ErrorRecord]"]
