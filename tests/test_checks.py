@@ -93,6 +93,10 @@ def test_bad_policy_is_one_line_and_exit_2(rpmroot: Path, tmp_path: Path) -> Non
     bad.write_text('[[waiver]]\nrule = "X"\n')
     r = run("scan", str(rpmroot), "-o", str(tmp_path / "o"), "--waivers", str(bad))
     assert r.returncode == 2 and "waiver 1" in r.stderr
+    # a license name the policy maps to nothing usable
+    bad.write_text('[licenses.names."Vendor EULA"]\nspdx = 3\n')
+    r = run("scan", str(rpmroot), "-o", str(tmp_path / "o"), "--policy", str(bad))
+    assert r.returncode == 2 and '[licenses.names."Vendor EULA"] needs spdx' in r.stderr and "Traceback" not in r.stderr
 
 
 def test_sarif_validates_and_junit_counts_match(rpmroot: Path, tmp_path: Path) -> None:

@@ -197,8 +197,14 @@ def load_policy(user: Path | None = None) -> Policy:
             if over.get("severity") not in (None, *SEVERITIES):
                 raise PolicyError(f"[rules.{rid}] unknown severity {over.get('severity')!r}")
             merged["rules"].setdefault(rid, {}).update(over)
-        names.update(lic.get("names", {}))
-        exceptions.update(lic.get("exceptions", {}))
+        for table, into in (("names", names), ("exceptions", exceptions)):
+            entries = lic.get(table, {})
+            if not isinstance(entries, dict):
+                raise PolicyError(f"[licenses.{table}] must be a table of license names")
+            for name, e in entries.items():
+                if not isinstance(e, dict) or not isinstance(e.get("spdx"), str):
+                    raise PolicyError(f'[licenses.{table}."{name}"] needs spdx = "an SPDX expression"')
+            into.update(entries)
     lic = merged["licenses"]
     return Policy(deny=lic.get("deny", ()), review=lic.get("review", ()), allow=lic.get("allow", ()),
                   network_copyleft=lic.get("network_copyleft", ("AGPL-*", "SSPL-*")), rules=merged["rules"],
