@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from scanner import result as resultmod
-from scanner.checks import CheckContext, effective_rules, evaluate, load_policy, load_rules, load_waivers
+from scanner.checks import CheckContext, Policy, effective_rules, evaluate, load_policy, load_rules, load_waivers
 from scanner.inventory import census_file, dpkg, rpmdb, take_census
 from scanner.inventory.cache import CensusCache
 from scanner.inventory.census import Progress, census_paths
 from scanner.inventory.osrelease import read_os_release
 from scanner.inventory.packages import OwnershipIndex, PackageDatabase
-from scanner.licensing import LicenseTables, PackageLicense, license_closures, license_packages, load_tables
+from scanner.licensing import PackageLicense, license_closures, license_packages, load_tables
 from scanner.linkage.loader import resolve_all
 from scanner.target import DirectoryRoot, RootFS
 
@@ -75,7 +75,6 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
     policy = load_policy(options.policy)
     rules = effective_rules(load_rules(), policy)
     waivers = load_waivers(options.waivers) if options.waivers else []
-    tables = load_tables().with_overrides(policy.names, policy.exceptions)
 
     # the package databases and their licenses are read in a thread while the census
     # workers parse ELF files (started once they are forked: never fork a busy thread)
@@ -86,8 +85,7 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
         packages: list[Future[Packages]] = []
         census = take_census(
             fs, jobs=options.jobs, exclude=options.exclude, paths=options.paths, progress=progress,
-            started=lambda: packages.append(background.submit(_packages, fs, options, tables, policy.network_copyleft,
-                                                              cache)),
+            started=lambda: packages.append(background.submit(_packages, fs, options, policy, cache)),
             cache=cache,
         )
         timings["census"] = time.monotonic() - mark
@@ -151,15 +149,17 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
 Packages = tuple[dict[str, str], list[PackageDatabase], OwnershipIndex, dict[str, PackageLicense], float]
 
 
-def _packages(fs: RootFS, options: ScanOptions, tables: LicenseTables, network_copyleft: tuple[str, ...],
-              cache: CensusCache | None = None) -> Packages:
-    """The target's identity, package databases, ownership index and package licenses,
-    and the seconds it took."""
+def _packages(fs: RootFS, options: ScanOptions, policy: Policy, cache: CensusCache | None = None) -> Packages:
+    """The target's identity, package databases, ownership index and package licenses
+    (by the shipped name tables and the policy's own), and the seconds it took."""
     t0 = time.monotonic()
     os_release = read_os_release(fs)
     databases = read_package_databases(fs, os_release, options.rpm_reader, cache) if options.packages else []
     ownership = OwnershipIndex(fs, databases)
-    licenses = license_packages(fs, databases, tables, network_copyleft, cache) if options.licenses else {}
+    licenses: dict[str, PackageLicense] = {}
+    if options.licenses:
+        tables = load_tables().with_overrides(policy.names, policy.exceptions)
+        licenses = license_packages(fs, databases, tables, policy.network_copyleft, cache)
     return os_release, databases, ownership, licenses, time.monotonic() - t0
 
 
