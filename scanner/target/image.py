@@ -20,8 +20,8 @@ physical volume is reported, not guessed.
 
 from __future__ import annotations
 
-import functools
 import io
+import mmap
 import os
 import posixpath
 import stat as statmod
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from scanner.target.base import RootFS, TargetError, normpath
+from scanner.target.qcow2 import PlainQcow2, open_plain, refused
 
 
 @dataclass
@@ -52,6 +53,9 @@ def _open_container(path: Path) -> BinaryIO:
     head = fh.read(4)
     fh.seek(0)
     if head == b"QFI\xfb":
+        plain = open_plain(fh)  # one file, no backing chain: read here, without dissect.hypervisor
+        if plain is not None:
+            return plain
         from dissect.hypervisor.disk.qcow2 import QCow2
 
         return _qcow2(QCow2, path, fh, set())
@@ -73,6 +77,9 @@ def _qcow2(QCow2: Any, path: Path, fh: BinaryIO, seen: set[Path]) -> BinaryIO:
     real = path.resolve()
     if real in seen or len(seen) >= MAX_CHAIN:
         raise TargetError(f"{path}: the qcow2 backing chain loops back to itself")
+    why = refused(fh)
+    if why:
+        raise TargetError(f"cannot read image {path}: {why}")
     seen.add(real)
     probe = QCow2(fh, allow_no_backing_file=True)
     name = getattr(probe, "auto_backing_file", None)
@@ -446,6 +453,27 @@ class _Closing(io.RawIOBase):
         b[: len(data)] = data
         return len(data)
 
+    def mapped(self) -> mmap.mmap | None:
+        """The whole file mapped read-only, when its bytes lie in one page-aligned range
+        inside one image file (as ``qemu-img convert`` lays out most files): no copy at
+        all, as for a file in a folder. None otherwise (the caller reads it)."""
+        total = getattr(self._s, "size", None)
+        if not total or total > MAPPED_MAX or not isinstance(self._s, _stream_types()[2]):
+            return None
+        pieces: list[Piece] = []
+        try:
+            _pieces(self._s, 0, total, pieces)
+        except Exception:  # noqa: BLE001 - anything unusual: read the ordinary way
+            return None
+        if len(pieces) != 1 or not isinstance(pieces[0][0], int):
+            return None
+        fd, offset, n = pieces[0]
+        # the range must lie inside the image file: a page mapped past its end would
+        # kill the process when touched (SIGBUS), where a read only comes up short
+        if n != total or offset % mmap.ALLOCATIONGRANULARITY or offset + n > os.fstat(fd).st_size:
+            return None
+        return mmap.mmap(fd, n, offset=offset, access=mmap.ACCESS_READ)
+
     def seek(self, offset: int, whence: int = 0) -> int:
         return self._s.seek(offset, whence)
 
@@ -456,13 +484,24 @@ class _Closing(io.RawIOBase):
 MAPPED_MAX = 256 << 20  # a larger single read (a hostile inode size) is left to dissect
 
 # ---- the mapped read path ----
-@functools.lru_cache(maxsize=None)
 def _stream_types() -> tuple[type, type, type]:
-    """dissect's stream classes the mapped path knows, imported once (it runs per read)."""
-    from dissect.hypervisor.disk.qcow2 import QCow2Stream
-    from dissect.util.stream import RangeStream, RunlistStream
+    """dissect's stream classes the mapped path knows. dissect.hypervisor's qcow2 stream
+    only once something imported it (an image with a backing chain): its import costs
+    more than reading a plain image."""
+    global _TYPES
+    if _TYPES is None or _TYPES[0] is _NotLoaded:
+        from dissect.util.stream import RangeStream, RunlistStream
 
-    return QCow2Stream, RangeStream, RunlistStream
+        qcow2 = sys.modules.get("dissect.hypervisor.disk.qcow2")
+        _TYPES = (getattr(qcow2, "QCow2Stream", _NotLoaded), RangeStream, RunlistStream)
+    return _TYPES
+
+
+class _NotLoaded:
+    """Stands for a stream class whose module is not imported: nothing is an instance."""
+
+
+_TYPES: tuple[type, type, type] | None = None
 
 
 # ------------------------------------------------------------------------
@@ -499,6 +538,12 @@ def _pieces(stream: Any, offset: int, length: int, out: list[Piece], depth: int 
     elif isinstance(stream, RangeStream):
         n = max(0, min(length, stream.size - offset))
         _pieces(stream._fh, stream.offset + offset, n, out, depth + 1)
+    elif isinstance(stream, PlainQcow2):
+        for piece in stream.pieces(offset, length):
+            if isinstance(piece[0], int):
+                _pieces(stream.fh, piece[1], piece[2], out, depth + 1)  # merges with what precedes
+            else:
+                out.append(piece)
     elif isinstance(stream, QCow2Stream) and _plain_qcow2(stream):
         _qcow2_pieces(stream, offset, length, out, depth)
     elif isinstance(stream, QCow2Stream):
