@@ -273,6 +273,11 @@ def _open_stream(fh: BinaryIO, size: int) -> BinaryIO | mmap.mmap:
     """The file as parsers read it best: mapped when it is a real file; read in one go
     when it comes through a disk-image reader (many small reads through its layers cost
     far more than one large one); streamed otherwise."""
+    mapped = getattr(fh, "mapped", None)  # a file inside a disk image, when it lies in one piece
+    if mapped is not None and size:
+        got = mapped()
+        if got is not None:
+            return got
     try:
         return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else fh
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
@@ -285,11 +290,11 @@ def _open_stream(fh: BinaryIO, size: int) -> BinaryIO | mmap.mmap:
 def _hashes(stream: BinaryIO | mmap.mmap) -> tuple[str, str]:
     sha256, sha1 = hashlib.sha256(), hashlib.sha1()
     if isinstance(stream, (mmap.mmap, io.BytesIO)):
-        whole = stream.getbuffer() if isinstance(stream, io.BytesIO) else stream
+        # a BytesIO made from bytes shares them: getvalue() hands back that same object,
+        # where getbuffer() would first copy the whole file
+        whole = stream.getvalue() if isinstance(stream, io.BytesIO) else stream
         sha256.update(whole)
         sha1.update(whole)
-        if isinstance(whole, memoryview):
-            whole.release()  # a BytesIO with an exported buffer cannot be resized or closed
     else:
         stream.seek(0)
         while chunk := stream.read(1 << 20):
