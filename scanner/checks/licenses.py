@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fnmatch import fnmatchcase
 from functools import lru_cache
 from typing import Any, Union
@@ -54,20 +54,21 @@ def _parsed(spdx: str) -> Node:
     return node
 
 
-def _or(tokens: list[str]) -> Node:
-    parts = [_and(tokens)]
-    while tokens and tokens[-1].upper() == "OR":
+def _chain(tokens: list[str], op: str, part: Callable[[list[str]], Node]) -> Node:
+    """``part (op part)*``: one level of the grammar."""
+    parts = [part(tokens)]
+    while tokens and tokens[-1].upper() == op:
         tokens.pop()
-        parts.append(_and(tokens))
-    return parts[0] if len(parts) == 1 else ("OR", tuple(parts))
+        parts.append(part(tokens))
+    return parts[0] if len(parts) == 1 else (op, tuple(parts))
+
+
+def _or(tokens: list[str]) -> Node:
+    return _chain(tokens, "OR", _and)
 
 
 def _and(tokens: list[str]) -> Node:
-    parts = [_atom(tokens)]
-    while tokens and tokens[-1].upper() == "AND":
-        tokens.pop()
-        parts.append(_atom(tokens))
-    return parts[0] if len(parts) == 1 else ("AND", tuple(parts))
+    return _chain(tokens, "AND", _atom)
 
 
 def _atom(tokens: list[str]) -> Node:
