@@ -148,18 +148,14 @@ class OwnershipIndex:
     @property
     def owners(self) -> dict[str, str]:
         """The whole index (canonical path -> package id)."""
-        best = {path: i for path, i in self._owners.items() if path.rpartition("/")[0] not in self._moved}
+        moved = {d for ds in self._aliases.values() for d in ds}
+        best = {path: i for path, i in self._owners.items() if path.rpartition("/")[0] not in moved}
         for path, i in self._owners.items():
-            parent, _, name = path.rpartition("/")
-            if parent in self._moved:
+            if path.rpartition("/")[0] in moved:
                 target = self.canonical(path)
                 if best.get(target, i + 1) > i:
                     best[target] = i
         return {path: self._ids[i] for path, i in best.items()}
-
-    @property
-    def _moved(self) -> set[str]:
-        return {d for ds in self._aliases.values() for d in ds}
 
     def canonical(self, path: str) -> str:
         """``path`` with its folder resolved inside the target (the file name itself is

@@ -20,6 +20,7 @@ physical volume is reported, not guessed.
 
 from __future__ import annotations
 
+import functools
 import io
 import mmap
 import os
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from scanner.target.base import RootFS, TargetError, normpath
-from scanner.target.qcow2 import PlainQcow2, open_plain, refused
+from scanner.target.qcow2 import COMPRESSED, L2_OFFSET, ZERO, PlainQcow2, be_u64, open_plain, read_pieces, refused
 
 
 @dataclass
@@ -458,7 +459,7 @@ class _Closing(io.RawIOBase):
         inside one image file (as ``qemu-img convert`` lays out most files): no copy at
         all, as for a file in a folder. None otherwise (the caller reads it)."""
         total = getattr(self._s, "size", None)
-        if not total or total > MAPPED_MAX or not isinstance(self._s, _stream_types()[2]):
+        if not total or total > MAPPED_MAX or not isinstance(self._s, _util_streams()[1]):
             return None
         pieces: list[Piece] = []
         try:
@@ -484,24 +485,18 @@ class _Closing(io.RawIOBase):
 MAPPED_MAX = 256 << 20  # a larger single read (a hostile inode size) is left to dissect
 
 # ---- the mapped read path ----
-def _stream_types() -> tuple[type, type, type]:
-    """dissect's stream classes the mapped path knows. dissect.hypervisor's qcow2 stream
-    only once something imported it (an image with a backing chain): its import costs
-    more than reading a plain image."""
-    global _TYPES
-    if _TYPES is None or _TYPES[0] is _NotLoaded:
-        from dissect.util.stream import RangeStream, RunlistStream
+@functools.lru_cache(maxsize=None)
+def _util_streams() -> tuple[type, type]:
+    """dissect.util's stream classes the mapped path knows, imported once (it runs per read)."""
+    from dissect.util.stream import RangeStream, RunlistStream
 
-        qcow2 = sys.modules.get("dissect.hypervisor.disk.qcow2")
-        _TYPES = (getattr(qcow2, "QCow2Stream", _NotLoaded), RangeStream, RunlistStream)
-    return _TYPES
+    return RangeStream, RunlistStream
 
 
-class _NotLoaded:
-    """Stands for a stream class whose module is not imported: nothing is an instance."""
-
-
-_TYPES: tuple[type, type, type] | None = None
+def _dissect_qcow2_stream() -> type | None:
+    """dissect.hypervisor's qcow2 stream class, once something imported it (an image with
+    a backing chain): its import costs more than reading a plain image."""
+    return getattr(sys.modules.get("dissect.hypervisor.disk.qcow2"), "QCow2Stream", None)
 
 
 # ------------------------------------------------------------------------
@@ -511,7 +506,8 @@ Piece = tuple[Any, int, int]
 
 
 def _pieces(stream: Any, offset: int, length: int, out: list[Piece], depth: int = 0) -> None:
-    QCow2Stream, RangeStream, RunlistStream = _stream_types()
+    RangeStream, RunlistStream = _util_streams()
+    QCow2Stream = _dissect_qcow2_stream()
     if length <= 0:
         return
     if depth > 64:
@@ -544,9 +540,9 @@ def _pieces(stream: Any, offset: int, length: int, out: list[Piece], depth: int 
                 _pieces(stream.fh, piece[1], piece[2], out, depth + 1)  # merges with what precedes
             else:
                 out.append(piece)
-    elif isinstance(stream, QCow2Stream) and _plain_qcow2(stream):
+    elif QCow2Stream is not None and isinstance(stream, QCow2Stream) and _plain_qcow2(stream):
         _qcow2_pieces(stream, offset, length, out, depth)
-    elif isinstance(stream, QCow2Stream):
+    elif QCow2Stream is not None and isinstance(stream, QCow2Stream):
         from dissect.hypervisor.disk.qcow2 import (
             UNALLOCATED_SUBCLUSTER_TYPES,
             ZERO_SUBCLUSTER_TYPES,
@@ -576,11 +572,6 @@ def _pieces(stream: Any, offset: int, length: int, out: list[Piece], depth: int 
             out.append((fd, offset, length))
 
 
-_L2_OFFSET = 0x00FFFFFFFFFFFE00  # bits 9-55 of an L1 or L2 entry: the host offset
-_COMPRESSED = 1 << 62
-_ZERO = 1  # qcow2 v3: the cluster reads as zeros
-
-
 def _plain_qcow2(stream: Any) -> bool:
     """A qcow2 image the cluster walk below reads itself: no extended L2 entries
     (subclusters), no external data file, no encryption. Others go through dissect."""
@@ -594,8 +585,6 @@ def _qcow2_pieces(stream: Any, offset: int, length: int, out: list[Piece], depth
     """Guest bytes of a qcow2 image mapped to host ranges, one cluster at a time through
     the L1 and L2 tables (read once per table and kept); runs of host-contiguous
     clusters merge into one piece."""
-    from array import array
-
     q = stream.qcow2
     bits = q.cluster_bits
     csize = 1 << bits
@@ -606,7 +595,7 @@ def _qcow2_pieces(stream: Any, offset: int, length: int, out: list[Piece], depth
         cluster, within = offset >> bits, offset & (csize - 1)
         n = min(length, csize - within)
         l1_index, l2_index = divmod(cluster, per_l2)
-        l2_at = (int(l1[l1_index]) & _L2_OFFSET) if l1_index < len(l1) else 0
+        l2_at = (int(l1[l1_index]) & L2_OFFSET) if l1_index < len(l1) else 0
         entry = 0
         if l2_at:
             table = tables.get(l2_at)
@@ -615,15 +604,12 @@ def _qcow2_pieces(stream: Any, offset: int, length: int, out: list[Piece], depth
                 raw = q.fh.read(csize)
                 if len(raw) != csize:
                     raise OSError(5, "an L2 table lies past the end of the qcow2 file")
-                table = array("Q", raw)
-                if sys.byteorder == "little":
-                    table.byteswap()
-                tables[l2_at] = table
+                table = tables[l2_at] = be_u64(raw)
             entry = table[l2_index]
-        host = entry & _L2_OFFSET
-        if entry & _COMPRESSED:
+        host = entry & L2_OFFSET
+        if entry & COMPRESSED:
             out.append((stream, offset, n))  # dissect decompresses it
-        elif entry & _ZERO and q.header.version >= 3:
+        elif entry & ZERO and q.header.version >= 3:
             out.append((None, 0, n))
         elif not host:
             if q.has_backing_file:
@@ -639,31 +625,17 @@ def _qcow2_pieces(stream: Any, offset: int, length: int, out: list[Piece], depth
 def _mapped_read(stream: Any, offset: int, length: int) -> bytes | None:
     """``length`` bytes at ``offset`` of a file-system stream, read through the mapped
     path; None when the stream is of a kind the path does not know."""
-    if not isinstance(stream, _stream_types()[2]):
+    if not isinstance(stream, _util_streams()[1]):
         return None
     pieces: list[Piece] = []
     try:
         _pieces(stream, offset, length, pieces)
     except Exception:  # noqa: BLE001 - anything unusual: dissect's own streams read it
         return None
-    parts: list[bytes] = []
-    at = 0
-    for src, off, n in pieces:
-        n = min(n, length - at)
-        if n <= 0:
-            break
-        if src is None:
-            data = bytes(n)
-        elif isinstance(src, int):
-            data = os.pread(src, n, off)  # one allocation, not zero-filled first
-            while len(data) < n:
-                more = os.pread(src, n - len(data), off + len(data))
-                if not more:
-                    raise OSError(5, "the image file ends inside a file's data")
-                data += more
-        else:
-            src.seek(off)
-            data = src.read(n)
-        parts.append(data)
-        at += len(data)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+    return read_pieces(pieces, length, _read_layer, "the image file ends inside a file's data")
+
+
+def _read_layer(src: Any, offset: int, n: int) -> bytes:
+    """A piece left to a layer's own reader (compressed clusters, vmdk)."""
+    src.seek(offset)
+    return src.read(n)

@@ -22,7 +22,8 @@ import struct
 import sys
 import zlib
 from array import array
-from typing import BinaryIO
+from collections.abc import Callable, Iterable
+from typing import Any, BinaryIO
 
 MAGIC = b"QFI\xfb"
 _HEADER = struct.Struct(">4sIQIIQIIQQIIQ")  # the version 2 header, 72 bytes
@@ -54,8 +55,8 @@ class PlainQcow2(io.RawIOBase):
         self.version, self.cluster_bits, self.size, l1_size, l1_at = header
         self.cluster_size = 1 << self.cluster_bits
         self._per_l2 = self.cluster_size // 8
-        raw = _pread_exact(self.fd, l1_size * 8, l1_at, "the L1 table")
-        self.l1 = _be_u64(raw)
+        raw = pread_exact(self.fd, l1_size * 8, l1_at, "the L1 table lies past the end of the qcow2 file")
+        self.l1 = be_u64(raw)
         self._l2: dict[int, array] = {}
         self._pos = 0
         self._inflated: tuple[int, bytes] | None = None  # the last compressed cluster read
@@ -81,16 +82,10 @@ class PlainQcow2(io.RawIOBase):
         end = self.size if size is None or size < 0 else min(self.size, self._pos + size)
         if end <= self._pos:
             return b""
-        parts = []
-        for src, off, n in self.pieces(self._pos, end - self._pos):
-            if src is None:
-                parts.append(bytes(n))
-            elif src is self:
-                parts.append(self._compressed(off, n))
-            else:
-                parts.append(_pread_exact(src, n, off, "a data cluster"))
+        data = read_pieces(self.pieces(self._pos, end - self._pos), end - self._pos, self._compressed,
+                           "a data cluster lies past the end of the qcow2 file")
         self._pos = end
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return data
 
     def readinto(self, b: "bytearray | memoryview") -> int:
         data = self.read(len(b))
@@ -134,10 +129,11 @@ class PlainQcow2(io.RawIOBase):
             return 0
         table = self._l2.get(l2_at)
         if table is None:
-            table = self._l2[l2_at] = _be_u64(_pread_exact(self.fd, self.cluster_size, l2_at, "an L2 table"))
+            table = self._l2[l2_at] = be_u64(pread_exact(self.fd, self.cluster_size, l2_at,
+                                                               "an L2 table lies past the end of the qcow2 file"))
         return table[l2_index]
 
-    def _compressed(self, offset: int, n: int) -> bytes:
+    def _compressed(self, _self: object, offset: int, n: int) -> bytes:
         cluster, within = divmod(offset, self.cluster_size)
         if self._inflated is None or self._inflated[0] != cluster:
             entry = self._entry(cluster)
@@ -159,21 +155,46 @@ class PlainQcow2(io.RawIOBase):
         return self._inflated[1][within: within + n]
 
 
-def _be_u64(raw: bytes) -> array:
+def be_u64(raw: bytes) -> array:
+    """A table of big-endian 64-bit entries (qcow2's L1 and L2 tables)."""
     table = array("Q", raw)
     if sys.byteorder == "little":
         table.byteswap()
     return table
 
 
-def _pread_exact(fd: int, n: int, offset: int, what: str) -> bytes:
+def pread_exact(fd: int, n: int, offset: int, short: str) -> bytes:
+    """``n`` bytes at ``offset`` of ``fd`` (one allocation, not zero-filled first); a file
+    that ends first is a :class:`Qcow2Error` saying ``short``."""
     data = os.pread(fd, n, offset)
     while len(data) < n:
         more = os.pread(fd, n - len(data), offset + len(data))
         if not more:
-            raise Qcow2Error(5, f"{what} lies past the end of the qcow2 file")
+            raise Qcow2Error(5, short)
         data += more
     return data
+
+
+def read_pieces(pieces: Iterable[tuple[Any, int, int]], length: int, read_other: Callable[[Any, int, int], bytes],
+                short: str) -> bytes:
+    """The bytes of ``pieces`` (see :meth:`PlainQcow2.pieces`), at most ``length`` of
+    them: ``(fd, offset, n)`` read from a file, ``(None, 0, n)`` zeros, anything else by
+    ``read_other(source, offset, n)``."""
+    parts: list[bytes] = []
+    at = 0
+    for src, off, n in pieces:
+        n = min(n, length - at)
+        if n <= 0:
+            break
+        if src is None:
+            data = bytes(n)
+        elif isinstance(src, int):
+            data = pread_exact(src, n, off, short)
+        else:
+            data = read_other(src, off, n)
+        parts.append(data)
+        at += len(data)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def refused(fh: BinaryIO) -> str | None:
