@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import re
 import shutil
@@ -153,3 +154,28 @@ def test_file_without_section_headers_is_read_like_the_loader(rpmroot: Path, tmp
     assert rec.needed == ("libgreet.so.1", "libc.so.6")
     assert rec.interpreter == "/lib64/ld-linux-x86-64.so.2"
     assert set(rec.imports) == readelf_imports(str(rpmroot / "usr/bin/hello")) and "greet" in rec.imports
+
+
+DEBIAN_ELFTOOLS = Path("/usr/lib/python3/dist-packages/elftools")
+
+
+def test_census_is_the_same_with_debians_older_pyelftools(rpmroot: Path, rpmroot_result: dict, tmp_path: Path) -> None:
+    """A process may import Debian 12's pyelftools 0.29 (python3-pyelftools, which pax-utils
+    brings) instead of the virtualenv's: it was seen once in CI, and every ELF file became
+    "malformed". The census reads the same records with it."""
+    import json
+    import sys
+
+    if not DEBIAN_ELFTOOLS.is_dir():
+        pytest.skip("needs Debian's python3-pyelftools (make installs pax-utils, which depends on it)")
+    shadow = tmp_path / "path"
+    shadow.mkdir()
+    (shadow / "elftools").symlink_to(DEBIAN_ELFTOOLS)
+    env = {**os.environ, "PYTHONPATH": str(shadow)}
+    which = subprocess.run([sys.executable, "-c", "import elftools; print(elftools.__file__)"], env=env,
+                           capture_output=True, text=True, check=True).stdout
+    assert which.startswith(str(shadow))
+    subprocess.run([sys.executable, "-m", "scanner", "scan", str(rpmroot), "-o", str(tmp_path / "o"), "-q",
+                    "--fail-on", "never"], env=env, check=True)
+    doc = json.loads((tmp_path / "o" / "result.json").read_text())
+    assert by_path(doc) == by_path(rpmroot_result) and doc["errors"] == rpmroot_result["errors"]

@@ -24,6 +24,7 @@ import mmap
 import stat as statmod
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 from typing import BinaryIO
 
 from elftools.common.exceptions import ELFError, ELFParseError
@@ -87,6 +88,16 @@ class _CensusELFFile(ELFFile):
         self.stream.seek(0)
         self.e_ident_raw = self.stream.read(16)
         self.stream_loader = None
+
+    @cached_property
+    def _section_header_stringtable(self) -> object:
+        """Read on first use, whichever pyelftools is imported: 0.32 and later make it a
+        cached property of their own; earlier ones (Debian 12 ships 0.29, which a process
+        may import from the system's dist-packages) set it in the ``__init__`` skipped above."""
+        older = getattr(ELFFile, "_get_section_header_stringtable", None)
+        if older is not None:
+            return older(self)
+        return ELFFile.__dict__["_section_header_stringtable"].func(self)
 
 
 class _SectionsPastEnd(Exception):
