@@ -12,7 +12,7 @@ from junitparser import Failure, JUnitXml, Skipped
 
 from conftest import REPO
 
-SARIF_SCHEMA = REPO.parent / "shared" / "data" / "schemas" / "sarif-schema-2.1.0.json"
+SARIF_SCHEMA = REPO / "fixtures" / "data" / "schemas" / "sarif-schema-2.1.0.json"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
