@@ -30,3 +30,23 @@ class LimitExceeded(Exception):
 # ---- reading files -------------------------------------------------------------------
 #: bytes read at a time when hashing or streaming a file (never the whole file at once)
 READ_CHUNK = 1 * MiB
+
+# ---- configuration files (boot, sysctl, modprobe, units, ld.so.conf...) -------------------
+#: bytes read from one configuration file; a larger one is read up to the cap and reported
+MAX_CONFIG_BYTES = 1 * MiB
+#: lines read from one configuration file (a 1 MiB file of empty lines is 1M lines)
+MAX_CONFIG_LINES = 50_000
+#: characters in one line of a configuration file (a kernel command line is at most 4 KiB)
+MAX_CONFIG_LINE = 64 * KiB
+#: configuration files one reader reads (an ld.so.conf and its includes, the sysctl.d files,
+#: the boot loader's files...): includes and globs cannot multiply the work without end
+MAX_CONFIG_FILES = 512
+#: bytes one reader reads over all its files together
+MAX_CONFIG_TOTAL_BYTES = 8 * MiB
+#: nesting of ``include`` (ld.so.conf) and ``configfile`` (GRUB) lines
+MAX_INCLUDE_DEPTH = 16
+#: paths one glob may match (also the candidates after each of its components)
+MAX_GLOB_MATCHES = 10_000
+#: directories one glob (or one reader's globs together) may visit: ``include /x/*/*/*/*``
+#: over links to ``.`` visits exponentially many
+MAX_GLOB_DIRS = 4_096
