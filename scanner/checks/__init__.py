@@ -6,6 +6,12 @@ Rules are content: a rule names a registered check (a small function here), its
 severity, title, rationale, fix and references. A check yields ``(subject, message,
 evidence)`` for each thing that fails; the engine adds the rule's metadata, applies
 waivers and decides the verdict against ``--fail-on``.
+
+Fail closed: a finding in state ``error`` (the check could not judge, because what it
+reads could not be read) counts as failing at its rule's severity, exactly as ``fail``
+does (:data:`FAILING_STATES`), and no waiver turns it into ``waived``: a waiver accepts a
+known failure, an error is an unknown. A hostile target can make a file unreadable; it
+must not be able to make a verdict better that way.
 """
 
 from __future__ import annotations
@@ -92,6 +98,9 @@ class Policy:
 
 
 STATES = ("fail", "waived", "pass", "notapplicable", "error", "informational")
+#: the states that count against the verdict and in every report's failing counts: an
+#: ``error`` is a rule that could not be judged, and what could not be judged may be failing
+FAILING_STATES = frozenset({"fail", "error"})
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,9 @@ class CheckContext:
     policy: Policy
     fs: Any = None  # the target (a RootFS), for checks that read its configuration
     cache: dict[str, Any] = field(default_factory=dict)  # what several checks read, read once
+    # the scan-level error records ({path, stage, message}: what the stages could not
+    # read), so that the gate sees them (scanner/checks/scanerrors.py)
+    errors: list[dict[str, Any]] = field(default_factory=list)
 
 
 # ---- loading ----------------------------------------------------------------------------------
@@ -243,8 +255,12 @@ def effective_rules(rules: list[Rule], policy: Policy) -> list[Rule]:
 
 def evaluate(ctx: CheckContext, rules: list[Rule], waivers: list[Waiver],
              today: dt.date | None = None) -> list[Finding]:
-    """Run every enabled rule; apply waivers; report expired waivers."""
-    from scanner.checks import boot as _boot, ipv6 as _ipv6, licenses as _licenses  # noqa: F401  (register)
+    """Run every enabled rule; apply waivers to failing findings (never to errors: a
+    waiver that would match an error is named in its evidence, unapplied); report
+    expired waivers."""
+    from scanner.checks import (  # noqa: F401  (register)
+        boot as _boot, ipv6 as _ipv6, licenses as _licenses, scanerrors as _scanerrors,
+    )
 
     today = today or dt.date.today()
     findings: list[Finding] = []
@@ -265,12 +281,18 @@ def evaluate(ctx: CheckContext, rules: list[Rule], waivers: list[Waiver],
             else:
                 (subject, message, evidence), state = item, "fail"
             waiver_info = None
-            for w in waivers if state == "fail" else ():
+            for w in waivers if state in FAILING_STATES else ():
                 if not w.matches(rule.id, subject):
                     continue
                 if w.expired(today):
                     expired_seen.add(w.source)
                     continue
+                if state == "error":
+                    # the waiver accepted a known failure; what this error hides is unknown
+                    evidence = {**evidence, "waiver_not_applied": {
+                        "source": w.source, "why": "a waiver accepts a known failure; an error means the rule "
+                                                   "could not judge the target, so it stays failing"}}
+                    break
                 state = "waived"
                 waiver_info = {"reason": w.reason, "expires": w.expires.isoformat() if w.expires else "",
                                "source": w.source}
@@ -289,8 +311,10 @@ def evaluate(ctx: CheckContext, rules: list[Rule], waivers: list[Waiver],
 
 
 def verdict(findings: list[Finding], fail_on: str) -> str:
-    """``fail`` when a failing finding is at or above ``fail_on``; else ``pass``."""
+    """``fail`` when a failing finding (state ``fail`` or ``error``) is at or above
+    ``fail_on``; else ``pass``. An error counts because a rule that could not judge the
+    target must not let it pass: nothing unreadable improves a verdict."""
     if fail_on == "never":
         return "pass"
     threshold = SEV_RANK[fail_on]
-    return "fail" if any(f.state == "fail" and SEV_RANK[f.severity] >= threshold for f in findings) else "pass"
+    return "fail" if any(f.state in FAILING_STATES and SEV_RANK[f.severity] >= threshold for f in findings) else "pass"

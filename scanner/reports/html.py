@@ -19,7 +19,7 @@ from typing import Any
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
-from scanner.checks import SEV_RANK, SEVERITIES, STATES
+from scanner.checks import FAILING_STATES, SEV_RANK, SEVERITIES, STATES
 from scanner.licensing.categories import ORDER as CATEGORY_ORDER, RANK as CATEGORY_RANK
 from scanner.resources import content_dir
 
@@ -30,6 +30,8 @@ SEV_COLORS = {"critical": "#7f1d1d", "high": "#b3261e", "medium": "#b26a00", "lo
 CAT_COLORS = {"public-domain": "#3f8f5a", "permissive": "#5aa469", "weak-copyleft": "#d89b2b", "copyleft": "#c9473f",
               "network-copyleft": "#8e1f1a", "proprietary": "#7b52ae", "unknown": "#9aa3b2"}
 SCORE_WEIGHTS = {"critical": 25, "high": 10, "medium": 3, "low": 1, "info": 0}
+#: the order findings are listed in: what counts against the verdict first (fail and error)
+STATE_ORDER = ("fail", "error", "waived", "pass", "notapplicable", "informational")
 
 
 def _folders(template_dir: Path | None) -> list[Path]:
@@ -61,9 +63,9 @@ def bar_chart(values: list[tuple[str, int, str]], width: int = 320) -> str:
 
 
 def score(doc: dict[str, Any]) -> int:
-    """100 minus a weight per failing finding (critical 25, high 10, medium 3, low 1), at
-    least 0: a quick reading aid; the verdict is what gates."""
-    lost = sum(SCORE_WEIGHTS.get(f["severity"], 0) for f in doc.get("findings", []) if f["state"] == "fail")
+    """100 minus a weight per failing finding (fail or error: critical 25, high 10, medium
+    3, low 1), at least 0: a quick reading aid; the verdict is what gates."""
+    lost = sum(SCORE_WEIGHTS.get(f["severity"], 0) for f in doc.get("findings", []) if f["state"] in FAILING_STATES)
     return max(0, 100 - lost)
 
 
@@ -73,17 +75,17 @@ def _script_json(value: Any) -> str:
 
 
 def context(doc: dict[str, Any], *, print_: bool, folders: list[Path]) -> dict[str, Any]:
-    order = {s: i for i, s in enumerate(STATES)}
+    order = {s: i for i, s in enumerate(STATE_ORDER)}
     findings = sorted(doc.get("findings", []), key=lambda f: (order.get(f["state"], 9), -SEV_RANK[f["severity"]],
                                                                f["rule"], f["subject"]))
     failing = {s: 0 for s in reversed(SEVERITIES) if s != "info"}
     for f in doc.get("findings", []):
-        if f["state"] == "fail" and f["severity"] in failing:
+        if f["state"] in FAILING_STATES and f["severity"] in failing:
             failing[f["severity"]] += 1
     cats = doc["summary"].get("license_categories", {})
     failing_by_rule: dict[str, int] = {}
     for f in doc.get("findings", []):
-        if f["state"] == "fail":
+        if f["state"] in FAILING_STATES:
             failing_by_rule[f["rule"]] = failing_by_rule.get(f["rule"], 0) + 1
     executables = []
     for e in doc["elves"]:

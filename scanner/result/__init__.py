@@ -25,7 +25,7 @@ from scanner import __version__
 from scanner.errors import ErrorRecord
 from scanner.inventory.census import Census
 from scanner.inventory.elf import ElfRecord
-from scanner.checks import SEVERITIES, STATES, Finding, Policy, Rule, rule_pack_version, verdict
+from scanner.checks import FAILING_STATES, SEVERITIES, STATES, Finding, Policy, Rule, rule_pack_version, verdict
 from scanner.inventory.packages import Package, PackageDatabase
 from scanner.licensing import LinkedLicense, PackageLicense
 from scanner.linkage.loader import Linkage
@@ -254,7 +254,10 @@ def build(target: TargetInfo, scan: ScanInfo, census: Census, linkage: Linkage,
 
 def add_findings(doc: dict[str, Any], rules: Sequence[Rule], findings: Sequence[Finding], policy: Policy,
                  fail_on: str, waivers: str | None) -> dict[str, Any]:
-    """Put the checks' outcome into the document: the rules run, the findings, the verdict."""
+    """Put the checks' outcome into the document: the rules run, the findings, the verdict.
+    ``summary.findings`` counts the failing findings per severity, errors included (a rule
+    that could not judge the target counts as failing, as it does for the verdict), so
+    every report that reads the summary agrees with the gate."""
     doc["rules"] = [
         {"id": r.id, "check": r.check, "title": r.title, "severity": r.severity, "family": r.family,
          "rationale": r.rationale, "fix": r.fix, "references": r.references, "enabled": r.enabled}
@@ -266,7 +269,7 @@ def add_findings(doc: dict[str, Any], rules: Sequence[Rule], findings: Sequence[
          "references": f.references, "waiver": f.waiver}
         for f in findings
     ]
-    failing = Counter(f.severity for f in findings if f.state == "fail")
+    failing = Counter(f.severity for f in findings if f.state in FAILING_STATES)
     doc["policy"] = {"sources": list(policy.sources), "waivers": waivers, "fail_on": fail_on,
                      "rule_pack": rule_pack_version(), "verdict": verdict(list(findings), fail_on)}
     doc["summary"]["findings"] = {s: failing[s] for s in SEVERITIES}
