@@ -7,6 +7,11 @@ a disk image). Symlinks are resolved the way the guest's kernel would resolve th
 target were its ``/``: an absolute link restarts at the target's root, ``..`` at the root
 stays at the root (like ``openat2(RESOLVE_IN_ROOT)``), and more than 40 links in one lookup
 is a loop (Linux ``MAXSYMLINKS``). Nothing here ever writes.
+
+Only regular files of a target are ever opened (:func:`require_regular`, checked on the
+entry itself, without following links, before it is opened): opening a device runs its
+driver, and opening a FIFO for reading waits for a writer. Globs are bounded
+(:class:`Budget`): a hostile tree of links to ``.`` makes ``/x/*/*/*/*`` exponential.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ import stat as statmod
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import BinaryIO, NamedTuple
+
+from scanner import limits
+from scanner.limits import LimitExceeded
 
 MAXSYMLINKS = 40
 
@@ -42,6 +50,47 @@ class WalkEntry(NamedTuple):
     path: str
     kind: str
     stat: os.stat_result | None = None  # the entry's lstat, when the walk was asked for it
+
+
+_TYPE_NAMES = (
+    (statmod.S_ISREG, "regular file"), (statmod.S_ISDIR, "directory"), (statmod.S_ISLNK, "symbolic link"),
+    (statmod.S_ISCHR, "character device"), (statmod.S_ISBLK, "block device"), (statmod.S_ISFIFO, "FIFO"),
+    (statmod.S_ISSOCK, "socket"),
+)
+
+
+def file_type(mode: int) -> str:
+    """What an ``st_mode`` is, in words, for the error a refused file gets."""
+    return next((name for test, name in _TYPE_NAMES if test(mode)), f"unknown file type {mode >> 12:o}")
+
+
+def require_regular(st: os.stat_result, path: str) -> None:
+    """Refuse to open anything of the target but a regular file: ``IsADirectoryError`` for
+    a folder, ``OSError`` naming the type (``not a regular file: character device``) for
+    the rest. Targets call it on the entry's own ``lstat`` *before* opening it, since the
+    open itself is what a device or FIFO must never see."""
+    if statmod.S_ISREG(st.st_mode):
+        return
+    if statmod.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+    raise OSError(errno.EINVAL, f"not a regular file: {file_type(st.st_mode)}", path)
+
+
+class Budget:
+    """What one reader may still spend on the target, per named cap of
+    :mod:`scanner.limits` (each starts at the cap's value the first time it is spent).
+    One glob gets its own; a reader that runs many (an ``ld.so.conf`` whose includes
+    include more) shares one, so that many bounded globs cannot add up to an unbounded one."""
+
+    def __init__(self) -> None:
+        self._left: dict[str, int] = {}
+
+    def spend(self, cap: str, amount: int = 1, detail: str = "") -> None:
+        """Take ``amount`` from the cap named ``cap``; :class:`LimitExceeded` once it runs out."""
+        left = self._left.get(cap, getattr(limits, cap)) - amount
+        if left < 0:
+            raise LimitExceeded(cap, getattr(limits, cap), detail)
+        self._left[cap] = left
 
 
 def normpath(path: str) -> str:
@@ -162,17 +211,21 @@ class RootFS(ABC):
         for name, _kind in self.listdir(self.resolve(path)):
             yield name
 
-    def glob(self, pattern: str) -> list[str]:
+    def glob(self, pattern: str, budget: Budget | None = None) -> list[str]:
         """Expand a shell glob (``*``, ``?``, ``[...]`` per component) inside the root,
-        as glibc's ``glob(3)`` does for ``include`` lines; results sorted like it."""
-        import fnmatch
-
+        as glibc's ``glob(3)`` does for ``include`` lines; results sorted like it.
+        Bounded: every folder looked at spends ``MAX_GLOB_DIRS`` from ``budget`` (a fresh
+        one per call without it), and more than ``MAX_GLOB_MATCHES`` candidates after any
+        component stop it; either raises :class:`LimitExceeded` (links to ``.`` make a
+        pattern of many ``*`` components exponential, never infinite)."""
+        budget = budget if budget is not None else Budget()
         comps = [c for c in normpath(pattern).split("/") if c]
         found = ["/"]
         for i, comp in enumerate(comps):
             nxt: list[str] = []
             magic = any(ch in comp for ch in "*?[")
             for base in found:
+                budget.spend("MAX_GLOB_DIRS", 1, f"glob {pattern}")
                 if not magic:
                     cand = posixpath.join(base, comp)
                     if i == len(comps) - 1:
@@ -185,11 +238,10 @@ class RootFS(ABC):
                     names = sorted(self.iterdir(base))
                 except OSError:
                     continue
-                for name in names:
-                    if name.startswith(".") and not comp.startswith("."):
-                        continue
-                    if fnmatch.fnmatchcase(name, comp):
-                        nxt.append(posixpath.join(base, name))
+                nxt.extend(posixpath.join(base, name) for name in names
+                           if not (name.startswith(".") and not comp.startswith(".")) and fnmatchcase(name, comp))
+                if len(nxt) > limits.MAX_GLOB_MATCHES:
+                    raise LimitExceeded("MAX_GLOB_MATCHES", limits.MAX_GLOB_MATCHES, f"glob {pattern}")
             found = nxt
         return sorted(found)
 

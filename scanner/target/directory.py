@@ -1,7 +1,9 @@
 """A target that is a folder on this machine: ``/`` itself or an extracted root tree.
 
-Files are opened with ``O_NOFOLLOW`` (every link was already resolved inside the root by
-:class:`~scanner.target.base.RootFS`), ``O_NONBLOCK`` (a FIFO never blocks the scan) and
+Only regular files are opened, their type checked without following links before the
+open and again after it; they are opened with ``O_NOFOLLOW`` (every link was already
+resolved inside the root by :class:`~scanner.target.base.RootFS`), ``O_NONBLOCK`` (should
+the entry become a FIFO between the check and the open, the open still does not wait) and
 ``O_NOATIME`` where allowed (reading does not even change access times).
 
 Like ``find -xdev``, the walk stays on the file system of the root folder: it does not
@@ -20,7 +22,7 @@ from collections.abc import Iterator
 from fnmatch import fnmatchcase
 from typing import BinaryIO
 
-from scanner.target.base import RootFS, TargetError, normpath
+from scanner.target.base import RootFS, TargetError, normpath, require_regular
 
 #: kernel pseudo file systems: never software, never walked
 PSEUDO_FS = frozenset(
@@ -143,13 +145,20 @@ class DirectoryRoot(RootFS):
         return out
 
     def open_resolved(self, path: str) -> tuple[BinaryIO, os.stat_result]:
-        fd = open_nofollow(self.host_path(path))
+        """Open only a regular file: its type is checked on the entry itself (``lstat``)
+        *before* the open, because opening a device runs its driver's open (``O_NONBLOCK``
+        does not prevent that) and opening a FIFO waits for a writer. The opened file is
+        checked again (``fstat``): an entry replaced between the two (a live root being
+        changed under the scan) is refused too."""
+        host = self.host_path(path)
+        before = os.lstat(host)
+        require_regular(before, path)
+        fd = open_nofollow(host)
         try:
             st = os.fstat(fd)
-            if statmod.S_ISDIR(st.st_mode):
-                raise IsADirectoryError(errno.EISDIR, "is a directory", path)
-            if not statmod.S_ISREG(st.st_mode):
-                raise OSError(errno.EINVAL, "not a regular file", path)
+            require_regular(st, path)
+            if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+                raise OSError(errno.ESTALE, "replaced while being opened", path)
             # the scan never needs non-blocking reads from a regular file
             os.set_blocking(fd, True)
             # unbuffered: a 4-byte magic check is one 4-byte read(2)
