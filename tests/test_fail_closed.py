@@ -15,11 +15,19 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import scan_root
+
 from scanner import result as resultmod
 from scanner.checks import (
-    CheckContext, Finding, Policy, effective_rules, evaluate, load_policy, load_rules, load_waivers, verdict,
+    CheckContext,
+    Finding,
+    Policy,
+    effective_rules,
+    evaluate,
+    load_policy,
+    load_rules,
+    load_waivers,
+    verdict,
 )
 from scanner.reports import html
 
@@ -60,7 +68,7 @@ def make_root(rpmroot: Path, dest: Path, files: dict[str, bytes]) -> Path:
 def cli_scan(root: Path, out: Path, *extra: str) -> tuple[int, dict]:
     """Run the installed ``flightcheck scan``; its exit code and result.json."""
     r = subprocess.run([str(FLIGHTCHECK), "scan", str(root), "-o", str(out), *extra],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, check=False)
     assert r.returncode in (0, 1), r.stderr
     assert "Traceback" not in r.stderr
     return r.returncode, json.loads((out / "result.json").read_text())
@@ -162,10 +170,10 @@ def test_a_malformed_boot_file_does_not_pass_a_failing_grub_cfg(name: str, rpmro
     root = make_root(rpmroot, tmp_path / "evasion", {**failing, "etc/default/grub.d/x.cfg": MALFORMED[name]})
     code, doc = cli_scan(root, tmp_path / "o2", *gate)
     assert code == 1 and doc["policy"]["verdict"] == "fail"
-    (boot1,) = of_rule(doc, "FC-BOOT-001")
-    assert boot1["state"] in ("fail", "error")
-    if boot1["state"] == "error":
-        assert "/etc/default/grub.d/x.cfg" in boot1["message"]
+    # the rule fails on what it could read, or says it could not read the drop-in
+    assert {f["state"] for f in of_rule(doc, "FC-BOOT-001")} & {"fail", "error"}
+    for f in of_rule(doc, "FC-BOOT-001"):
+        assert f["state"] != "error" or "/etc/default/grub.d/x.cfg" in f["message"]
     assert doc["summary"]["findings"]["high"] >= 1
     resultmod.validate(doc)
 
@@ -183,8 +191,8 @@ def test_an_unreadable_boot_configuration_is_not_a_pass(rpmroot: Path, tmp_path:
     broken = {**locked, "etc/default/grub.d/x.cfg": MALFORMED["unterminated-quote"]}
     code, doc = cli_scan(make_root(rpmroot, tmp_path / "broken", broken), tmp_path / "o1", *gate)
     assert code == 1
-    (boot1,) = of_rule(doc, "FC-BOOT-001")
-    assert boot1["state"] == "error" and "No closing quotation" in boot1["message"]
+    boot1 = [f for f in of_rule(doc, "FC-BOOT-001") if f["state"] == "error"]
+    assert boot1 and "/etc/default/grub.d/x.cfg" in boot1[0]["message"]
     errored = sum(1 for f in doc["findings"] if f["state"] == "error" and f["severity"] == "high")
     assert doc["summary"]["findings"]["high"] == errored >= 1
     # the HTML report counts them as failing too, and lists them with the failures
@@ -203,8 +211,8 @@ def test_a_waiver_accepts_the_failure_but_not_the_error(rpmroot: Path, tmp_path:
                      {**failing, "etc/default/grub.d/x.cfg": MALFORMED["unterminated-quote"]})
     doc = scan_root(root, fail_on="low", waivers=waivers)
     assert doc["policy"]["verdict"] == "fail"
-    (boot1,) = of_rule(doc, "FC-BOOT-001")
-    assert boot1["state"] == "error" and boot1["waiver"] is None
+    (boot1,) = [f for f in of_rule(doc, "FC-BOOT-001") if f["state"] == "error"]
+    assert boot1["waiver"] is None
     assert boot1["evidence"]["waiver_not_applied"]["source"].endswith("w.toml#1")
 
 
