@@ -24,7 +24,10 @@ import re
 import struct
 from dataclasses import dataclass
 
+from scanner import limits
+from scanner.limits import LimitExceeded
 from scanner.target import RootFS
+from scanner.target.base import Budget
 
 CACHE_MAGIC_NEW = b"glibc-ld.so.cache"
 CACHE_VERSION_NEW = b"1.1"
@@ -130,22 +133,46 @@ def _cstr(data: bytes, off: int) -> str:
 
 def parse_ld_so_conf(fs: RootFS, path: str = "/etc/ld.so.conf", errors: list[tuple[str, str]] | None = None) -> list[str]:
     """Library folders named by ``ld.so.conf`` and everything it includes, in order,
-    without duplicates. Unreadable includes are noted in ``errors`` and skipped."""
+    without duplicates. Unreadable includes are noted in ``errors`` and skipped; a file
+    already read (by its path after links) is not read again. The work is bounded, since
+    the target may be hostile (``include /x/*/*/*/*/*/*/*/*.conf`` over links to ``.``):
+    include nesting (``MAX_INCLUDE_DEPTH``), files read (``MAX_CONFIG_FILES``), the
+    folders all its globs visit together (``MAX_GLOB_DIRS``) and their matches
+    (``MAX_GLOB_MATCHES``), bytes read in all (``MAX_CONFIG_TOTAL_BYTES``). Hitting one is
+    an error naming the cap and stops the reading; the folders found until then are used.
+    One file is read up to ``MAX_CONFIG_BYTES`` and ``MAX_CONFIG_LINES`` (an error, then
+    the rest of the reading goes on)."""
     out: list[str] = []
     seen_files: set[str] = set()
     errs = errors if errors is not None else []
+    budget = Budget()
+    reading: list[str] = []  # the files being read, outermost first: a cap names the innermost
 
     def parse(file: str, depth: int) -> None:
-        if file in seen_files or depth > 16:
-            return
-        seen_files.add(file)
         try:
-            text = fs.read(file, 1 << 20).decode("utf-8", "surrogateescape")
+            canon = fs.resolve(file)
+            if canon in seen_files:
+                return
+            if depth > limits.MAX_INCLUDE_DEPTH:
+                raise LimitExceeded("MAX_INCLUDE_DEPTH", limits.MAX_INCLUDE_DEPTH, f"{file} is included {depth} deep")
+            seen_files.add(canon)
+            budget.spend("MAX_CONFIG_FILES", 1, file)
+            data = fs.read(canon, limits.MAX_CONFIG_BYTES + 1)
         except OSError as exc:
-            if depth:  # a missing top-level ld.so.conf is normal
+            if depth or not isinstance(exc, FileNotFoundError):  # a missing top-level ld.so.conf is normal
                 errs.append((file, f"cannot read: {exc.strerror or exc}"))
             return
-        for raw in text.splitlines():
+        reading.append(file)
+        budget.spend("MAX_CONFIG_TOTAL_BYTES", len(data), file)
+        if len(data) > limits.MAX_CONFIG_BYTES:
+            errs.append((file, str(LimitExceeded("MAX_CONFIG_BYTES", limits.MAX_CONFIG_BYTES,
+                                                 "read up to the cap, without its last partial line"))))
+            data = data[: data.rfind(b"\n", 0, limits.MAX_CONFIG_BYTES) + 1]
+        lines = data.decode("utf-8", "surrogateescape").splitlines()
+        if len(lines) > limits.MAX_CONFIG_LINES:
+            errs.append((file, str(LimitExceeded("MAX_CONFIG_LINES", limits.MAX_CONFIG_LINES, "read up to the cap"))))
+            del lines[limits.MAX_CONFIG_LINES:]
+        for raw in lines:
             line = raw.split("#", 1)[0].strip()
             if not line:
                 continue
@@ -154,7 +181,7 @@ def parse_ld_so_conf(fs: RootFS, path: str = "/etc/ld.so.conf", errors: list[tup
                 for pattern in (rest or line[8:]).split():
                     if not pattern.startswith("/"):
                         pattern = posixpath.join(posixpath.dirname(file), pattern)
-                    for inc in fs.glob(pattern):
+                    for inc in fs.glob(pattern, budget):
                         parse(inc, depth + 1)
                 continue
             if word == "hwcap":
@@ -165,8 +192,12 @@ def parse_ld_so_conf(fs: RootFS, path: str = "/etc/ld.so.conf", errors: list[tup
                     d = posixpath.normpath(d)
                     if d not in out:
                         out.append(d)
+        reading.pop()
 
-    parse(path, 0)
+    try:
+        parse(path, 0)
+    except LimitExceeded as exc:
+        errs.append((reading[-1] if reading else path, str(exc)))
     return out
 
 
@@ -205,11 +236,20 @@ def musl_arch(interpreter: str) -> str | None:
     return None
 
 
-def musl_search_path(fs: RootFS, arch: str) -> list[str]:
+def musl_search_path(fs: RootFS, arch: str, errors: list[tuple[str, str]] | None = None) -> list[str]:
     """musl's library path: ``/etc/ld-musl-ARCH.path`` (folders separated by new lines or
-    ``:``), or its built-in ``/lib:/usr/local/lib:/usr/lib``."""
+    ``:``), or its built-in ``/lib:/usr/local/lib:/usr/lib`` when there is none. A file
+    that is there but cannot be read (not a regular file, a link loop) or is larger than
+    ``MAX_CONFIG_BYTES`` (read up to the cap) is noted in ``errors``."""
+    path = f"/etc/ld-musl-{arch}.path"
     try:
-        text = fs.read(f"/etc/ld-musl-{arch}.path", 1 << 16).decode("utf-8", "surrogateescape")
-    except OSError:
+        data = fs.read(path, limits.MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        if errors is not None and not isinstance(exc, FileNotFoundError):
+            errors.append((path, f"cannot read: {exc.strerror or exc}; using musl's built-in path"))
         return ["/lib", "/usr/local/lib", "/usr/lib"]
-    return [d for d in re.split(r"[\n:]+", text) if d.startswith("/")]
+    if len(data) > limits.MAX_CONFIG_BYTES:
+        if errors is not None:
+            errors.append((path, str(LimitExceeded("MAX_CONFIG_BYTES", limits.MAX_CONFIG_BYTES, "read up to the cap"))))
+        data = data[: data.rfind(b"\n", 0, limits.MAX_CONFIG_BYTES) + 1]
+    return [d for d in re.split(r"[\n:]+", data.decode("utf-8", "surrogateescape")) if d.startswith("/")]
