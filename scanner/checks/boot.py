@@ -1,38 +1,48 @@
 """Boot loader and single-user mode checks (rules in ``rules/boot.toml``).
 
 Every check says pass, fail, notapplicable (a root with no boot loader: a container) or
-error (its configuration could not be read) with the evidence it judged: path, line
-number and the line.
+error with the evidence it judged: path, line number and the line. Fail closed: a boot
+file that cannot be read, or only in part, makes a rule ``error`` only when the rule's
+answer depends on it (:meth:`BootConfig.problems` by part): what was read may still prove
+a failure, and nothing unread ever lets a rule pass. A malformed ``/etc/default/grub.d``
+file does not touch the password rule, which never reads it. Every outcome lists all
+unreadable boot files in its evidence.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from fnmatch import fnmatchcase
 from typing import Any
 
 from scanner.checks import CheckContext, Outcome, Rule, check
 from scanner.checks.sysconf import (
-    BootConfig, ConfigReadError, Line, boot_config, is_systemd, read_text, unit_exec_start,
+    DEFAULTS, ENTRIES, LOADER, USER_CFG, BootConfig, ConfigText, Line, Unreadable, boot_config, glob, is_systemd,
+    present, read_config, unit_exec_start,
 )
+from scanner.target.base import Budget
 
 Out = Iterator[Outcome]
 ALL_LOADERS = ("grub-legacy", "grub2", "bls")
 
 
-def _config(ctx: CheckContext) -> BootConfig | ConfigReadError:
+def _config(ctx: CheckContext) -> BootConfig:
     if "boot" not in ctx.cache:
-        try:
-            ctx.cache["boot"] = boot_config(ctx.fs)
-        except ConfigReadError as exc:
-            ctx.cache["boot"] = exc
+        ctx.cache["boot"] = boot_config(ctx.fs)
     return ctx.cache["boot"]
+
+
+def unread(problems: list[Unreadable]) -> str:
+    """The unreadable files of a message, with why."""
+    return "; ".join(str(u) for u in problems)
 
 
 def _boot(ctx: CheckContext, rule: Rule, kinds: tuple[str, ...] = ALL_LOADERS) -> BootConfig | Outcome:
     cfg = _config(ctx)
-    if isinstance(cfg, ConfigReadError):
-        return Outcome("error", "boot", f"The boot configuration cannot be read: {cfg}")
+    if cfg.kind == "unknown":
+        return Outcome("error", "boot", f"Whether the target has a boot loader could not be found out: "
+                       f"{unread(cfg.all_unreadable)}", _ev(cfg))
     if cfg.kind == "none":
         return Outcome("notapplicable", "boot", "The target has no boot loader configuration (a container or "
                        "a root without /boot): nothing boots from it.")
@@ -43,8 +53,8 @@ def _boot(ctx: CheckContext, rule: Rule, kinds: tuple[str, ...] = ALL_LOADERS) -
 
 def boot_check(name: str, kinds: tuple[str, ...] = ALL_LOADERS) -> Callable[[Callable[..., Out]], Callable[..., Out]]:
     """Register a check that judges the boot loader configuration: it runs only when the
-    configuration could be read and is of one of ``kinds``; otherwise the rule gets the
-    error or notapplicable result :func:`_boot` gives."""
+    target has one of ``kinds``; otherwise the rule gets the error or notapplicable
+    result :func:`_boot` gives."""
 
     def deco(fn: Callable[[CheckContext, Rule, BootConfig], Out]) -> Callable[..., Out]:
         def run(ctx: CheckContext, rule: Rule) -> Out:
@@ -61,17 +71,35 @@ def boot_check(name: str, kinds: tuple[str, ...] = ALL_LOADERS) -> Callable[[Cal
     return deco
 
 
-def _ev(*lines: Line | None, **extra: Any) -> dict[str, Any]:
+def _ev(cfg: BootConfig | None, *lines: Line | None, **extra: Any) -> dict[str, Any]:
     ev: dict[str, Any] = {"lines": [ln.evidence() for ln in lines if ln is not None]}
     ev.update(extra)
+    if cfg is not None and cfg.all_unreadable:
+        ev["unreadable"] = [u.evidence() for u in cfg.all_unreadable]
     return ev
+
+
+def depends_on_unread(cfg: BootConfig, parts: tuple[str, ...], what: str) -> Outcome | None:
+    """The ``error`` outcome of a rule whose answer depends on boot files (``parts``) that
+    could not be read, or None when every one of them was read."""
+    problems = cfg.problems(*parts)
+    if not problems:
+        return None
+    return Outcome("error", "boot", f"{what} cannot be judged: the boot configuration it depends on could not be "
+                   f"read completely ({unread(problems)}).", _ev(cfg, files=cfg.files))
 
 
 @boot_check("boot-password")
 def boot_password(ctx: CheckContext, rule: Rule, cfg: BootConfig) -> Out:
+    # a password line, or its absence, proves nothing while grub.cfg or user.cfg (a script
+    # grub.cfg sources, which may also reset the superusers) is partly unknown
+    unknown = depends_on_unread(cfg, (LOADER, USER_CFG), "Whether the boot loader requires a password")
+    if unknown:
+        yield unknown
+        return
     if cfg.password is not None:
         yield Outcome("pass", "boot", f"The {cfg.kind} boot loader requires a password ({cfg.password.path}).",
-                      _ev(cfg.password, loader=cfg.kind))
+                      _ev(cfg, cfg.password, loader=cfg.kind))
         return
     trap = ""
     if cfg.kind != "grub-legacy" and cfg.superusers is not None:
@@ -79,30 +107,37 @@ def boot_password(ctx: CheckContext, rule: Rule, cfg: BootConfig) -> Out:
                 "defined (the stock RHEL 01_users template refers to ${GRUB2_PASSWORD}, which is empty without "
                 "user.cfg).")
     yield Outcome("fail", "boot", f"Anyone at the console can edit the {cfg.kind} boot entries: no boot loader "
-                  f"password is set.{trap}", _ev(cfg.superusers, loader=cfg.kind, files=cfg.files))
+                  f"password is set.{trap}", _ev(cfg, cfg.superusers, loader=cfg.kind, files=cfg.files))
 
 
 @boot_check("boot-superuser", ("grub2", "bls"))
 def boot_superuser(ctx: CheckContext, rule: Rule, cfg: BootConfig) -> Out:
+    unknown = depends_on_unread(cfg, (LOADER,), "The GRUB 2 superuser")
+    if unknown:
+        yield unknown
+        return
     banned = set(rule.params.get("forbidden_names", ["root", "admin", "administrator"]))
     if not cfg.superuser_names:
-        yield Outcome("fail", "boot", "GRUB 2 names no superuser (set superusers=).", _ev(loader=cfg.kind))
+        yield Outcome("fail", "boot", "GRUB 2 names no superuser (set superusers=).", _ev(cfg, loader=cfg.kind))
     elif banned & set(cfg.superuser_names):
         yield Outcome("fail", "boot", f"The GRUB 2 superuser is a common name ({', '.join(cfg.superuser_names)}): "
-                      "pick one an attacker must guess.", _ev(cfg.superusers))
+                      "pick one an attacker must guess.", _ev(cfg, cfg.superusers))
     else:
-        yield Outcome("pass", "boot", f"GRUB 2 superuser: {', '.join(cfg.superuser_names)}.", _ev(cfg.superusers))
+        yield Outcome("pass", "boot", f"GRUB 2 superuser: {', '.join(cfg.superuser_names)}.", _ev(cfg, cfg.superusers))
 
 
 @boot_check("boot-file-permissions")
 def boot_file_permissions(ctx: CheckContext, rule: Rule, cfg: BootConfig) -> Out:
-    bad, seen = [], []
+    """Needs only each file's owner and mode, so a file whose content cannot be read is
+    judged all the same; one that cannot even be ``stat``-ed (a link loop) cannot pass."""
+    bad, seen, lost = [], [], []
     for path in cfg.files:
         if "/loader/entries/" in path:
             continue
         try:
             st = ctx.fs.stat(path)
-        except OSError:
+        except OSError as exc:
+            lost.append(Unreadable(path, f"cannot stat: {exc.strerror or exc}"))
             continue
         mode = st.st_mode & 0o7777
         seen.append({"path": path, "uid": st.st_uid, "gid": st.st_gid, "mode": f"{mode:04o}"})
@@ -110,9 +145,12 @@ def boot_file_permissions(ctx: CheckContext, rule: Rule, cfg: BootConfig) -> Out
             bad.append(seen[-1])
     if bad:
         yield Outcome("fail", "boot", "Boot loader files readable by others or not owned by root:root: "
-                      + "; ".join(f"{b['path']} {b['uid']}:{b['gid']} {b['mode']}" for b in bad), {"files": bad})
+                      + "; ".join(f"{b['path']} {b['uid']}:{b['gid']} {b['mode']}" for b in bad), _ev(cfg, files=bad))
+    elif lost:
+        yield Outcome("error", "boot", f"The permissions of boot loader files cannot be read: {unread(lost)}.",
+                      _ev(cfg, files=seen, unstatable=[u.evidence() for u in lost]))
     else:
-        yield Outcome("pass", "boot", "Boot loader files are root:root and 0600 or stricter.", {"files": seen})
+        yield Outcome("pass", "boot", "Boot loader files are root:root and 0600 or stricter.", _ev(cfg, files=seen))
 
 
 def _entries(cfg: BootConfig) -> list:
@@ -123,54 +161,83 @@ def _entries(cfg: BootConfig) -> list:
 def kernel_args_required(ctx: CheckContext, rule: Rule, cfg: BootConfig) -> Out:
     required = list(rule.params.get("required", ["audit=1"]))
     entries = _entries(cfg)
-    if not entries:
-        yield Outcome("error", "boot", "No boot entry with a kernel command line was found.", _ev(files=cfg.files))
-        return
     missing = [(e, [a for a in required if a not in e.args]) for e in entries]
     missing = [(e, m) for e, m in missing if m]
-    if missing:
+    if missing:  # an entry that was read lacks them: failing whatever the unread rest holds
         yield Outcome("fail", "boot", "Boot entries lack required kernel arguments: " + "; ".join(
-            f"{e.title!r} lacks {' '.join(m)}" for e, m in missing), _ev(*(e.where for e, _ in missing)))
+            f"{e.title!r} lacks {' '.join(m)}" for e, m in missing), _ev(cfg, *(e.where for e, _ in missing)))
+        return
+    unknown = depends_on_unread(cfg, (LOADER, ENTRIES), "Whether every boot entry has the required kernel arguments")
+    if unknown:
+        yield unknown
+    elif not entries:
+        yield Outcome("error", "boot", "No boot entry with a kernel command line was found.", _ev(cfg, files=cfg.files))
     else:
-        yield Outcome("pass", "boot", f"Every boot entry has {' '.join(required)}.", _ev(*(e.where for e in entries)))
+        yield Outcome("pass", "boot", f"Every boot entry has {' '.join(required)}.",
+                      _ev(cfg, *(e.where for e in entries)))
+
+
+def _default_args(cfg: BootConfig, bad: Callable[[str], bool]) -> list[tuple[Line, str, list[str]]]:
+    """``GRUB_CMDLINE_LINUX*`` values of ``/etc/default/grub`` holding an argument ``bad``
+    says is wrong, counting only values no unread content can have changed."""
+    hits = []
+    for key in ("GRUB_CMDLINE_LINUX", "GRUB_CMDLINE_LINUX_DEFAULT"):
+        if key in cfg.defaults.values and cfg.defaults.certain(key):
+            value, line = cfg.defaults.values[key]
+            found = [a for a in value.split() if bad(a)]
+            if found:
+                hits.append((line, key, found))
+    return hits
 
 
 @boot_check("kernel-args-forbidden")
 def kernel_args_forbidden(ctx: CheckContext, rule: Rule, cfg: BootConfig) -> Out:
     forbidden = list(rule.params.get("forbidden", []))
+
+    def is_bad(arg: str) -> bool:
+        return any(fnmatchcase(arg, f) for f in forbidden)
+
     hits = []
     for e in _entries(cfg):
-        bad = [a for a in e.args if any(fnmatchcase(a, f) for f in forbidden)]
+        bad = [a for a in e.args if is_bad(a)]
         if bad:
             hits.append((e.where, e.title, bad))
-    for key in ("GRUB_CMDLINE_LINUX", "GRUB_CMDLINE_LINUX_DEFAULT"):
-        if key in cfg.defaults:
-            value, line = cfg.defaults[key]
-            bad = [a for a in value.split() if any(fnmatchcase(a, f) for f in forbidden)]
-            if bad:
-                hits.append((line, key, bad))
+    hits += _default_args(cfg, is_bad)
     if hits:
         yield Outcome("fail", "boot", "Forbidden kernel arguments in default boot entries: " + "; ".join(
-            f"{t} has {' '.join(b)}" for _, t, b in hits), _ev(*(w for w, _, _ in hits)))
+            f"{t} has {' '.join(b)}" for _, t, b in hits), _ev(cfg, *(w for w, _, _ in hits)))
+        return
+    unknown = depends_on_unread(cfg, (LOADER, ENTRIES, DEFAULTS), "Whether a boot entry has a forbidden kernel argument")
+    if unknown:
+        yield unknown
     else:
         yield Outcome("pass", "boot", "No default boot entry carries a forbidden kernel argument.",
-                      _ev(forbidden=forbidden))
+                      _ev(cfg, forbidden=forbidden))
 
 
 @boot_check("recovery-disabled", ("grub2", "bls"))
 def recovery_disabled(ctx: CheckContext, rule: Rule, cfg: BootConfig) -> Out:
-    value, line = cfg.defaults.get("GRUB_DISABLE_RECOVERY", ("", None))
+    key = "GRUB_DISABLE_RECOVERY"
+    if not cfg.defaults.certain(key):  # unread content of /etc/default/grub may set it
+        yield Outcome("error", "boot", f"Whether {key} is true cannot be judged: /etc/default/grub could not be read "
+                      f"completely ({unread(cfg.defaults.unreadable)}).", _ev(cfg, files=cfg.files))
+        return
+    value, line = cfg.defaults.values.get(key, ("", None))
     if value.lower() == "true":
-        yield Outcome("pass", "boot", "GRUB_DISABLE_RECOVERY=true: no recovery entries are generated.", _ev(line))
+        yield Outcome("pass", "boot", "GRUB_DISABLE_RECOVERY=true: no recovery entries are generated.", _ev(cfg, line))
     else:
         yield Outcome("fail", "boot", "Recovery boot entries are generated (GRUB_DISABLE_RECOVERY is not true).",
-                      _ev(line, value=value or None))
+                      _ev(cfg, line, value=value or None))
 
 
-def _text(ctx: CheckContext, path: str) -> list[Line] | None:
-    if not ctx.fs.is_file(path):
-        return None
-    return [Line(path, n, t) for n, t in enumerate(read_text(ctx.fs, path).splitlines(), 1)]
+def _text(ctx: CheckContext, path: str) -> ConfigText | None:
+    """A configuration file's lines (None when there is nothing at ``path``)."""
+    return read_config(ctx.fs, path) if present(ctx.fs, path) else None
+
+
+def _unreadable_outcome(text: ConfigText, what: str) -> Outcome:
+    return Outcome("error", text.path, f"{what} cannot be judged: {text.path} could not be read completely "
+                   f"({text.problem}).", {"unreadable": [Unreadable(text.path, text.problem or "").evidence()]})
 
 
 @check("single-user-auth")
@@ -178,27 +245,32 @@ def single_user_auth(ctx: CheckContext, rule: Rule) -> Out:
     if is_systemd(ctx.fs):
         yield from _systemd_auth(ctx, "rescue.service", "single-user (rescue) mode")
         return
+    what = "Whether single-user mode asks for root's password"
     init = _text(ctx, "/etc/sysconfig/init")
-    single = [ln for ln in init or [] if ln.text.strip().startswith("SINGLE=")]
+    if init is not None and init.problem:  # the last SINGLE= may be in the part not read
+        yield _unreadable_outcome(init, what)
+        return
+    single = [ln for ln in init.lines if ln.text.strip().startswith("SINGLE=")] if init else []
     if single:
         ok = single[-1].text.strip().split("=", 1)[1].strip() == "/sbin/sulogin"
         yield Outcome("pass" if ok else "fail", "/etc/sysconfig/init",
                       "Single-user mode asks for root's password (SINGLE=/sbin/sulogin)." if ok else
                       "Single-user mode gives a root shell without a password (SINGLE is not /sbin/sulogin).",
-                      _ev(single[-1]))
+                      _ev(None, single[-1]))
         return
     inittab = _text(ctx, "/etc/inittab")
     if inittab is None:
         yield Outcome("notapplicable", "init", "No systemd, upstart or SysV init configuration was found.")
         return
-    import re
-
-    hit = [ln for ln in inittab if re.match(r"^[A-Za-z0-9~]+:S:(wait|respawn):/sbin/sulogin", ln.text.strip())]
+    if inittab.problem:
+        yield _unreadable_outcome(inittab, what)
+        return
+    hit = [ln for ln in inittab.lines if re.match(r"^[A-Za-z0-9~]+:S:(wait|respawn):/sbin/sulogin", ln.text.strip())]
     if hit:
-        yield Outcome("pass", "/etc/inittab", "Single-user mode runs /sbin/sulogin.", _ev(hit[0]))
+        yield Outcome("pass", "/etc/inittab", "Single-user mode runs /sbin/sulogin.", _ev(None, hit[0]))
     else:
         yield Outcome("fail", "/etc/inittab", "/etc/inittab has no ~~:S:wait:/sbin/sulogin line: single-user "
-                      "mode gives a root shell without a password.", _ev(path="/etc/inittab"))
+                      "mode gives a root shell without a password.", _ev(None, path="/etc/inittab"))
 
 
 def _systemd_auth(ctx: CheckContext, unit: str, what: str) -> Out:
@@ -206,14 +278,20 @@ def _systemd_auth(ctx: CheckContext, unit: str, what: str) -> Out:
     if got is None:
         yield Outcome("fail", unit, f"{unit} is missing: {what} is not defined.")
         return
-    execs, files = got
-    if execs and all("sulogin" in ln.text for ln in execs):
-        yield Outcome("pass", unit, f"{what} asks for root's password ({execs[-1].text.strip()}).",
-                      _ev(*execs, files=files))
-    else:
+    execs = got.execs
+    ev = _ev(None, *execs, files=got.files)
+    if got.unreadable:
+        ev["unreadable"] = [u.evidence() for u in got.unreadable]
+    bad = [ln for ln in execs[got.known_from:] if "sulogin" not in ln.text]  # in effect whatever was not read
+    if bad or got.complete and not (execs and all("sulogin" in ln.text for ln in execs)):
         yield Outcome("fail", unit, f"{what} does not run sulogin after drop-ins are applied"
                       f" ({'; '.join(ln.text.strip() for ln in execs) or 'no ExecStart'}): it gives a root shell "
-                      "without a password.", _ev(*execs, files=files))
+                      "without a password.", ev)
+    elif not got.complete:
+        yield Outcome("error", unit, f"Whether {what} asks for root's password cannot be judged: its unit files "
+                      f"could not be read completely ({unread(got.unreadable)}).", ev)
+    else:
+        yield Outcome("pass", unit, f"{what} asks for root's password ({execs[-1].text.strip()}).", ev)
 
 
 @check("emergency-auth")
@@ -229,11 +307,15 @@ def debug_shell_disabled(ctx: CheckContext, rule: Rule) -> Out:
     if not is_systemd(ctx.fs):
         yield Outcome("notapplicable", "debug-shell.service", "Not a systemd system.")
         return
+    budget, unlisted = Budget(), []
     links = [p for d in ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
-             for p in ctx.fs.glob(f"{d}/*.wants/debug-shell.service")]
+             for p in glob(ctx.fs, f"{d}/*.wants/debug-shell.service", budget, unlisted)]
     if links:
         yield Outcome("fail", "debug-shell.service", "debug-shell.service is enabled: a root shell on tty9 from "
                       "early boot, without a password.", {"links": links})
+    elif unlisted:
+        yield Outcome("error", "debug-shell.service", f"Whether debug-shell.service is enabled cannot be judged: "
+                      f"{unread(unlisted)}.", {"unreadable": [u.evidence() for u in unlisted]})
     else:
         yield Outcome("pass", "debug-shell.service", "debug-shell.service is not enabled.")
 
@@ -242,15 +324,25 @@ def debug_shell_disabled(ctx: CheckContext, rule: Rule) -> Out:
 def interactive_boot_disabled(ctx: CheckContext, rule: Rule) -> Out:
     init = _text(ctx, "/etc/sysconfig/init")
     cfg = _config(ctx)
-    legacy = not isinstance(cfg, ConfigReadError) and cfg.kind == "grub-legacy"
+    legacy = cfg.kind == "grub-legacy"
     if init is None and not legacy:
-        yield Outcome("notapplicable", "/etc/sysconfig/init", "No legacy (SysV/upstart) interactive boot settings.")
+        if cfg.kind == "unknown":  # it may be a legacy GRUB whose kernel lines say confirm
+            yield Outcome("error", "boot", f"Whether the boot loader allows interactive boot cannot be judged: "
+                          f"{unread(cfg.all_unreadable)}", _ev(cfg))
+        else:
+            yield Outcome("notapplicable", "/etc/sysconfig/init", "No legacy (SysV/upstart) interactive boot settings.")
         return
-    prompt = [ln for ln in init or [] if ln.text.strip().startswith("PROMPT=")]
-    confirm = [e for e in (cfg.entries if legacy else []) if "confirm" in e.args]  # type: ignore[union-attr]
-    if prompt and prompt[-1].text.strip().split("=", 1)[1].strip().lower() != "no" or confirm:
+    prompt = [ln for ln in init.lines if ln.text.strip().startswith("PROMPT=")] if init else []
+    prompt_on = bool(prompt) and prompt[-1].text.strip().split("=", 1)[1].strip().lower() != "no"
+    confirm = [e for e in (cfg.entries if legacy else []) if "confirm" in e.args]
+    problems = ([Unreadable(init.path, init.problem)] if init and init.problem else []) + \
+        (cfg.problems(LOADER) if legacy else [])
+    if confirm or prompt_on and not (init and init.problem):  # a later PROMPT= may be in the part not read
         yield Outcome("fail", "/etc/sysconfig/init", "Interactive boot is allowed (PROMPT is not no, or a kernel "
                       "line says confirm): services can be skipped at the console.",
-                      _ev(*(prompt[-1:] if prompt else []), *(e.where for e in confirm)))
+                      _ev(cfg, *(prompt[-1:] if prompt_on else []), *(e.where for e in confirm)))
+    elif problems:
+        yield Outcome("error", "/etc/sysconfig/init", f"Whether interactive boot is off cannot be judged: "
+                      f"{unread(problems)}.", _ev(None, *prompt[-1:], unreadable=[u.evidence() for u in problems]))
     else:
-        yield Outcome("pass", "/etc/sysconfig/init", "Interactive boot is off.", _ev(*prompt[-1:]))
+        yield Outcome("pass", "/etc/sysconfig/init", "Interactive boot is off.", _ev(cfg, *prompt[-1:]))

@@ -10,7 +10,10 @@ from collections.abc import Iterator
 
 from scanner.checks import CheckContext, Outcome, Rule, check
 from scanner.checks.boot import _config
-from scanner.checks.sysconf import ConfigReadError, Line, read_text, sysctl_settings, sysctl_value
+from scanner.checks.sysconf import (
+    DEFAULTS, ENTRIES, LOADER, Assignments, Line, Unreadable, glob, present, read_config, sysctl_settings,
+)
+from scanner.target.base import Budget
 
 Out = Iterator[Outcome]
 
@@ -28,11 +31,31 @@ IPV4_ONLY = {
 FAMILY_DEPENDENT = ("inet_pton", "inet_ntop")
 
 
-def _lines(ctx: CheckContext, path: str) -> list[Line]:
-    return [Line(path, n, t) for n, t in enumerate(read_text(ctx.fs, path).splitlines(), 1)]
+def _read(ctx: CheckContext, paths: list[str], budget: Budget) -> tuple[list[Line], list[Unreadable]]:
+    """The lines of configuration files that could be read, and what could not be."""
+    lines: list[Line] = []
+    unreadable: list[Unreadable] = []
+    for path in paths:
+        text = read_config(ctx.fs, path, budget)
+        lines += text.lines
+        if text.problem:
+            unreadable.append(Unreadable(path, text.problem))
+    return lines, unreadable
 
 
-def _sysctl(ctx: CheckContext) -> dict[str, Line]:
+def _globs(ctx: CheckContext, budget: Budget, unreadable: list[Unreadable], *patterns: str) -> list[str]:
+    return [p for pat in patterns for p in glob(ctx.fs, pat, budget, unreadable)]
+
+
+def _unread(unreadable: list[Unreadable]) -> str:
+    return "; ".join(str(u) for u in unreadable)
+
+
+def _with_unread(evidence: dict, unreadable: list[Unreadable]) -> dict:
+    return {**evidence, "unreadable": [u.evidence() for u in unreadable]} if unreadable else evidence
+
+
+def _sysctl(ctx: CheckContext) -> Assignments:
     if "sysctl" not in ctx.cache:
         ctx.cache["sysctl"] = sysctl_settings(ctx.fs)
     return ctx.cache["sysctl"]
@@ -41,94 +64,130 @@ def _sysctl(ctx: CheckContext) -> dict[str, Line]:
 @check("ipv6-kernel-arg")
 def ipv6_kernel_arg(ctx: CheckContext, rule: Rule) -> Out:
     cfg = _config(ctx)
-    if isinstance(cfg, ConfigReadError):
-        yield Outcome("error", "boot", f"The boot configuration cannot be read: {cfg}")
+    if cfg.kind == "unknown":
+        yield Outcome("error", "boot", f"Whether the target has a boot loader could not be found out: "
+                      f"{_unread(cfg.all_unreadable)}", _with_unread({}, cfg.all_unreadable))
         return
     if cfg.kind == "none":
         yield Outcome("notapplicable", "boot", "The target has no boot loader configuration.")
         return
     hits = [e.where for e in cfg.entries if "ipv6.disable=1" in e.args]
-    hits += [line for key, (value, line) in cfg.defaults.items() if key.startswith("GRUB_CMDLINE") and
-             "ipv6.disable=1" in value.split()]
+    hits += [line for key, (value, line) in cfg.defaults.values.items() if key.startswith("GRUB_CMDLINE") and
+             "ipv6.disable=1" in value.split() and cfg.defaults.certain(key)]
     if hits:
         yield Outcome("fail", "boot", "ipv6.disable=1 is on the kernel command line: the kernel has no IPv6.",
-                      {"lines": [h.evidence() for h in hits]})
+                      _with_unread({"lines": [h.evidence() for h in hits]}, cfg.all_unreadable))
+        return
+    problems = cfg.problems(LOADER, ENTRIES, DEFAULTS)
+    if problems:
+        yield Outcome("error", "boot", "Whether a boot entry disables IPv6 cannot be judged: the boot configuration "
+                      f"could not be read completely ({_unread(problems)}).", _with_unread({}, cfg.all_unreadable))
     else:
-        yield Outcome("pass", "boot", "No boot entry disables IPv6 in the kernel.")
+        yield Outcome("pass", "boot", "No boot entry disables IPv6 in the kernel.",
+                      _with_unread({}, cfg.all_unreadable))
+
+
+_DISABLE_KEY = re.compile(r"net\.ipv6\.conf\.[^.]+\.disable_ipv6")
 
 
 @check("ipv6-sysctl")
 def ipv6_sysctl(ctx: CheckContext, rule: Rule) -> Out:
     settings = _sysctl(ctx)
-    keys = [k for k in settings if re.fullmatch(r"net\.ipv6\.conf\.[^.]+\.disable_ipv6", k)]
-    off = [settings[k] for k in keys if sysctl_value(settings[k]) == "1"]
+    keys = [k for k in settings.values if _DISABLE_KEY.fullmatch(k)]
+    # a value counts only when no unread content after it can have changed it
+    off = [settings.values[k][1] for k in keys if settings.values[k][0] == "1" and settings.certain(k)]
+    lines = {"lines": [settings.values[k][1].evidence() for k in keys]}
     if off:
         yield Outcome("fail", "sysctl", "IPv6 is disabled by sysctl after every sysctl.d file is applied in "
                       "systemd's order: " + "; ".join(f"{ln.text} ({ln.path}:{ln.number})" for ln in off),
-                      {"lines": [ln.evidence() for ln in off]})
+                      _with_unread({"lines": [ln.evidence() for ln in off]}, settings.unreadable))
+    elif not settings.complete:
+        yield Outcome("error", "sysctl", "Whether sysctl disables IPv6 cannot be judged: sysctl configuration could "
+                      f"not be read completely ({_unread(settings.unreadable)}).",
+                      _with_unread(lines, settings.unreadable))
     else:
-        yield Outcome("pass", "sysctl", "No effective sysctl setting disables IPv6.",
-                      {"lines": [settings[k].evidence() for k in keys]})
+        yield Outcome("pass", "sysctl", "No effective sysctl setting disables IPv6.", lines)
 
 
 @check("ipv6-hardening")
 def ipv6_hardening(ctx: CheckContext, rule: Rule) -> Out:
     settings = _sysctl(ctx)
-    wanted = rule.params.get("zero", [])
-    found = {k: settings[k] for k in settings if any(re.fullmatch(w.replace(".", r"\.").replace("*", "[^.]+"), k)
-                                                     for w in wanted)}
-    bad = [ln for ln in found.values() if sysctl_value(ln) not in ("0",)]
+    wanted = [re.compile(w.replace(".", r"\.").replace("*", "[^.]+")) for w in rule.params.get("zero", [])]
+    found = [line for k, (_v, line) in settings.values.items() if any(w.fullmatch(k) for w in wanted)]
+    bad = [ln for ln in found if sysctl_value(ln) not in ("0",)]
+    unknown = f" Not read: {_unread(settings.unreadable)}." if settings.unreadable else ""
     yield Outcome("informational", "sysctl", "IPv6 hardening settings: " + (
-        "; ".join(ln.text for ln in found.values()) or "none set (kernel defaults apply)") +
-        (f". Not 0: {'; '.join(ln.text for ln in bad)}" if bad else ""), {"lines": [ln.evidence() for ln in found.values()]})
+        "; ".join(ln.text for ln in found) or "none set (kernel defaults apply)") +
+        (f". Not 0: {'; '.join(ln.text for ln in bad)}" if bad else "") + unknown,
+        _with_unread({"lines": [ln.evidence() for ln in found]}, settings.unreadable))
+
+
+def sysctl_value(line: Line) -> str:
+    """The value of a sysctl evidence line (``key = value``)."""
+    return line.text.split("=", 1)[1].strip()
 
 
 @check("ipv6-modprobe")
 def ipv6_modprobe(ctx: CheckContext, rule: Rule) -> Out:
-    files = ctx.fs.glob("/etc/modprobe.d/*.conf") + ctx.fs.glob("/usr/lib/modprobe.d/*.conf") + \
-        ctx.fs.glob("/lib/modprobe.d/*.conf") + [p for p in ["/etc/modprobe.conf"] if ctx.fs.is_file(p)]
+    budget, unreadable = Budget(), []
+    files = _globs(ctx, budget, unreadable, "/etc/modprobe.d/*.conf", "/usr/lib/modprobe.d/*.conf",
+                   "/lib/modprobe.d/*.conf") + [p for p in ["/etc/modprobe.conf"] if present(ctx.fs, p)]
+    lines, more = _read(ctx, files, budget)
+    unreadable += more
     hits = []
-    for path in files:
-        for ln in _lines(ctx, path):
-            w = ln.text.split("#", 1)[0].split()
-            if len(w) >= 2 and w[1] == "ipv6" and (
-                    w[0] == "blacklist" or w[0] == "install" and w[2:3] and w[2] in ("/bin/true", "/bin/false",
-                                                                                     "/usr/bin/true", "/usr/bin/false")
-                    or w[0] == "options" and "disable=1" in w[2:]):
-                hits.append(ln)
+    for ln in lines:
+        w = ln.text.split("#", 1)[0].split()
+        if len(w) >= 2 and w[1] == "ipv6" and (
+                w[0] == "blacklist" or w[0] == "install" and w[2:3] and w[2] in ("/bin/true", "/bin/false",
+                                                                                 "/usr/bin/true", "/usr/bin/false")
+                or w[0] == "options" and "disable=1" in w[2:]):
+            hits.append(ln)
     if hits:
         yield Outcome("fail", "modprobe", "The ipv6 module is disabled or blocked: " + "; ".join(
-            f"{h.text.strip()} ({h.path}:{h.number})" for h in hits), {"lines": [h.evidence() for h in hits]})
+            f"{h.text.strip()} ({h.path}:{h.number})" for h in hits),
+            _with_unread({"lines": [h.evidence() for h in hits]}, unreadable))
+    elif unreadable:
+        yield Outcome("error", "modprobe", "Whether modprobe configuration disables IPv6 cannot be judged: "
+                      f"{_unread(unreadable)}.", _with_unread({"files": files}, unreadable))
     else:
         yield Outcome("pass", "modprobe", "No modprobe configuration disables IPv6.", {"files": files})
 
 
 @check("ipv6-initscripts")
 def ipv6_initscripts(ctx: CheckContext, rule: Rule) -> Out:
-    files = [p for p in ["/etc/sysconfig/network"] if ctx.fs.is_file(p)] + \
-        ctx.fs.glob("/etc/sysconfig/network-scripts/ifcfg-*")
-    if not files:
+    budget, unreadable = Budget(), []
+    files = [p for p in ["/etc/sysconfig/network"] if present(ctx.fs, p)] + \
+        _globs(ctx, budget, unreadable, "/etc/sysconfig/network-scripts/ifcfg-*")
+    if not files and not unreadable:
         yield Outcome("notapplicable", "initscripts", "No initscripts network configuration.")
         return
-    hits = [ln for p in files for ln in _lines(ctx, p)
+    lines, more = _read(ctx, files, budget)
+    unreadable += more
+    hits = [ln for ln in lines
             if re.match(r"^\s*(NETWORKING_IPV6|IPV6INIT)\s*=\s*[\"']?(no|false|0)[\"']?\s*$", ln.text, re.I)]
     if hits:
         yield Outcome("fail", "initscripts", "IPv6 is switched off in initscripts: " + "; ".join(
-            f"{h.text.strip()} ({h.path})" for h in hits), {"lines": [h.evidence() for h in hits]})
+            f"{h.text.strip()} ({h.path})" for h in hits), _with_unread({"lines": [h.evidence() for h in hits]}, unreadable))
+    elif unreadable:
+        yield Outcome("error", "initscripts", "Whether initscripts switch IPv6 off cannot be judged: "
+                      f"{_unread(unreadable)}.", _with_unread({"files": files}, unreadable))
     else:
         yield Outcome("pass", "initscripts", "initscripts do not switch IPv6 off.", {"files": files})
 
 
 @check("ipv6-networkmanager")
 def ipv6_networkmanager(ctx: CheckContext, rule: Rule) -> Out:
-    files = ctx.fs.glob("/etc/NetworkManager/system-connections/*")
-    if not files:
+    budget, unreadable = Budget(), []
+    files = _globs(ctx, budget, unreadable, "/etc/NetworkManager/system-connections/*")
+    if not files and not unreadable:
         yield Outcome("notapplicable", "NetworkManager", "No NetworkManager keyfiles.")
         return
     disabled, ignored = [], []
     for path in files:
         section = ""
-        for ln in _lines(ctx, path):
+        lines, more = _read(ctx, [path], budget)
+        unreadable += more
+        for ln in lines:
             s = ln.text.strip()
             if s.startswith("["):
                 section = s
@@ -137,7 +196,10 @@ def ipv6_networkmanager(ctx: CheckContext, rule: Rule) -> Out:
                 (disabled if method == "disabled" else ignored if method == "ignore" else []).append(ln)
     if disabled:
         yield Outcome("fail", "NetworkManager", "Connections with IPv6 disabled: " + ", ".join(ln.path for ln in disabled),
-                      {"lines": [ln.evidence() for ln in disabled + ignored]})
+                      _with_unread({"lines": [ln.evidence() for ln in disabled + ignored]}, unreadable))
+    elif unreadable:
+        yield Outcome("error", "NetworkManager", "Whether a NetworkManager connection disables IPv6 cannot be judged: "
+                      f"{_unread(unreadable)}.", _with_unread({"files": files}, unreadable))
     elif ignored:
         yield Outcome("informational", "NetworkManager", "Connections where NetworkManager leaves IPv6 alone "
                       "(method=ignore): " + ", ".join(ln.path for ln in ignored), {"lines": [ln.evidence() for ln in ignored]})
@@ -147,12 +209,17 @@ def ipv6_networkmanager(ctx: CheckContext, rule: Rule) -> Out:
 
 @check("ipv6-loopback-name")
 def ipv6_loopback_name(ctx: CheckContext, rule: Rule) -> Out:
-    if not ctx.fs.is_file("/etc/hosts"):
+    if not present(ctx.fs, "/etc/hosts"):
         yield Outcome("notapplicable", "/etc/hosts", "The target has no /etc/hosts.")
         return
-    hit = [ln for ln in _lines(ctx, "/etc/hosts") if ln.text.split("#", 1)[0].split()[:1] == ["::1"]]
-    if hit:
-        yield Outcome("pass", "/etc/hosts", "/etc/hosts names the IPv6 loopback (::1).", {"lines": [hit[0].evidence()]})
+    lines, unreadable = _read(ctx, ["/etc/hosts"], Budget())
+    hit = [ln for ln in lines if ln.text.split("#", 1)[0].split()[:1] == ["::1"]]
+    if hit:  # a line read names it: whatever follows cannot take that back
+        yield Outcome("pass", "/etc/hosts", "/etc/hosts names the IPv6 loopback (::1).",
+                      _with_unread({"lines": [hit[0].evidence()]}, unreadable))
+    elif unreadable:
+        yield Outcome("error", "/etc/hosts", f"Whether /etc/hosts names ::1 cannot be judged: {_unread(unreadable)}.",
+                      _with_unread({"path": "/etc/hosts"}, unreadable))
     else:
         yield Outcome("fail", "/etc/hosts", "/etc/hosts has no ::1 entry: localhost resolves to IPv4 only.",
                       {"path": "/etc/hosts"})
@@ -160,13 +227,20 @@ def ipv6_loopback_name(ctx: CheckContext, rule: Rule) -> Out:
 
 @check("ipv6-libvirt-networks")
 def ipv6_libvirt_networks(ctx: CheckContext, rule: Rule) -> Out:
-    files = ctx.fs.glob("/etc/libvirt/qemu/networks/*.xml")
-    if not files:
+    budget, unlisted = Budget(), []
+    files = _globs(ctx, budget, unlisted, "/etc/libvirt/qemu/networks/*.xml")
+    for u in unlisted:
+        yield Outcome("error", u.path, f"The libvirt networks cannot be listed: {u.reason}", {"unreadable": [u.evidence()]})
+    if not files and not unlisted:
         yield Outcome("notapplicable", "libvirt", "No libvirt networks are defined.")
         return
     for path in files:
+        text = read_config(ctx.fs, path, budget)
+        if text.problem:
+            yield Outcome("error", path, f"{path}: {text.problem}", {"unreadable": [Unreadable(path, text.problem).evidence()]})
+            continue
         try:
-            root = ET.fromstring(read_text(ctx.fs, path))
+            root = ET.fromstring("\n".join(ln.text for ln in text.lines))
         except ET.ParseError as exc:
             yield Outcome("error", path, f"{path}: not valid XML ({exc})")
             continue
