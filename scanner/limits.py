@@ -50,3 +50,24 @@ MAX_GLOB_MATCHES = 10_000
 #: directories one glob (or one reader's globs together) may visit: ``include /x/*/*/*/*``
 #: over links to ``.`` visits exponentially many
 MAX_GLOB_DIRS = 4_096
+
+# ---- the ELF census -----------------------------------------------------------------------
+#: apparent size of one file the census parses and hashes. Needed because hashing is linear in
+#: the apparent size, which costs an attacker nothing (a sparse file, an inode claiming 256 GiB:
+#: 16 GiB of holes hash for half a minute, 1 TiB for half an hour); the largest real ELF files
+#: (browsers, CUDA and LLVM libraries, their separate debug info) stay well under it
+MAX_ELF_FILE_BYTES = 4 * GiB
+#: entries of one file's dynamic symbol table, and of its hash tables' buckets and chains (a
+#: large real library, node or libLLVM, has under 80,000 dynamic symbols)
+MAX_ELF_SYMBOLS = 1_000_000
+#: bytes of one string table the census reads (.dynstr, DT_STRTAB, .shstrtab; node's is 5 MiB)
+MAX_ELF_STRTAB_BYTES = 64 * MiB
+#: program headers of one file (PN_XNUM lets a core dump claim four billion)
+MAX_ELF_PROGRAM_HEADERS = 100_000
+#: entries of one dynamic segment read before its DT_NULL (real files have under 100)
+MAX_ELF_DYNAMIC_ENTRIES = 65_536
+#: bytes one SHF_COMPRESSED section may inflate to
+MAX_ELF_INFLATED_BYTES = 64 * MiB
+#: how many times its compressed size one SHF_COMPRESSED section may inflate to (zlib allows
+#: over 1,000; tables of symbols and strings compress about 3 to 10 times)
+MAX_ELF_INFLATE_RATIO = 100
