@@ -179,14 +179,12 @@ def kernel_args_required(ctx: CheckContext, rule: Rule, cfg: BootConfig) -> Out:
 
 def _default_args(cfg: BootConfig, bad: Callable[[str], bool]) -> list[tuple[Line, str, list[str]]]:
     """``GRUB_CMDLINE_LINUX*`` values of ``/etc/default/grub`` holding an argument ``bad``
-    says is wrong, counting only values no unread content can have changed."""
+    says is wrong, counting only arguments no unread content can have taken out."""
     hits = []
     for key in ("GRUB_CMDLINE_LINUX", "GRUB_CMDLINE_LINUX_DEFAULT"):
-        if key in cfg.defaults.values and cfg.defaults.certain(key):
-            value, line = cfg.defaults.values[key]
-            found = [a for a in value.split() if bad(a)]
-            if found:
-                hits.append((line, key, found))
+        found = [a for a in cfg.defaults.sure_words(key) if bad(a)]
+        if found:
+            hits.append((cfg.defaults.values[key][1], key, found))
     return hits
 
 

@@ -72,8 +72,8 @@ def ipv6_kernel_arg(ctx: CheckContext, rule: Rule) -> Out:
         yield Outcome("notapplicable", "boot", "The target has no boot loader configuration.")
         return
     hits = [e.where for e in cfg.entries if "ipv6.disable=1" in e.args]
-    hits += [line for key, (value, line) in cfg.defaults.values.items() if key.startswith("GRUB_CMDLINE") and
-             "ipv6.disable=1" in value.split() and cfg.defaults.certain(key)]
+    hits += [line for key, (_value, line) in cfg.defaults.values.items() if key.startswith("GRUB_CMDLINE") and
+             "ipv6.disable=1" in cfg.defaults.sure_words(key)]
     if hits:
         yield Outcome("fail", "boot", "ipv6.disable=1 is on the kernel command line: the kernel has no IPv6.",
                       _with_unread({"lines": [h.evidence() for h in hits]}, cfg.all_unreadable))

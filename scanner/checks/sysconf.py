@@ -160,7 +160,8 @@ class Assignments:
     partly unreadable (:meth:`gap`). The unknown content may assign any key, so a value is
     :meth:`certain` only when it was assigned after the last gap, from values that were
     certain then; and a key left unassigned is certainly unassigned only when there was
-    no gap at all."""
+    no gap at all. :meth:`sure_words` are the words a value certainly has even when it is
+    not certain as a whole (``X="$X ipv6.disable=1"`` after a gap)."""
 
     def __init__(self) -> None:
         self.values: dict[str, tuple[str, Line]] = {}
@@ -168,15 +169,19 @@ class Assignments:
         self._seq = 0
         self._last_gap = -1
         self._when: dict[str, int] = {}
-        self._unsure: set[str] = set()
+        self._unsure: dict[str, list[str]] = {}  # key -> its literal words, when it expanded an uncertain key
 
-    def set(self, key: str, value: str, line: Line, uses: Iterable[str] = ()) -> None:
-        """Assign ``key``; ``uses``: the keys its value was expanded from."""
+    def set(self, key: str, value: str, line: Line, uses: Iterable[str] = (), literal: list[str] | None = None) -> None:
+        """Assign ``key``; ``uses``: the keys its value was expanded from; ``literal``: the
+        words of the value written out, not expanded (all of them when None)."""
         unsure = any(not self.certain(u) for u in uses)
         self._seq += 1
         self.values[key] = (value, line)
         self._when[key] = self._seq
-        (self._unsure.add if unsure else self._unsure.discard)(key)
+        if unsure:
+            self._unsure[key] = value.split() if literal is None else literal
+        else:
+            self._unsure.pop(key, None)
 
     def gap(self, what: Unreadable) -> None:
         """Content that could not be read comes here, in reading order."""
@@ -188,6 +193,12 @@ class Assignments:
         if key not in self._when:
             return self._last_gap < 0
         return self._when[key] > self._last_gap and key not in self._unsure
+
+    def sure_words(self, key: str) -> list[str]:
+        """The words the effective value of ``key`` certainly holds."""
+        if key not in self._when or self._when[key] < self._last_gap:
+            return []
+        return self._unsure.get(key, self.values[key][0].split())
 
     @property
     def complete(self) -> bool:
@@ -393,9 +404,8 @@ def _defaults_file(fs: RootFS, path: str, values: Assignments, budget: Budget) -
             values.gap(Unreadable(path, f"line {line.number}: {exc} (the rest of the file is unknown)", DEFAULTS))
             return
         raw = " ".join(words)
-        uses = _VAR.findall(raw)
         value = _VAR.sub(lambda v: values.values.get(v.group(1), ("", line))[0], raw).strip()
-        values.set(m.group(1), value, line, uses)
+        values.set(m.group(1), value, line, _VAR.findall(raw), [w for w in raw.split() if "$" not in w])
     if text.problem:
         values.gap(Unreadable(path, text.problem, DEFAULTS))
 
