@@ -18,8 +18,20 @@ from typing import Any
 
 from scanner.checks import CheckContext, Outcome, Rule, check
 from scanner.checks.sysconf import (
-    DEFAULTS, ENTRIES, LOADER, USER_CFG, BootConfig, ConfigText, Line, Unreadable, boot_config, glob, is_systemd,
-    present, read_config, unit_exec_start,
+    DEFAULTS,
+    ENTRIES,
+    LOADER,
+    USER_CFG,
+    BootConfig,
+    ConfigText,
+    Line,
+    Unreadable,
+    boot_config,
+    glob,
+    is_systemd,
+    present,
+    read_config,
+    unit_exec_start,
 )
 from scanner.target.base import Budget
 
@@ -305,7 +317,8 @@ def debug_shell_disabled(ctx: CheckContext, rule: Rule) -> Out:
     if not is_systemd(ctx.fs):
         yield Outcome("notapplicable", "debug-shell.service", "Not a systemd system.")
         return
-    budget, unlisted = Budget(), []
+    budget = Budget()
+    unlisted: list[Unreadable] = []
     links = [p for d in ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
              for p in glob(ctx.fs, f"{d}/*.wants/debug-shell.service", budget, unlisted)]
     if links:

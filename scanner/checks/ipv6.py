@@ -11,7 +11,16 @@ from collections.abc import Iterator
 from scanner.checks import CheckContext, Outcome, Rule, check
 from scanner.checks.boot import _config
 from scanner.checks.sysconf import (
-    DEFAULTS, ENTRIES, LOADER, Assignments, Line, Unreadable, glob, present, read_config, sysctl_settings,
+    DEFAULTS,
+    ENTRIES,
+    LOADER,
+    Assignments,
+    Line,
+    Unreadable,
+    glob,
+    present,
+    read_config,
+    sysctl_settings,
 )
 from scanner.target.base import Budget
 
@@ -129,7 +138,8 @@ def sysctl_value(line: Line) -> str:
 
 @check("ipv6-modprobe")
 def ipv6_modprobe(ctx: CheckContext, rule: Rule) -> Out:
-    budget, unreadable = Budget(), []
+    budget = Budget()
+    unreadable: list[Unreadable] = []
     files = _globs(ctx, budget, unreadable, "/etc/modprobe.d/*.conf", "/usr/lib/modprobe.d/*.conf",
                    "/lib/modprobe.d/*.conf") + [p for p in ["/etc/modprobe.conf"] if present(ctx.fs, p)]
     lines, more = _read(ctx, files, budget)
@@ -155,7 +165,8 @@ def ipv6_modprobe(ctx: CheckContext, rule: Rule) -> Out:
 
 @check("ipv6-initscripts")
 def ipv6_initscripts(ctx: CheckContext, rule: Rule) -> Out:
-    budget, unreadable = Budget(), []
+    budget = Budget()
+    unreadable: list[Unreadable] = []
     files = [p for p in ["/etc/sysconfig/network"] if present(ctx.fs, p)] + \
         _globs(ctx, budget, unreadable, "/etc/sysconfig/network-scripts/ifcfg-*")
     if not files and not unreadable:
@@ -177,12 +188,14 @@ def ipv6_initscripts(ctx: CheckContext, rule: Rule) -> Out:
 
 @check("ipv6-networkmanager")
 def ipv6_networkmanager(ctx: CheckContext, rule: Rule) -> Out:
-    budget, unreadable = Budget(), []
+    budget = Budget()
+    unreadable: list[Unreadable] = []
     files = _globs(ctx, budget, unreadable, "/etc/NetworkManager/system-connections/*")
     if not files and not unreadable:
         yield Outcome("notapplicable", "NetworkManager", "No NetworkManager keyfiles.")
         return
-    disabled, ignored = [], []
+    disabled: list[Line] = []
+    ignored: list[Line] = []
     for path in files:
         section = ""
         lines, more = _read(ctx, [path], budget)
@@ -227,7 +240,8 @@ def ipv6_loopback_name(ctx: CheckContext, rule: Rule) -> Out:
 
 @check("ipv6-libvirt-networks")
 def ipv6_libvirt_networks(ctx: CheckContext, rule: Rule) -> Out:
-    budget, unlisted = Budget(), []
+    budget = Budget()
+    unlisted: list[Unreadable] = []
     files = _globs(ctx, budget, unlisted, "/etc/libvirt/qemu/networks/*.xml")
     for u in unlisted:
         yield Outcome("error", u.path, f"The libvirt networks cannot be listed: {u.reason}", {"unreadable": [u.evidence()]})

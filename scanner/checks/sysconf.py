@@ -404,7 +404,7 @@ def _defaults_file(fs: RootFS, path: str, values: Assignments, budget: Budget) -
             values.gap(Unreadable(path, f"line {line.number}: {exc} (the rest of the file is unknown)", DEFAULTS))
             return
         raw = " ".join(words)
-        value = _VAR.sub(lambda v: values.values.get(v.group(1), ("", line))[0], raw).strip()
+        value = _VAR.sub(lambda v: values.values.get(v.group(1), ("",))[0], raw).strip()
         values.set(m.group(1), value, line, _VAR.findall(raw), [w for w in raw.split() if "$" not in w])
     if text.problem:
         values.gap(Unreadable(path, text.problem, DEFAULTS))

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import errno
 import os
-from fnmatch import fnmatchcase
 import posixpath
 import stat as statmod
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from fnmatch import fnmatchcase
 from typing import BinaryIO, NamedTuple
 
 from scanner import limits
