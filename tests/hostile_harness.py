@@ -512,7 +512,8 @@ def state_diff(before: dict[str, tuple[Any, ...]], after: dict[str, tuple[Any, .
 # strace: what the audit hook cannot see
 # ---------------------------------------------------------------------------------------
 
-_STRACE_LINE = re.compile(r'(?:open|openat|openat2)\((?:(?:AT_FDCWD|\d+<(?P<dir>[^>]*)>|\d+), )?"(?P<path>(?:[^"\\]|\\.)*)"')
+_STRACE_LINE = re.compile(r'(?:open|openat|openat2)\((?:(?:AT_FDCWD(?:<[^>]*>)?|\d+<(?P<dir>[^>]*)>|\d+), )?'
+                          r'"(?P<path>(?:[^"\\]|\\.)*)"')
 
 
 def strace_opens(argv: Sequence[str], work: Path, *, timeout: float = CASE_SECONDS) -> tuple[int, set[str]]:
