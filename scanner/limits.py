@@ -71,3 +71,18 @@ MAX_ELF_INFLATED_BYTES = 64 * MiB
 #: how many times its compressed size one SHF_COMPRESSED section may inflate to (zlib allows
 #: over 1,000; tables of symbols and strings compress about 3 to 10 times)
 MAX_ELF_INFLATE_RATIO = 100
+
+# ---- disk images ----------------------------------------------------------------------------
+#: images in one qcow2 backing chain, the image named first included (QEMU's own deepest real
+#: chains are snapshots of snapshots, a few dozen at most); a longer one is refused whole
+MAX_BACKING_CHAIN = 64
+#: bytes of holes (ranges no extent or block of the file system backs, and the slack between
+#: the last extent and the size an inode claims) that reading one file inside an image may
+#: return. Needed because an inode may claim 256 GiB over one block: reading it whole (a
+#: hash) would cost minutes of zeros; a real program or library has no gigabyte of holes
+MAX_IMAGE_HOLE_BYTES = 1 * GiB
+#: bytes one read of a file inside an image may return at once (``read()`` of a whole file
+#: claiming 256 GiB must not try to allocate it); readers stream in READ_CHUNK pieces
+MAX_IMAGE_READ_BYTES = 256 * MiB
+#: bytes of a vmdk descriptor (a text file naming the extents; real ones are under 4 KiB)
+MAX_VMDK_DESCRIPTOR_BYTES = 64 * KiB
