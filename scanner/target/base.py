@@ -127,7 +127,8 @@ class RootFS(ABC):
     @abstractmethod
     def open_resolved(self, path: str) -> tuple[BinaryIO, os.stat_result]:
         """Open a regular file by a resolved guest path (no symlink anywhere in it) for
-        reading; return the file and its ``stat``. Raises ``OSError`` otherwise."""
+        reading; return the file and its ``stat``. Raises ``OSError`` otherwise: every
+        target checks the entry with :func:`require_regular` *before* it opens anything."""
 
     # ---- built on the primitives ------------------------------------------------
     def resolve(self, path: str, *, strict: bool = True) -> str:
