@@ -391,6 +391,8 @@ HOST_FILE_ALLOWANCES: tuple[tuple[str, str], ...] = (
     ("/proc/self/mountinfo", "scanner/target/directory.py reads this machine's mount table to keep a folder "
                              "scan on the root's own file systems (never into /proc, /sys or other mounts); "
                              "it is the scanner's view of the host, and none of it is reported"),
+    ("/dev/null", "multiprocessing's forked census workers reopen their standard input on os.devnull "
+                  "(multiprocessing/util.py _close_stdin)"),
 )
 #: Programs a scan may start, each with why: never anything of the target.
 EXEC_ALLOWANCES: tuple[tuple[str, str], ...] = (

@@ -235,7 +235,9 @@ def test_image_mutants(family: str, scanned: dict[str, Any]) -> None:
     image as a whole is unreadable), never a traceback, never a verdict better than the
     seed's (which fails the boot rules): a disk that cannot be read must not pass. A
     mutant read without exit 2 must show its damage as new error records when it was
-    made unreadable by construction, and some mutants must."""
+    made unreadable by construction, and some mutants must; files of the seed that a
+    mutant's scan no longer finds must be explained by an error record (a corrupt folder
+    read as a shorter one is data silently dropped)."""
     items = scanned[family]
     seed_o, _ = items[0]
     assert seed_o.code == 1 and seed_o.doc is not None, f"the {family} seed does not scan: {seed_o.describe()}"
@@ -248,6 +250,9 @@ def test_image_mutants(family: str, scanned: dict[str, Any]) -> None:
             broke += 1
         elif m and m["must_error"]:
             bad.append(f"unreadable image scanned without an error: {_what(o, m)}")
+        elif o.doc is not None and o.doc["summary"]["files"] < seed_o.doc["summary"]["files"]:
+            lost = seed_o.doc["summary"]["files"] - o.doc["summary"]["files"]
+            bad.append(f"{lost} file(s) of the seed silently lost (no new error record): {_what(o, m)}")
         if o.code == 0:
             bad.append(f"verdict improved to exit 0: {_what(o, m)}")
     assert not bad, f"{len(bad)} {family} mutant scans broke the contract:\n" + "\n\n".join(bad)
