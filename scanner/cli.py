@@ -101,6 +101,9 @@ def main() -> None:
 @click.option("--image-backend", type=click.Choice(IMAGE_BACKENDS), default="auto", show_default=True,
               help="How images are read: dissect (pure Python, the [images] extra, AGPL-3.0), guestfs (libguestfs's "
                    "appliance, LGPL; one launch per machine), or auto (dissect when installed, else guestfs).")
+@click.option("--backing-dir", "backing_dirs", multiple=True, type=click.Path(path_type=str), metavar="DIR",
+              help="Also follow an image's backing files and extents inside DIR (repeatable); by default only "
+                   "inside the folder of the image that names them.")
 @click.option("--domain", "domains", multiple=True, metavar="NAME",
               help="Scan a libvirt domain's disks (repeatable); results go to OUTPUT/NAME/.")
 @click.option("--all-domains", is_flag=True, help="Scan every libvirt domain, active or shut off.")
@@ -132,7 +135,8 @@ def main() -> None:
               help="Show a progress bar [default: when standard error is a terminal].")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on standard output.")
 @click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
-def scan(root: str | None, images: tuple[str, ...], image_backend: str, domains: tuple[str, ...], all_domains: bool,
+def scan(root: str | None, images: tuple[str, ...], image_backend: str, backing_dirs: tuple[str, ...],
+         domains: tuple[str, ...], all_domains: bool,
          connect: str | None, allow_running: bool, output: Path, jobs: int | None, cross_mounts: bool,
          exclude: tuple[str, ...], paths: tuple[str, ...], cache: Path | None, rpm_reader: str, no_packages: bool,
          no_licenses: bool,
@@ -156,7 +160,8 @@ def scan(root: str | None, images: tuple[str, ...], image_backend: str, domains:
     try:
         if root and images:
             raise TargetError("give either ROOT or --image, not both")
-        fs = open_target(root, images=list(images), cross_mounts=cross_mounts, backend=image_backend)
+        fs = open_target(root, images=list(images), cross_mounts=cross_mounts, backend=image_backend,
+                         backing_dirs=backing_dirs)
     except TargetError as exc:
         _fail(str(exc), debug)
         return

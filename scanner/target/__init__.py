@@ -7,6 +7,7 @@ own root. Nothing after this stage knows which kind of target it reads.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from scanner.target.base import MAXSYMLINKS, PathLoop, RootFS, TargetError, WalkEntry, normpath
 from scanner.target.directory import DirectoryRoot
@@ -54,18 +55,26 @@ def image_backend(choice: str = "auto") -> str:
 
 
 def open_target(spec: str | os.PathLike[str] | None = None, *, images: list[str] | None = None,
-                cross_mounts: bool = False, backend: str = "auto") -> RootFS:
+                cross_mounts: bool = False, backend: str = "auto",
+                backing_dirs: Iterable[str | os.PathLike[str]] = ()) -> RootFS:
     """Open a target from its command-line spelling: a folder (``/`` or an extracted root),
-    or the disk images of one machine (``images``, read by ``backend``)."""
+    or the disk images of one machine (``images``, read by ``backend``). The backing files
+    the images name are followed only inside each naming image's folder, inside one of
+    ``backing_dirs`` (``--backing-dir``), or when a libvirt domain's own ``<backingStore>``
+    chain names them (images from :func:`~scanner.target.libvirt.domain_images` carry it)."""
     if images:
+        from scanner.target.qcow2 import BackingPolicy
+
+        named = [f for image in images for f in getattr(image, "backing_chain", ())]
+        policy = BackingPolicy.of(backing_dirs, named)
         backend = image_backend(backend)
         if backend == "guestfs":
             from scanner.target.guestfs import GuestfsRoot
 
-            return GuestfsRoot(images)
+            return GuestfsRoot(images, policy)
         try:
             from scanner.target.image import ImageRoot
         except ImportError as exc:
             raise TargetError("the dissect backend is not installed: pip install 'flightcheck[images]'") from exc
-        return ImageRoot(images)
+        return ImageRoot(images, policy)
     return DirectoryRoot(spec or "/", cross_mounts=cross_mounts)

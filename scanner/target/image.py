@@ -20,19 +20,63 @@ physical volume is reported, not guessed.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import io
 import mmap
 import os
 import posixpath
+import re
 import stat as statmod
+import struct
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from scanner.target.base import RootFS, TargetError, normpath
-from scanner.target.qcow2 import COMPRESSED, L2_OFFSET, ZERO, PlainQcow2, be_u64, open_plain, read_pieces, refused
+from scanner import limits
+from scanner.limits import LimitExceeded
+from scanner.target.base import RootFS, TargetError, normpath, require_regular
+from scanner.target.qcow2 import (COMPRESSED, L2_OFFSET, ZERO, BackingPolicy, Layer, PlainQcow2, backing_chain, be_u64,
+                                  open_plain, read_pieces, refused)
+
+
+def _described(exc: BaseException) -> str:
+    """A reader's exception in one line, its type first: dissect's own messages can be
+    empty or cryptic on damaged structures (a bare ``EOFError``)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _whole_target(what: str) -> Iterator[None]:
+    """The boundary around opening the images: whatever the readers raise on a damaged
+    container, partition table or superblock is one :class:`TargetError` line (exit 2),
+    never a traceback."""
+    try:
+        yield
+    except TargetError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - dissect raises anything on damaged structures
+        raise TargetError(f"{what}: {_described(exc)}") from exc
+
+
+@contextlib.contextmanager
+def _per_file(path: str, what: str = "cannot read") -> Iterator[None]:
+    """The boundary between dissect and the scan for one path: whatever a damaged inode,
+    directory, extent tree or cluster raises becomes an ``OSError`` for that path, which
+    the census and the readers turn into an error record before going on; a cap reached
+    is an ``OSError`` naming the cap."""
+    try:
+        yield
+    except OSError:
+        raise
+    except LimitExceeded as exc:
+        raise OSError(errno.EFBIG, str(exc), path) from exc
+    except Exception as exc:  # noqa: BLE001 - dissect raises anything on damaged structures
+        raise OSError(errno.EIO, f"{what}: {_described(exc)}", path) from exc
 
 
 @dataclass
@@ -48,54 +92,65 @@ class FileSystem:
     devnames: tuple[str, ...] = ()  # the guest's device names, for LVM volumes
 
 
-def _open_container(path: Path) -> BinaryIO:
-    """The guest-visible byte stream of one image file (qcow2 chains followed)."""
+def _open_container(path: Path, policy: BackingPolicy) -> BinaryIO:
+    """The guest-visible byte stream of one image file (qcow2 chains followed where
+    ``policy`` allows)."""
     fh = open(path, "rb")  # noqa: SIM115 - kept open for the life of the target
     head = fh.read(4)
     fh.seek(0)
     if head == b"QFI\xfb":
+        why = refused(fh)
+        if why:
+            raise TargetError(f"cannot read image {path}: {why}")
         plain = open_plain(fh)  # one file, no backing chain: read here, without dissect.hypervisor
         if plain is not None:
             return plain
-        from dissect.hypervisor.disk.qcow2 import QCow2
-
-        return _qcow2(QCow2, path, fh, set())
-    if head == b"KDMV":
-        from dissect.hypervisor.disk.vmdk import VMDK
-
-        vmdk = VMDK(fh)
-        return vmdk.open() if hasattr(vmdk, "open") else vmdk
+        return _qcow2_chain(backing_chain(path, fh, policy))
+    if head in (b"KDMV", b"# Di"):
+        return _vmdk(path, fh)
     return fh
 
 
-MAX_CHAIN = 32
+def _qcow2_chain(layers: list[Layer]) -> BinaryIO:
+    """The guest disk of a checked backing chain (:func:`backing_chain`), built from the
+    bottom up with dissect.hypervisor, each level given its backing stream: dissect never
+    opens a file by a name the image holds."""
+    from dissect.hypervisor.disk.qcow2 import QCow2
+
+    backing: BinaryIO | None = None
+    for layer in reversed(layers):
+        if layer.fmt == "raw":
+            backing = layer.fh
+            continue
+        why = refused(layer.fh)
+        if why:
+            raise TargetError(f"cannot read image {layer.path}: {why}")
+        layer.fh.seek(0)
+        backing = QCow2(layer.fh, backing_file=backing, allow_no_backing_file=backing is None).open()
+    assert backing is not None
+    return backing
 
 
-def _qcow2(QCow2: Any, path: Path, fh: BinaryIO, seen: set[Path]) -> BinaryIO:
-    """A qcow2 stream with its backing chain, built from the bottom up. dissect would
-    follow backing files itself when given a path, and recurse forever on a loop; here
-    each level is opened from a file object and the chain is checked for loops."""
-    real = path.resolve()
-    if real in seen or len(seen) >= MAX_CHAIN:
-        raise TargetError(f"{path}: the qcow2 backing chain loops back to itself")
-    why = refused(fh)
-    if why:
-        raise TargetError(f"cannot read image {path}: {why}")
-    seen.add(real)
-    probe = QCow2(fh, allow_no_backing_file=True)
-    name = getattr(probe, "auto_backing_file", None)
-    backing = None
-    if name:
-        name = name.decode() if isinstance(name, bytes) else str(name)
-        bpath = Path(name) if os.path.isabs(name) else path.parent / name
-        if not bpath.is_file():
-            raise TargetError(f"{path}: its backing file {name} is not there")
-        bfh = open(bpath, "rb")  # noqa: SIM115 - kept open for the life of the target
-        magic = bfh.read(4)
-        bfh.seek(0)
-        backing = _qcow2(QCow2, bpath, bfh, seen) if magic == b"QFI\xfb" else bfh
+def _vmdk(path: Path, fh: BinaryIO) -> BinaryIO:
+    """The guest disk of a monolithic sparse vmdk (``qemu-img convert -O vmdk``). A vmdk
+    naming other files (a descriptor with extents, a delta disk with a parent) is refused:
+    dissect would open those names itself, unchecked."""
+    from dissect.hypervisor.disk.vmdk import VMDK
+
+    if fh.read(4) == b"# Di":
+        raise TargetError(f"cannot read image {path}: vmdk descriptor files (extents in other files) are not "
+                          "supported; convert with qemu-img convert -O qcow2")
+    fh.seek(28)
+    offset, sectors = struct.unpack("<QQ", fh.read(16).ljust(16, b"\0"))
+    if sectors:
+        fh.seek(offset * 512)
+        text = fh.read(min(sectors * 512, limits.MAX_VMDK_DESCRIPTOR_BYTES)).split(b"\0", 1)[0]
+        parent = re.search(rb"^\s*parentCID\s*=\s*(\S+)", text, re.M)
+        if parent and parent.group(1).strip(b'"').lower() != b"ffffffff":
+            raise TargetError(f"cannot read image {path}: vmdk delta disks (with a parent disk) are not supported")
     fh.seek(0)
-    return QCow2(fh, backing_file=backing, allow_no_backing_file=backing is None).open()
+    vmdk = VMDK(fh)
+    return vmdk.open() if hasattr(vmdk, "open") else vmdk
 
 
 def _is_lvm_pv(stream: BinaryIO) -> bool:
@@ -142,32 +197,30 @@ class ImageRoot(RootFS):
 
     backend = "dissect"
 
-    def __init__(self, images: list[str | os.PathLike[str]]) -> None:
+    def __init__(self, images: list[str | os.PathLike[str]], backing: BackingPolicy | None = None) -> None:
         self.images = [Path(p) for p in images]
+        self.backing = backing or BackingPolicy()
         self.label = ", ".join(str(p) for p in self.images)
         self.filesystems: list[FileSystem] = []
         self.problems: list[str] = []
         for path in self.images:
             if not (path.is_file() or path.is_block_device()):  # a disk, an LV, a loop device...
                 raise TargetError(f"cannot read image {path}: no such file or block device")
-            try:
-                stream = _open_container(path)
-            except TargetError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any reader failure: a clear line
-                raise TargetError(f"cannot read image {path}: {exc}") from exc
-            self._find_filesystems(stream, path)
-        self._read_lvm()
+            with _whole_target(f"cannot read image {path}"):
+                self._find_filesystems(_open_container(path, self.backing), path)
+        with _whole_target(f"cannot read the volumes of {self.label}"):
+            self._read_lvm()
         if not self.filesystems:
             raise TargetError(f"no ext2/3/4 or xfs file system found in {self.label}")
-        self.mounts = self._assemble()
+        with _whole_target(f"cannot read the file systems of {self.label}"):
+            self.mounts = self._assemble()
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (ImageRoot, ([str(p) for p in self.images],))
+        return (ImageRoot, ([str(p) for p in self.images], self.backing))
 
     def for_worker(self) -> "ImageRoot":
         """A forked worker must not share file offsets with its parent: open again."""
-        return ImageRoot(self.images)
+        return ImageRoot(self.images, self.backing)
 
     @property
     def description(self) -> dict[str, Any]:
@@ -349,7 +402,8 @@ class ImageRoot(RootFS):
             return False
 
     def _fs_read(self, fs: FileSystem, rel: str) -> bytes:
-        return self._fs_node(fs, rel).open().read(1 << 20)
+        with _per_file(rel):
+            return _Closing(self._fs_node(fs, rel).open(), rel).read(1 << 20)
 
     def _locate(self, path: str) -> tuple[FileSystem, str]:
         p = normpath(path)
@@ -377,20 +431,25 @@ class ImageRoot(RootFS):
 
     # ---- primitives ----------------------------------------------------------------------------
     def lstat(self, path: str) -> os.stat_result:
-        return self._stat(self._node(path))
+        with _per_file(path):
+            return self._stat(self._node(path))
 
     def readlink(self, path: str) -> str:
-        node = self._node(path)
-        if not statmod.S_ISLNK(self._stat(node).st_mode):
-            raise OSError(22, "not a symbolic link", path)
-        link = node.link
-        return link.decode("utf-8", "surrogateescape") if isinstance(link, bytes) else str(link)
+        with _per_file(path):
+            node = self._node(path)
+            if not statmod.S_ISLNK(self._stat(node).st_mode):
+                raise OSError(22, "not a symbolic link", path)
+            link = node.link
+            return link.decode("utf-8", "surrogateescape") if isinstance(link, bytes) else str(link)
 
     def listdir(self, path: str) -> list[tuple[str, str]]:
-        p = normpath(path)
+        with _per_file(path, "cannot list"):
+            return self._listdir(normpath(path))
+
+    def _listdir(self, p: str) -> list[tuple[str, str]]:
         node = self._node(p)
         if not statmod.S_ISDIR(self._stat(node).st_mode):
-            raise NotADirectoryError(20, "not a directory", path)
+            raise NotADirectoryError(20, "not a directory", p)
         fs, rel = self._locate(p)
         out = []
         for name, entry in self._entries(fs, rel, node).items():
@@ -400,7 +459,7 @@ class ImageRoot(RootFS):
             if not mode:
                 try:
                     mode = self._stat(entry).st_mode
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - a damaged inode: listed as other, reported when opened
                     mode = 0
             kind = ("dir" if statmod.S_ISDIR(mode) else "file" if statmod.S_ISREG(mode) else
                     "symlink" if statmod.S_ISLNK(mode) else "other")
@@ -411,13 +470,11 @@ class ImageRoot(RootFS):
         return out
 
     def open_resolved(self, path: str) -> tuple[BinaryIO, os.stat_result]:
-        node = self._node(path)
-        st = self._stat(node)
-        if statmod.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(21, "is a directory", path)
-        if not statmod.S_ISREG(st.st_mode):
-            raise OSError(22, "not a regular file", path)
-        return _Closing(node.open()), st
+        with _per_file(path, "cannot open"):
+            node = self._node(path)
+            st = self._stat(node)
+            require_regular(st, path)
+            return _Closing(node.open(), path), st
 
 
 class _Closing(io.RawIOBase):
@@ -426,12 +483,19 @@ class _Closing(io.RawIOBase):
     file system's runs, the partition and the qcow2 cluster tables to ranges of the image
     files, which are read with ``os.preadv`` straight into one buffer (one copy instead
     of one per layer; the benchmark's image-vs-folder ratio depends on it). Streams of
-    other kinds (inline data, compressed clusters, vmdk) are read by dissect."""
+    other kinds (inline data, compressed clusters, vmdk) are read by dissect.
 
+    Bounded: one read returns at most ``MAX_IMAGE_READ_BYTES`` (``read()`` of an inode
+    claiming 256 GiB must not try to allocate it), the holes read from one opened file add
+    up to at most ``MAX_IMAGE_HOLE_BYTES``, and whatever dissect raises on damaged
+    structures is an ``OSError`` for the file."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Any, path: str) -> None:
         super().__init__()
         self._s = stream
+        self._path = path
+        self._hole_budget = limits.MAX_IMAGE_HOLE_BYTES
+        self._holes: list[tuple[int, int]] | None = None
 
     def readable(self) -> bool:
         return True
@@ -440,14 +504,34 @@ class _Closing(io.RawIOBase):
         return True
 
     def read(self, size: int = -1) -> bytes:
+        with _per_file(self._path):
+            return self._read(-1 if size is None else size)
+
+    def _read(self, size: int) -> bytes:
         pos, total = self._s.tell(), getattr(self._s, "size", None)
-        if total is not None:
-            n = max(0, total - pos) if size < 0 else max(0, min(size, total - pos))
-            data = _mapped_read(self._s, pos, n) if n <= MAPPED_MAX else None
-            if data is not None:
-                self._s.seek(pos + len(data))
-                return data
-        return self._s.read(size)
+        if total is None:
+            return self._s.read(size if 0 <= size <= limits.MAX_IMAGE_READ_BYTES else limits.MAX_IMAGE_READ_BYTES)
+        n = max(0, total - pos) if size < 0 else max(0, min(size, total - pos))
+        if n > limits.MAX_IMAGE_READ_BYTES:
+            raise LimitExceeded("MAX_IMAGE_READ_BYTES", limits.MAX_IMAGE_READ_BYTES,
+                                f"one read of {n:,} bytes (the file claims {total:,}); read it in pieces")
+        self._spend_holes(pos, n)
+        data = _mapped_read(self._s, pos, n)
+        if data is not None:
+            self._s.seek(pos + len(data))
+            return data
+        return self._s.read(n)
+
+    def _spend_holes(self, pos: int, n: int) -> None:
+        """Count the holes in bytes ``pos`` to ``pos + n`` against the file's budget."""
+        if self._holes is None:
+            self._holes = _hole_ranges(self._s)
+        end = pos + n
+        spent = sum(max(0, min(end, b) - max(pos, a)) for a, b in self._holes)
+        self._hole_budget -= spent
+        if self._hole_budget < 0:
+            raise LimitExceeded("MAX_IMAGE_HOLE_BYTES", limits.MAX_IMAGE_HOLE_BYTES,
+                                f"holes read from a file claiming {self._s.size:,} bytes")
 
     def readinto(self, b: Any) -> int:
         data = self.read(len(b))
@@ -476,13 +560,32 @@ class _Closing(io.RawIOBase):
         return mmap.mmap(fd, n, offset=offset, access=mmap.ACCESS_READ)
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        return self._s.seek(offset, whence)
+        with _per_file(self._path):
+            return self._s.seek(offset, whence)
 
     def tell(self) -> int:
         return self._s.tell()
 
 
-MAPPED_MAX = 256 << 20  # a larger single read (a hostile inode size) is left to dissect
+def _hole_ranges(stream: Any) -> list[tuple[int, int]]:
+    """The byte ranges of a file-system stream that no block backs: sparse runs, and the
+    slack between the last run and the size the inode claims (where a hostile inode's
+    gigabytes are). Streams of other kinds (inline data) have none."""
+    if not isinstance(stream, _util_streams()[1]):
+        return []
+    holes: list[tuple[int, int]] = []
+    at = 0
+    for block, count in stream.runlist:
+        run = count * stream.block_size
+        if block is None and run:
+            holes.append((at, at + run))
+        at += run
+    if at < stream.size:
+        holes.append((at, stream.size))
+    return holes
+
+
+MAPPED_MAX = limits.MAX_IMAGE_READ_BYTES  # a file mapped whole is at most one read
 
 # ---- the mapped read path ----
 @functools.lru_cache(maxsize=None)

@@ -12,18 +12,29 @@ features, a version other than 2 or 3): those images are read by dissect.hypervi
 Compressed clusters (zlib, as ``qemu-img convert -c`` and cloud images write them) are
 read here. A table or cluster past the end of the file is an ``OSError``, never a
 silent zero.
+
+:func:`backing_chain` checks and opens the backing files a qcow2 image names, for both
+image backends: the names come from the image, which may be hostile (a backing file
+``/etc/shadow`` or ``/proc/self/environ`` over unallocated clusters turns a host file
+into guest data), so a name is followed only where a :class:`BackingPolicy` allows it.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import stat as statmod
 import struct
 import sys
 import zlib
 from array import array
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, BinaryIO
+
+from scanner import limits
+from scanner.limits import LimitExceeded
+from scanner.target.base import TargetError, file_type
 
 MAGIC = b"QFI\xfb"
 _HEADER = struct.Struct(">4sIQIIQIIQQIIQ")  # the version 2 header, 72 bytes
@@ -237,3 +248,169 @@ def open_plain(fh: BinaryIO) -> PlainQcow2 | None:
     if l1_size and l1_at % 8:
         raise Qcow2Error(22, "the qcow2 L1 table is not aligned")
     return PlainQcow2(fh, (version, cluster_bits, size, l1_size, l1_at))
+
+
+# ---- backing chains ---------------------------------------------------------------------
+_BACKING_FORMAT_EXT = 0xE2792ACA  # header extension: the backing file's format
+_DATA_FILE_BIT = 1 << 2  # incompatible feature: the guest's clusters live in another file
+_MAX_BACKING_NAME = 1023  # QEMU's own limit on a backing file's name
+_MAX_EXTENSIONS = 64  # header extensions looked at (QEMU writes at most a handful)
+
+#: host folders no image may reach, whatever the user allows: reading them runs kernel code
+#: (``/proc/self/environ`` is the scanner's own environment) or a device's driver
+NEVER_FOLLOWED = ("/proc", "/sys", "/dev")
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether the real path ``path`` is ``folder`` or below it (both real paths)."""
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+@dataclass(frozen=True)
+class BackingPolicy:
+    """Where the files an image names (qcow2 backing files, vmdk extents) may be: inside
+    the folder of the image that names them, inside a folder the user allowed
+    (``--backing-dir``), or one of the files a libvirt domain's own ``<backingStore>``
+    chain names. Paths are real paths (links resolved), so a link inside an allowed folder
+    cannot lead out of it."""
+
+    dirs: tuple[str, ...] = ()
+    files: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, dirs: Iterable[str | os.PathLike[str]] = (),
+           files: Iterable[str | os.PathLike[str]] = ()) -> "BackingPolicy":
+        """The policy for the folders and files the user and the hypervisor allowed; a
+        folder that is not there is a TargetError (a typo must not silently allow less)."""
+        real_dirs = []
+        for folder in dirs:
+            real = os.path.realpath(folder)
+            if not os.path.isdir(real):
+                raise TargetError(f"--backing-dir {folder}: not a folder")
+            real_dirs.append(real)
+        return cls(tuple(real_dirs), frozenset(os.path.realpath(f) for f in files))
+
+    def why_not(self, real: str, home: str) -> str | None:
+        """Why the real path ``real``, named by an image in the folder ``home``, may not be
+        followed; None when it may."""
+        if any(_inside(real, never) for never in NEVER_FOLLOWED):
+            return "a kernel or device file system is never read"
+        if _inside(real, home) or real in self.files or any(_inside(real, d) for d in self.dirs):
+            return None
+        return f"outside the image's folder {home} (allow another folder with --backing-dir)"
+
+
+def open_confined(name: str, naming: str, policy: BackingPolicy, what: str = "backing file") -> tuple[BinaryIO, str]:
+    """Open the file an image at ``naming`` names (``name``, relative to that image's folder
+    as QEMU reads it) when ``policy`` allows it and it is a regular file; returns the file
+    and its real path. Anything else is a :class:`TargetError` naming the refused path. The
+    type is checked before the open (a FIFO would block it, a device's driver would run)
+    and again after it, on the same file (no link or swap in between)."""
+    def refuse(why: str) -> TargetError:
+        return TargetError(f"{naming}: refused {what} {name!r}: {why}")
+
+    if not name or "\0" in name:
+        raise refuse("an empty or invalid name")
+    home = os.path.dirname(os.path.abspath(naming))
+    real = os.path.realpath(os.path.join(home, name))
+    why = policy.why_not(real, os.path.realpath(home))
+    if why:
+        raise refuse(f"{real}: {why}" if real != name else why)
+    try:
+        before = os.stat(real)
+    except OSError as exc:
+        raise refuse(f"{exc.strerror}") from None
+    if not statmod.S_ISREG(before.st_mode):
+        raise refuse(f"not a regular file: {file_type(before.st_mode)}")
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise refuse(f"{exc.strerror}") from None
+    after = os.fstat(fd)
+    if not statmod.S_ISREG(after.st_mode) or (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
+        os.close(fd)
+        raise refuse("it changed while it was opened")
+    return open(fd, "rb"), real  # noqa: SIM115 - kept open for the life of the target
+
+
+@dataclass
+class Layer:
+    """One image of a checked backing chain, opened (the first one is the image named)."""
+
+    path: str  # where it was opened: as named for the first, the real path for the others
+    fh: BinaryIO
+    fmt: str  # qcow2 | raw
+    size: int  # the guest disk's size: the virtual size of a qcow2 image, a raw file's size
+
+
+def backing_info(fh: BinaryIO) -> tuple[bytes | None, str | None, int]:
+    """What a qcow2 header says of its backing file: its name (None: none), its format
+    when the header declares it, and the image's virtual size. An external data file (a
+    second file the image names) is refused: neither backend is given one."""
+    head = os.pread(fh.fileno(), 1 << 16, 0)
+    if len(head) < _HEADER.size or head[:4] != MAGIC:
+        raise Qcow2Error(22, "not a qcow2 header")
+    version, backing_at, backing_len, cluster_bits, size = struct.unpack_from(">IQIIQ", head, 4)
+    header_len = _HEADER.size
+    if version >= 3 and len(head) >= _HEADER.size + _V3.size:
+        incompatible, _c, _a, _r, header_len = _V3.unpack_from(head, _HEADER.size)
+        if incompatible & _DATA_FILE_BIT:
+            raise Qcow2Error(22, "qcow2 images with an external data file are not supported")
+    if not backing_at:
+        return None, None, size
+    if backing_len > _MAX_BACKING_NAME:
+        raise Qcow2Error(22, f"a qcow2 backing file name of {backing_len} bytes (QEMU allows {_MAX_BACKING_NAME})")
+    name = os.pread(fh.fileno(), backing_len, backing_at)
+    if len(name) != backing_len:
+        raise Qcow2Error(5, "the qcow2 backing file name lies past the end of the file")
+    return name, _declared_format(head, header_len, min(backing_at, len(head))), size
+
+
+def _declared_format(head: bytes, at: int, end: int) -> str | None:
+    """The backing format header extension, from ``at`` (the header's end) to ``end``."""
+    for _ in range(_MAX_EXTENSIONS):
+        if at + 8 > end:
+            break
+        magic, length = struct.unpack_from(">II", head, at)
+        if magic == 0 or at + 8 + length > end:
+            break
+        if magic == _BACKING_FORMAT_EXT:
+            return head[at + 8: at + 8 + length].decode("ascii", "replace").lower()
+        at += 8 + ((length + 7) & ~7)
+    return None
+
+
+def backing_chain(path: str | os.PathLike[str], fh: BinaryIO, policy: BackingPolicy) -> list[Layer]:
+    """The qcow2 image ``fh`` (opened at ``path``) and every backing file below it, each
+    checked by ``policy`` and opened (:func:`open_confined`). Loops are found by file
+    identity (device and inode: two names of one file are one file) and the depth is
+    bounded by ``MAX_BACKING_CHAIN``; both are a :class:`TargetError` naming the file."""
+    name, declared, size = backing_info(fh)
+    st = os.fstat(fh.fileno())
+    seen = {(st.st_dev, st.st_ino)}
+    layers = [Layer(os.fspath(path), fh, "qcow2", size)]
+    while name is not None:
+        naming = layers[-1].path
+        if len(layers) >= limits.MAX_BACKING_CHAIN:
+            raise TargetError(f"{path}: {LimitExceeded('MAX_BACKING_CHAIN', limits.MAX_BACKING_CHAIN, 'images in its backing chain')}")
+        text = name.decode("utf-8", "surrogateescape")
+        bfh, real = open_confined(text, naming, policy)
+        bst = os.fstat(bfh.fileno())
+        if (bst.st_dev, bst.st_ino) in seen:
+            bfh.close()
+            raise TargetError(f"{naming}: the qcow2 backing chain loops back to itself ({real})")
+        seen.add((bst.st_dev, bst.st_ino))
+        fmt = declared or ("qcow2" if os.pread(bfh.fileno(), 4, 0) == MAGIC else "raw")
+        if fmt not in ("qcow2", "raw"):
+            bfh.close()
+            raise TargetError(f"{naming}: backing file {real} is {fmt}: only qcow2 and raw backing files are read")
+        if fmt == "raw":
+            layers.append(Layer(real, bfh, fmt, bst.st_size))
+            break
+        try:
+            name, declared, size = backing_info(bfh)
+        except Qcow2Error as exc:
+            bfh.close()
+            raise TargetError(f"{real}: {exc.strerror}") from None
+        layers.append(Layer(real, bfh, fmt, size))
+    return layers
