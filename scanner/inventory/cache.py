@@ -42,7 +42,10 @@ from scanner.inventory.elf import ElfRecord
 
 FORMAT = 4
 MARKER = "flightcheck-census-cache"
-TRANSIENT = ("cannot open", "cannot read")
+#: the census of a file on which its parser process died: the death may have been the
+#: machine's (memory pressure), and the next scan tries again
+DIED = "the parser process died"
+TRANSIENT = ("cannot open", "cannot read", DIED)
 MMAP = 1 << 30  # pages are read through a memory map: one system call per page read costs a rescan dearly
 
 

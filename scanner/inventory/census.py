@@ -4,6 +4,12 @@ Every regular file is opened once and its first four bytes compared with the ELF
 (the x bit is not a criterion: plugins, libraries shipped 0644 and mis-packaged programs are
 ELF too); only ELF files are parsed and hashed. Workers are processes (pyelftools is pure
 Python); batches of paths go out while the walk goes on.
+
+A worker may die (the OOM killer's SIGKILL, a crash in a C extension): the census goes on.
+The files it held, and the rest of the walk, are then censused one at a time by fresh
+workers (:class:`_OneByOne`), so that a death names its file; a file on which a worker dies
+twice becomes an error record. Anything a file's parse raises becomes an error record for
+that file (:func:`census_file`): no file of the target can end the census.
 """
 
 from __future__ import annotations
@@ -11,17 +17,23 @@ from __future__ import annotations
 import marshal
 import os
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from itertools import accumulate
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 import multiprocessing
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as ready
 
 from scanner.errors import ErrorRecord
+from scanner.limits import LimitExceeded
 from scanner.inventory.elf import ELF_MAGIC, ElfParseError, ElfRecord, parse_elf
-from scanner.inventory.cache import (Flat, decode_flat, dump_records, file_entry, file_key, flat, listing,
+from scanner.inventory.cache import (DIED, Flat, decode_flat, dump_records, file_entry, file_key, flat, listing,
                                      parse_listing, parse_records, split_path, unflat)
 from scanner.target import RootFS, WalkEntry, normpath
 
@@ -64,12 +76,14 @@ def _census_file(fs: RootFS, path: str, light: bool = False) -> tuple[list[ElfRe
                 return [], st
             fh.seek(0)
             rec, notes = parse_elf(path, fh, st.st_mode, st.st_size, st.st_uid, st.st_gid, light=light)
-        except ElfParseError as exc:
+        except (ElfParseError, LimitExceeded) as exc:
             return [ErrorRecord(path, "inventory", str(exc))], st
         except OSError as exc:
             return [ErrorRecord(path, "inventory", f"cannot read: {exc.strerror or exc}")], st
         except MemoryError:
-            return [ErrorRecord(path, "inventory", "file too large to parse")], st
+            return [ErrorRecord(path, "inventory", "out of memory while parsing the file")], st
+        except Exception as exc:  # noqa: BLE001 - one file's surprise never ends the census
+            return [ErrorRecord(path, "inventory", f"unexpected {type(exc).__name__} while parsing: {exc}")], st
     return [rec, *(ErrorRecord(path, "inventory", n) for n in notes)], st
 
 
@@ -125,14 +139,25 @@ def _census_keyed_with(fs: RootFS, paths: list[str]) -> tuple[list[ElfRecord | E
     """The census of ``paths``, and what the cache keeps of each file, keyed by the
     file's identity as it was opened (so a first scan with ``--cache`` needs no stat of
     its own: the worker that reads a file says what it read)."""
+    return _batch_result(paths, {p: _census_file(fs, p) for p in paths}, True)
+
+
+FileResult = tuple[list[ElfRecord | ErrorRecord], os.stat_result | None]
+"""One file's census records, and its stat as opened (None: it could not be)."""
+
+
+def _batch_result(paths: list[str], got: dict[str, FileResult], keyed: bool) -> Any:
+    """A batch's answer from its files' results, as a worker gives it: the records (and,
+    ``keyed``, what the cache keeps of each file)."""
     out: list[ElfRecord | ErrorRecord] = []
     kept: Kept = {}
     for p in paths:
-        records, st = _census_file(fs, p)
+        records, st = got[p]
         out += records
-        folder, name = split_path(p)
-        kept.setdefault(folder, {})[name] = file_entry(st, records)
-    return out, kept
+        if keyed:
+            folder, name = split_path(p)
+            kept.setdefault(folder, {})[name] = file_entry(st, records)
+    return (out, kept) if keyed else out
 
 
 def _batches(paths: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -180,23 +205,139 @@ def _parse_all(fs: RootFS, paths: Iterable[str], jobs: int, light: bool,
     from scanner.inventory import elfparse  # noqa: F401,PLC0415 (once, before the fork: not in every worker)
 
     ctx = multiprocessing.get_context("fork")
+    batches = enumerate(_batches(paths, BATCH))
+    failed: list[tuple[int, list[str]]] = []  # batches whose worker died (the pool with it)
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(fs,)) as pool:
-        pending: dict[Future[Any], tuple[int, int]] = {}
-        for seq, batch in enumerate(_batches(paths, BATCH)):
-            fut = pool.submit(_census_keyed, batch) if keep else pool.submit(_census_batch, batch, light)
-            pending[fut] = (len(batch), seq)
+        pending: dict[Future[Any], tuple[int, list[str]]] = {}
+
+        def settle(fut: Future[Any]) -> None:
+            seq, batch = pending.pop(fut)
+            try:
+                result = fut.result()
+            except BrokenProcessPool:
+                failed.append((seq, batch))
+            else:
+                done(result, len(batch), seq)
+
+        for seq, batch in batches:
+            try:
+                fut = pool.submit(_census_keyed, batch) if keep else pool.submit(_census_batch, batch, light)
+            except BrokenProcessPool:
+                failed.append((seq, batch))
+                break
+            pending[fut] = (seq, batch)
             if started:
                 started()
                 started = None
             if len(pending) >= jobs * 4:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
-                    done(fut.result(), *pending.pop(fut))
+                    settle(fut)
+                if failed:
+                    break
         if started:  # nothing was submitted (every file answered by the cache, or none at all)
             started()
         for fut in list(pending):
-            done(fut.result(), *pending.pop(fut))
+            settle(fut)
+    if failed:  # the failed batches, then the rest of the walk, one file at a time
+        with _OneByOne(fs, jobs, light) as solos:
+            for seq, batch in [*sorted(failed), *batches]:
+                done(_batch_result(batch, solos.run(batch), keep is not None), len(batch), seq)
     hand_over()
+
+
+# ---- when a worker dies ---------------------------------------------------------------------
+def _serve_one_by_one(fs: RootFS, conn: Connection, light: bool) -> None:
+    """A retry worker: census the paths the parent sends, one at a time, answering each
+    with its :data:`FileResult`, until the parent closes the pipe."""
+    _init_worker(fs)
+    assert _worker_fs is not None
+    with conn:
+        while True:
+            try:
+                path = conn.recv()
+            except EOFError:
+                return
+            conn.send(_census_file(_worker_fs, path, light))
+
+
+class _Solo:
+    """One retry worker process and the parent's end of its pipe."""
+
+    def __init__(self, ctx: Any, fs: RootFS, light: bool) -> None:
+        self.conn, theirs = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve_one_by_one, args=(fs, theirs, light), daemon=True)
+        self.proc.start()
+        theirs.close()  # only the worker holds it now: its death reads as the end of the pipe
+
+    def end(self) -> str:
+        """Close the pipe and reap the process (killed if it does not end by itself): how
+        it ended, in words."""
+        self.conn.close()
+        self.proc.join(10)
+        if self.proc.exitcode is None:
+            self.proc.kill()
+            self.proc.join()
+        code = self.proc.exitcode or 0
+        return f"signal {-code}" if code < 0 else f"exit status {code}"
+
+
+class _OneByOne:
+    """``jobs`` workers, each given one file at a time: after a worker died, so that a
+    death names its file. A dead worker is replaced by a fresh one; a file on which one
+    dies twice becomes an error record (the death may have been the machine's memory
+    pressure, not the file: it gets a second chance).
+
+    The workers come from a fork server, a fresh single-threaded process: by now the scan
+    may run threads of its own, and a process forked from a busy thread can inherit a lock
+    held for ever."""
+
+    def __init__(self, fs: RootFS, jobs: int, light: bool) -> None:
+        self.ctx = multiprocessing.get_context("forkserver")
+        self.ctx.set_forkserver_preload(["scanner.inventory.census", "scanner.inventory.elfparse"])
+        self.fs, self.jobs, self.light = fs, jobs, light
+        self.idle: list[_Solo] = []
+
+    def __enter__(self) -> "_OneByOne":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        for solo in self.idle:
+            solo.end()
+        self.idle = []
+
+    def run(self, paths: list[str]) -> dict[str, FileResult]:
+        """Each path's census, by path."""
+        todo = deque((p, 0) for p in paths)  # (path, deaths on it so far)
+        busy: dict[Connection, tuple[_Solo, str, int]] = {}
+        out: dict[str, FileResult] = {}
+        try:
+            while todo or busy:
+                while todo and len(busy) < self.jobs:
+                    path, deaths = todo.popleft()
+                    solo = self.idle.pop() if self.idle else _Solo(self.ctx, self.fs, self.light)
+                    busy[solo.conn] = (solo, path, deaths)
+                    try:
+                        solo.conn.send(path)
+                    except OSError:
+                        pass  # dead already: its pipe reads as ended below
+                for conn in ready(list(busy)):
+                    solo, path, deaths = busy.pop(conn)  # type: ignore[call-overload]
+                    try:
+                        out[path] = conn.recv()  # type: ignore[union-attr]
+                    except (EOFError, OSError):
+                        how = solo.end()
+                        if deaths:
+                            out[path] = ([ErrorRecord(path, "inventory", f"{DIED} ({how}) on this file twice")], None)
+                        else:
+                            todo.append((path, deaths + 1))
+                    else:
+                        self.idle.append(solo)
+        finally:
+            for solo, _path, _deaths in busy.values():
+                solo.end()
+        return out
 
 
 def take_census(
@@ -478,9 +619,15 @@ def _cached_parallel(fs: RootFS, exclude: tuple[str, ...], tops: tuple[str, ...]
     _worker_cache = cache  # before the fork: each worker reads its own folders through it
     ctx = multiprocessing.get_context("fork")
     covered = 0
+    failed: list[tuple[str, bool]] = []  # parts whose worker died (the pool with it)
     try:
         with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(fs,)) as pool:
-            futures = [pool.submit(_cached_parts, task, exclude) for task in tasks]
+            futures: list[tuple[Future[bytes], list[tuple[str, bool]]]] = []
+            for task in tasks:
+                try:
+                    futures.append((pool.submit(_cached_parts, task, exclude), task))
+                except BrokenProcessPool:
+                    failed += task
             if started:
                 started()
             misses: dict[str, os.stat_result] = {}
@@ -489,8 +636,13 @@ def _cached_parallel(fs: RootFS, exclude: tuple[str, ...], tops: tuple[str, ...]
                 records = census_file(fs, p)
                 account(records, 1)
                 cache.store(p, misses[p], records)
-            for fut in futures:
-                flat_records, missed, count, walk_errors, rows, gone, known = marshal.loads(fut.result())
+            for fut, task in futures:
+                try:
+                    payload = fut.result()
+                except BrokenProcessPool:
+                    failed += task
+                    continue
+                flat_records, missed, count, walk_errors, rows, gone, known = marshal.loads(payload)
                 account([unflat(t) for t in flat_records], count)
                 covered += known
                 cache.counted(count - len(missed), missed)
@@ -499,9 +651,31 @@ def _cached_parallel(fs: RootFS, exclude: tuple[str, ...], tops: tuple[str, ...]
                     fs.walk_errors.append((path, msg))
     finally:
         _worker_cache = None
+    if failed:
+        _redo_parts(fs, failed, exclude, cache, jobs, account)
     if tops == ("/",) and not exclude and covered != cache.count():
         # a whole-target scan: stored folders outside every walked part are gone too
         cache.put_folders([], _outside(cache.stored_folders(), trees, flats))
+
+
+def _redo_parts(fs: RootFS, parts: list[tuple[str, bool]], exclude: tuple[str, ...], cache: "CensusCache",
+                jobs: int, account: Callable[[list[ElfRecord | ErrorRecord], int], None]) -> None:
+    """The parts of a rescan whose worker died, done here as a rescan in one process does
+    them (each file answered by the cache, or censused and stored), with the files the
+    cache cannot answer censused one at a time by fresh workers."""
+    walked = (WalkEntry(folder.rstrip("/") + "/" + name, "file", st)
+              for top, shallow in parts
+              for folder, entries in fs.folders(top, exclude, recursive=not shallow)
+              for name, st in entries)
+    misses: dict[str, os.stat_result] = {}
+    todo = list(_through_cache(fs, walked, cache, misses, account))
+    with _OneByOne(fs, jobs, False) as solos:
+        got = solos.run(todo)
+    for p in todo:
+        records = got[p][0]
+        account(records, 1)
+        if p in misses:
+            cache.store(p, misses[p], records)
 
 
 def census_paths(fs: RootFS, paths: list[str], *, jobs: int | None = None,

@@ -1,19 +1,26 @@
-"""Reading one ELF file into an :class:`~scanner.inventory.elf.ElfRecord`, with pyelftools.
+"""Reading one ELF file into an :class:`~scanner.inventory.elf.ElfRecord`.
 
 What is read is what the dynamic loader and the later stages use: the ELF header (class,
 byte order, machine, OSABI, type), the program headers (``PT_INTERP``, ``PT_DYNAMIC``), the
 dynamic segment (``DT_NEEDED``, ``DT_RPATH``, ``DT_RUNPATH``, ``DT_SONAME``, ``DT_FLAGS_1``)
 and the undefined function symbols of the dynamic symbol table (what the file imports).
 The dynamic segment is read through the program headers, as ``ld.so`` reads it, so files
-whose section headers were stripped still parse.
+whose section headers were stripped still parse: their symbol table is found through
+``DT_SYMTAB`` and counted through ``DT_GNU_HASH`` or ``DT_HASH``.
 
-Written by hand: only the walk over ``.dynsym`` entries, which unpacks the table with
-:mod:`struct` in one pass instead of building a pyelftools ``Symbol`` per entry (large
-libraries have tens of thousands of symbols; this is the census' hot path). Everything
-else is pyelftools.
+pyelftools parses the ELF header (its enum names are the record's vocabulary); every table
+after it is unpacked here with :mod:`struct`, in one pass each: the census' hot path, and
+the place where a hostile file's numbers must be checked before they are believed.
 
-Hostile input (truncated files, header counts or sizes that point past the end of the
-file) raises :class:`ElfParseError` with a one-line reason; nothing is read beyond the file.
+The file is untrusted. Every count is checked against the bytes that hold it (a symbol
+table, hash chain or string table claiming more entries than its section or segment holds
+is malformed: :class:`ElfParseError`) and against a named cap of :mod:`scanner.limits`
+(:class:`~scanner.limits.LimitExceeded`): the file's apparent size, symbols, string table
+bytes, program headers, dynamic entries, and what an ``SHF_COMPRESSED`` section may
+inflate to (absolute, and as a ratio of its compressed size). Nothing is read beyond the
+file, and no file is held in memory whole: a file in a folder is parsed through a
+read-only map of it, any other through a buffered stream, and hashed in chunks of
+:data:`~scanner.limits.READ_CHUNK`.
 """
 
 from __future__ import annotations
@@ -23,12 +30,11 @@ import io
 import mmap
 import stat as statmod
 import struct
-from dataclasses import dataclass
-from functools import cached_property
-from typing import BinaryIO
+import zlib
+from dataclasses import dataclass, field
+from typing import BinaryIO, NamedTuple
 
 from elftools.common.exceptions import ELFError, ELFParseError
-from elftools.elf.dynamic import Dynamic, DynamicSegment
 from elftools.elf.elffile import ELFFile
 from elftools.elf.structs import ELFStructs
 
@@ -37,7 +43,11 @@ try:  # construct is vendored inside pyelftools
 except ImportError:  # pragma: no cover
     _ConstructError = ELFError  # type: ignore[assignment,misc]
 
+from scanner import limits
 from scanner.inventory.elf import ElfParseError, ElfRecord, machine_name
+from scanner.limits import READ_CHUNK, LimitExceeded
+
+Stream = BinaryIO | mmap.mmap
 
 DF_1_NODEFLIB = 0x800
 DF_1_PIE = 0x08000000
@@ -51,20 +61,22 @@ _FLAGS_1_NAMES = {
     DF_1_PIE: "PIE",
 }
 
+
 class _CensusELFFile(ELFFile):
-    """pyelftools' ELFFile, with its struct definitions built once per ELF flavour.
+    """pyelftools' ELFFile reduced to its header, with its struct definitions built once
+    per ELF flavour.
 
     ``ELFFile.__init__`` rebuilds every construct struct (with enum tables) for each file,
     about a millisecond a file and most of the census' parsing time. The structs depend
     only on (class, byte order, e_type, e_machine, OSABI), so they are memoised here; the
-    steps are ``ELFFile.__init__``'s own (pyelftools 0.31-0.33), and the census tests
-    against readelf pin the behaviour.
+    steps are ``ELFFile.__init__``'s own (pyelftools 0.29-0.33), and the census tests
+    against readelf pin the behaviour. Nothing past the header is read through it.
     """
 
     _basic: dict[tuple[bool, int], ELFStructs] = {}
     _advanced: dict[tuple[object, ...], ELFStructs] = {}
 
-    def __init__(self, stream: BinaryIO | mmap.mmap) -> None:  # noqa: D107
+    def __init__(self, stream: Stream) -> None:  # noqa: D107
         self.stream = stream
         self.stream.seek(0, 2)
         self.stream_len = self.stream.tell()
@@ -89,56 +101,205 @@ class _CensusELFFile(ELFFile):
         self.e_ident_raw = self.stream.read(16)
         self.stream_loader = None
 
-    @cached_property
-    def _section_header_stringtable(self) -> object:
-        """Read on first use, whichever pyelftools is imported: 0.32 and later make it a
-        cached property of their own; earlier ones (Debian 12 ships 0.29, which a process
-        may import from the system's dist-packages) set it in the ``__init__`` skipped above."""
-        older = getattr(ELFFile, "_get_section_header_stringtable", None)
-        if older is not None:
-            return older(self)
-        return ELFFile.__dict__["_section_header_stringtable"].func(self)
-
-
-class _SectionsPastEnd(Exception):
-    """Section headers unusable; the file is still read through its program headers."""
-
 
 def _flags_1_names(value: int) -> tuple[str, ...]:
     return tuple(name for bit, name in sorted(_FLAGS_1_NAMES.items()) if value & bit)
 
 
+def _bound(cap: str, count: int, what: str) -> None:
+    """Raise :class:`LimitExceeded` when ``count`` is over the cap named ``cap``."""
+    value = getattr(limits, cap)
+    if count > value:
+        raise LimitExceeded(cap, value, f"{what}: {count:,}")
+
+
 PN_XNUM = 0xFFFF
-
-
+SHN_XINDEX = 0xFFFF
 PT_LOAD, PT_DYNAMIC, PT_INTERP = 1, 2, 3
-DT_NULL, DT_NEEDED, DT_STRTAB, DT_STRSZ, DT_SONAME, DT_RPATH, DT_RUNPATH, DT_FLAGS_1 = 0, 1, 5, 10, 14, 15, 29, 0x6FFFFFFB
+SHT_NOBITS, SHT_DYNSYM = 8, 11
+SHF_COMPRESSED = 0x800
+ELFCOMPRESS_ZLIB = 1
+DT_NULL, DT_NEEDED, DT_HASH, DT_STRTAB, DT_SYMTAB, DT_STRSZ, DT_SYMENT = 0, 1, 4, 5, 6, 10, 11
+DT_SONAME, DT_RPATH, DT_RUNPATH, DT_FLAGS_1, DT_GNU_HASH = 14, 15, 29, 0x6FFFFFFB, 0x6FFFFEF5
+_STRING_TAGS = (DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH)
 
 
-@dataclass(frozen=True)
-class _Phdr:
-    index: int
+class _Phdr(NamedTuple):
     p_type: int
     p_offset: int
     p_vaddr: int
     p_filesz: int
 
 
-def _program_headers(elf: ELFFile, stream: BinaryIO | mmap.mmap, size: int, has_sections: bool) -> list[_Phdr]:
-    """The program headers, checked to lie inside the file, unpacked with :mod:`struct`
-    (pyelftools' Segment objects cost a construct parse each, and a DynamicSegment walks
-    every section)."""
+class _Shdr(NamedTuple):
+    name: int
+    type: int
+    flags: int
+    addr: int
+    offset: int
+    size: int
+    link: int
+    info: int
+
+
+class _Layout:
+    """What the file's class and byte order make of each table entry (one per flavour:
+    see :func:`_layout`)."""
+
+    def __init__(self, elf: ELFFile) -> None:
+        self.order = "<" if elf.little_endian else ">"
+        self.wide = elf.elfclass == 64
+        if self.wide:
+            self.shdr, self.phdr = struct.Struct(self.order + "IIQQQQII"), struct.Struct(self.order + "IIQQQQ")
+            self.shdr_size, self.phdr_size, self.sym_size, self.dyn_size = 64, 56, 24, 16
+            # st_name, st_info, st_other, st_shndx, st_value, st_size
+            self.sym, self.sym_name, self.sym_info, self.sym_shndx = struct.Struct(self.order + "IBBHQQ"), 0, 1, 3
+            self.dyn = struct.Struct(self.order + "qQ")
+            self.chdr = struct.Struct(self.order + "IIQQ")  # ch_type, ch_reserved, ch_size, ch_addralign
+        else:
+            self.shdr, self.phdr = struct.Struct(self.order + "IIIIIIII"), struct.Struct(self.order + "IIIII")
+            self.shdr_size, self.phdr_size, self.sym_size, self.dyn_size = 40, 32, 16, 8
+            # st_name, st_value, st_size, st_info, st_other, st_shndx
+            self.sym, self.sym_name, self.sym_info, self.sym_shndx = struct.Struct(self.order + "IIIBBH"), 0, 3, 5
+            self.dyn = struct.Struct(self.order + "iI")
+            self.chdr = struct.Struct(self.order + "III")  # ch_type, ch_size, ch_addralign
+        self.word = struct.Struct(self.order + "I")
+
+    def section(self, raw: bytes, at: int = 0) -> _Shdr:
+        if self.wide:
+            return _Shdr._make(self.shdr.unpack_from(raw, at))
+        name, stype, flags, addr, offset, size, link, info = self.shdr.unpack_from(raw, at)
+        return _Shdr(name, stype, flags, addr, offset, size, link, info)
+
+    def segment(self, row: tuple[int, ...]) -> _Phdr:
+        if self.wide:
+            p_type, _flags, offset, vaddr, _paddr, filesz = row
+        else:
+            p_type, offset, vaddr, _paddr, filesz = row
+        return _Phdr(p_type, offset, vaddr, filesz)
+
+
+_LAYOUTS: dict[tuple[bool, int], _Layout] = {}
+
+
+def _layout(elf: ELFFile) -> _Layout:
+    """The layout of the file's flavour, built once (its structs are compiled formats)."""
+    key = (elf.little_endian, elf.elfclass)
+    lay = _LAYOUTS.get(key)
+    if lay is None:
+        lay = _LAYOUTS[key] = _Layout(elf)
+    return lay
+
+
+def _read_at(stream: Stream, offset: int, n: int) -> bytes:
+    stream.seek(offset)
+    return stream.read(n)
+
+
+def _inflate(raw: bytes, lay: _Layout, what: str) -> bytes:
+    """An ``SHF_COMPRESSED`` section's contents: checked against both inflation caps
+    before any byte is inflated, and never inflated past what its header claims (a
+    header that lies about the size makes the section malformed, not larger)."""
+    if len(raw) < lay.chdr.size:
+        raise ElfParseError(f"{what} is compressed but too short for its compression header")
+    if lay.wide:
+        ch_type, _reserved, ch_size, _align = lay.chdr.unpack_from(raw)
+    else:
+        ch_type, ch_size, _align = lay.chdr.unpack_from(raw)
+    if ch_type != ELFCOMPRESS_ZLIB:
+        raise ElfParseError(f"{what} is compressed with ch_type {ch_type}; only zlib (1) is read")
+    body = memoryview(raw)[lay.chdr.size:]
+    _bound("MAX_ELF_INFLATED_BYTES", ch_size, f"{what} claims to inflate to this many bytes")
+    if ch_size > len(body) * limits.MAX_ELF_INFLATE_RATIO:
+        raise LimitExceeded("MAX_ELF_INFLATE_RATIO", limits.MAX_ELF_INFLATE_RATIO,
+                            f"{what} claims {ch_size:,} bytes from {len(body):,} compressed")
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(body, ch_size + 1)
+    if len(out) != ch_size or not inflater.eof:
+        raise ElfParseError(f"{what} does not inflate to the {ch_size:,} bytes its compression header claims")
+    return out
+
+
+def _section_bytes(stream: Stream, lay: _Layout, sh: _Shdr, size: int, what: str, unit: int, cap: str) -> bytes:
+    """A section's contents (inflated when compressed), in ``unit``-byte entries counted
+    against the cap named ``cap``."""
+    if sh.offset + sh.size > size:
+        raise ElfParseError(f"{what} runs past the end of the file")
+    _bound(cap, sh.size // unit, f"{what} holds this many entries")
+    data = _read_at(stream, sh.offset, sh.size)
+    if sh.flags & SHF_COMPRESSED:
+        data = _inflate(data, lay, what)
+        _bound(cap, len(data) // unit, f"{what} holds this many entries once inflated")
+    return data
+
+
+@dataclass
+class _Sections:
+    """What one pass over the section headers tells."""
+
+    dynsym: _Shdr | None = None  # the SHT_DYNSYM section
+    dynstr: _Shdr | None = None  # the string table it links to
+    usable: bool = False  # the file has section headers
+    debuginfo: bool = False  # .dynamic/.dynsym are SHT_NOBITS: a separate debug-info file
+    phnum: int = 0  # section 0's sh_info: the program header count when e_phnum is PN_XNUM
+
+
+def _scan_sections(elf: ELFFile, stream: Stream, size: int, lay: _Layout) -> _Sections:
+    hdr = elf.header
+    out = _Sections()
+    count, ent = hdr.e_shnum, hdr.e_shentsize
+    if not count or not hdr.e_shoff:
+        return out
+    if ent < lay.shdr_size:
+        raise ElfParseError(f"e_shentsize {ent} is smaller than a section header ({lay.shdr_size})")
+    if hdr.e_shoff + count * ent > size:
+        raise ElfParseError(f"section header table ({count} entries at offset {hdr.e_shoff}) "
+                            f"runs past the end of the file ({size} bytes)")
+    out.usable = True
+    if ent == lay.shdr_size:
+        table = _read_at(stream, hdr.e_shoff, count * ent)
+        headers = [lay.section(table, i * ent) for i in range(count)]
+    else:  # padded entries: only the header itself is read of each (e_shentsize may be 65535)
+        headers = [lay.section(_read_at(stream, hdr.e_shoff + i * ent, lay.shdr_size)) for i in range(count)]
+    out.phnum = headers[0].info
+    names: bytes | None = None
+    for sh in headers:
+        if sh.type == SHT_DYNSYM and out.dynsym is None:
+            out.dynsym = sh
+            if sh.link >= count:
+                raise ElfParseError(f".dynsym links to section {sh.link}, of {count}")
+            out.dynstr = headers[sh.link]
+        elif sh.type == SHT_NOBITS:
+            if names is None:
+                names = _section_names(stream, lay, headers, hdr.e_shstrndx, size)
+            end = names.find(b"\0", sh.name)
+            if names[sh.name: end if end >= 0 else None] in (b".dynamic", b".dynsym"):
+                out.debuginfo = True
+    return out
+
+
+def _section_names(stream: Stream, lay: _Layout, headers: list[_Shdr], index: int, size: int) -> bytes:
+    """The section name string table (empty when the header names none)."""
+    if index == SHN_XINDEX:
+        index = headers[0].link
+    if not 0 < index < len(headers):
+        return b""
+    return _section_bytes(stream, lay, headers[index], size, ".shstrtab", 1, "MAX_ELF_STRTAB_BYTES")
+
+
+def _program_headers(elf: ELFFile, stream: Stream, size: int, secs: _Sections, lay: _Layout) -> list[_Phdr]:
+    """The PT_LOAD, PT_DYNAMIC and PT_INTERP program headers, checked to lie inside the file."""
     hdr = elf.header
     count = hdr.e_phnum
     if count == PN_XNUM:
         # the real count is in section 0's sh_info (ELF gABI, for > 65534 segments)
-        count = elf.get_section(0).header.sh_info if has_sections else 0
+        count = secs.phnum
         if not count:
             raise ElfParseError("e_phnum is PN_XNUM (0xffff) but section 0 holds no program header count")
     if count == 0:
         return []
-    ent = hdr.e_phentsize
-    need = 56 if elf.elfclass == 64 else 32
+    _bound("MAX_ELF_PROGRAM_HEADERS", count, "program headers")
+    ent, need = hdr.e_phentsize, lay.phdr_size
     if ent < need:
         raise ElfParseError(f"e_phentsize {ent} is smaller than a program header ({need})")
     if hdr.e_phoff + count * ent > size:
@@ -146,215 +307,284 @@ def _program_headers(elf: ELFFile, stream: BinaryIO | mmap.mmap, size: int, has_
             f"program header table ({count} entries at offset {hdr.e_phoff}) "
             f"runs past the end of the file ({size} bytes)"
         )
-    stream.seek(hdr.e_phoff)
-    table = stream.read(count * ent)
-    order = "<" if elf.little_endian else ">"
-    out = []
-    for i in range(count):
-        if elf.elfclass == 64:
-            p_type, _flags, off, vaddr, _paddr, filesz = struct.unpack_from(order + "IIQQQQ", table, i * ent)
-        else:
-            p_type, off, vaddr, _paddr, filesz = struct.unpack_from(order + "IIIII", table, i * ent)
-        out.append(_Phdr(i, p_type, off, vaddr, filesz))
-    return out
+    if ent == need:
+        table = _read_at(stream, hdr.e_phoff, count * ent)
+        rows = [lay.phdr.unpack_from(table, i * ent) for i in range(count)]
+    else:  # padded entries: only the header itself is read of each
+        rows = [lay.phdr.unpack(_read_at(stream, hdr.e_phoff + i * ent, need)[: lay.phdr.size]) for i in range(count)]
+    return [lay.segment(r) for r in rows if r[0] in (PT_LOAD, PT_DYNAMIC, PT_INTERP)]
 
 
-def _read_dynamic(stream: BinaryIO | mmap.mmap, elf: ELFFile, dyn: _Phdr, loads: list[_Phdr],
-                  size: int, notes: list[str]) -> list[tuple[int, int | str]]:
+def _locate(loads: list[_Phdr], vaddr: int, size: int) -> tuple[int, int] | None:
+    """The file offset of a virtual address, and how many bytes of its PT_LOAD segment
+    (and of the file) follow it: what a table found at that address may occupy."""
+    for ph in loads:
+        if ph.p_vaddr <= vaddr < ph.p_vaddr + ph.p_filesz:
+            offset = ph.p_offset + (vaddr - ph.p_vaddr)
+            end = min(ph.p_offset + ph.p_filesz, size)
+            return (offset, end - offset) if offset < end else None
+    return None
+
+
+@dataclass
+class _Dynamic:
+    """The dynamic array up to DT_NULL, and the string table DT_STRTAB points to."""
+
+    entries: list[tuple[int, int]] = field(default_factory=list)
+    strings: bytes = b""
+
+    def value(self, tag: int) -> int | None:
+        """The value of the last entry with this tag (``ld.so`` keeps the last one too)."""
+        return next((v for t, v in reversed(self.entries) if t == tag), None)
+
+
+def _read_dynamic(stream: Stream, lay: _Layout, dyn: _Phdr, loads: list[_Phdr],
+                  size: int, notes: list[str]) -> _Dynamic:
     """The dynamic array as ``ld.so`` reads it: entries up to DT_NULL (never more than the
-    file holds), string values looked up in the table DT_STRTAB points to, its virtual
-    address mapped to a file offset through the PT_LOAD segments."""
-    entsize = 16 if elf.elfclass == 64 else 8
+    file holds, nor more than MAX_ELF_DYNAMIC_ENTRIES), read a block at a time; string
+    values looked up in the table DT_STRTAB points to, its virtual address mapped to a
+    file offset through the PT_LOAD segments."""
+    entsize = lay.dyn_size
     limit = max(0, (size - dyn.p_offset) // entsize)
     count = dyn.p_filesz // entsize
     if count > limit:
         notes.append(f"PT_DYNAMIC claims {count} entries but the file holds at most {limit}; read up to DT_NULL")
         count = limit
+    out = _Dynamic()
     stream.seek(dyn.p_offset)
-    raw = stream.read(count * entsize)
-    fmt = ("<" if elf.little_endian else ">") + ("qQ" if elf.elfclass == 64 else "iI")
-    entries: list[tuple[int, int]] = []
-    for tag, val in struct.iter_unpack(fmt, raw[: len(raw) - len(raw) % entsize]):
-        if tag == DT_NULL:
-            break
-        entries.append((tag, val))
-    values = dict(entries)
-    strtab = values.get(DT_STRTAB)
-    strsz = values.get(DT_STRSZ, 0)
-    str_off = None
-    if strtab is not None:
-        for ph in loads:
-            if ph.p_vaddr <= strtab < ph.p_vaddr + ph.p_filesz:
-                str_off = ph.p_offset + (strtab - ph.p_vaddr)
+    block = 256  # one read for any real file
+    while count > 0:
+        raw = stream.read(min(count, block) * entsize)
+        count -= block
+        for tag, val in lay.dyn.iter_unpack(raw[: len(raw) - len(raw) % entsize]):
+            if tag == DT_NULL:
+                count = 0
                 break
-    strings = b""
-    if str_off is not None and str_off < size:
-        stream.seek(str_off)
-        strings = stream.read(min(strsz or size - str_off, size - str_off))
-    out: list[tuple[int, int | str]] = []
-    for tag, val in entries:
-        if tag in (DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH):
-            if not strings or val >= len(strings):
-                raise ElfParseError(f"dynamic tag {tag:#x} points outside the string table")
-            end = strings.find(b"\0", val)
-            out.append((tag, strings[val : end if end >= 0 else None].decode("utf-8", "surrogateescape")))
-        elif tag == DT_FLAGS_1:
-            out.append((tag, val))
+            out.entries.append((tag, val))
+        _bound("MAX_ELF_DYNAMIC_ENTRIES", len(out.entries), "PT_DYNAMIC entries before DT_NULL")
+    strtab, strsz = out.value(DT_STRTAB), out.value(DT_STRSZ)
+    where = _locate(loads, strtab, size) if strtab is not None else None
+    if where is not None:
+        offset, room = where
+        if strsz is not None and strsz > room:
+            raise ElfParseError(f"DT_STRSZ claims {strsz:,} bytes but the segment holding DT_STRTAB has {room:,}")
+        want = strsz if strsz is not None else min(room, limits.MAX_ELF_STRTAB_BYTES)
+        _bound("MAX_ELF_STRTAB_BYTES", want, "DT_STRSZ")
+        out.strings = _read_at(stream, offset, want)
+    for tag, val in out.entries:
+        if tag in _STRING_TAGS and (not out.strings or val >= len(out.strings)):
+            raise ElfParseError(f"dynamic tag {tag:#x} points outside the string table")
     return out
 
 
-@dataclass
-class _Sections:
-    """What one pass over the section headers tells."""
-
-    dynsym: object | None = None  # the SHT_DYNSYM section
-    usable: bool = False  # the file has section headers inside it
-    debuginfo: bool = False  # .dynamic/.dynsym are SHT_NOBITS: a separate debug-info file
+def _string_at(strings: bytes, offset: int) -> bytes:
+    end = strings.find(b"\0", offset)
+    return strings[offset: end if end >= 0 else None]
 
 
-SHT_NOBITS, SHT_DYNSYM = 8, 11
-
-
-def _scan_sections(elf: ELFFile, stream: BinaryIO | mmap.mmap, size: int) -> _Sections:
-    hdr = elf.header
-    out = _Sections()
-    if not hdr.e_shnum:
-        return out
-    if hdr.e_shoff + hdr.e_shnum * hdr.e_shentsize > size:
-        raise _SectionsPastEnd(
-            f"section header table ({hdr.e_shnum} entries at offset {hdr.e_shoff}) runs past "
-            f"the end of the file ({size} bytes); read through the program headers only"
-        )
-    out.usable = True
-    # only sh_type is needed to pick sections, and pyelftools builds every section object
-    # eagerly (GNU hash buckets and all): the types are unpacked straight from the table,
-    # and only the sections wanted become pyelftools objects
-    count = elf.num_sections()
-    ent = hdr.e_shentsize
-    if ent < 8:
-        raise ElfParseError(f"e_shentsize {ent} is too small for a section header")
-    stream.seek(hdr.e_shoff)
-    table = stream.read(count * ent)
-    word = struct.Struct(("<" if elf.little_endian else ">") + "I")
-    for i in range(min(count, len(table) // ent)):
-        stype = word.unpack_from(table, i * ent + 4)[0]
-        if stype == SHT_DYNSYM and out.dynsym is None:
-            out.dynsym = elf.get_section(i)
-        elif stype == SHT_NOBITS and elf._get_section_name(elf._get_section_header(i)) in (".dynamic", ".dynsym"):  # noqa: SLF001
-            out.debuginfo = True
-    return out
-
-
-def _undefined_functions(elf: ELFFile, symtab: object | None, has_sections: bool,
-                         dyn: Dynamic | None, size: int) -> tuple[str, ...]:
-    """Names of undefined ``STT_FUNC`` symbols in the dynamic symbol table."""
+def _undefined_functions(lay: _Layout, table: bytes, strings: bytes, notes: list[str]) -> tuple[str, ...]:
+    """Names of the undefined ``STT_FUNC`` symbols of a dynamic symbol table. A name that
+    is not UTF-8 is kept (undecodable bytes as surrogate escapes, as paths are) and noted."""
     names: set[str] = set()
-    if symtab is not None:
-        strtab = elf.get_section(symtab.header.sh_link)
-        h = symtab.header
-        if h.sh_offset + h.sh_size > size or strtab.header.sh_offset + strtab.header.sh_size > size:
-            raise ElfParseError(".dynsym or its string table runs past the end of the file")
-        data = symtab.data()
-        strings = strtab.data()
-        if elf.elfclass == 64:
-            fmt, name_i, info_i, shndx_i, ent = "IBBHQQ", 0, 1, 3, 24
-        else:
-            fmt, name_i, info_i, shndx_i, ent = "IIIBBH", 0, 3, 5, 16
-        fmt = ("<" if elf.little_endian else ">") + fmt
-        usable = len(data) - len(data) % ent
-        for sym in struct.iter_unpack(fmt, data[:usable]):
-            if sym[shndx_i] == 0 and sym[info_i] & 0xF == 2 and sym[name_i]:
-                off = sym[name_i]
-                end = strings.find(b"\0", off)
-                if off < len(strings):
-                    names.add(strings[off : end if end >= 0 else None].decode("utf-8", "replace"))
-    elif not has_sections and isinstance(dyn, DynamicSegment):
-        # section headers stripped: pyelftools finds the table through DT_SYMTAB/DT_*HASH
-        for sym in dyn.iter_symbols():
-            e = sym.entry
-            if e.st_shndx == "SHN_UNDEF" and e.st_info.type == "STT_FUNC" and sym.name:
-                names.add(sym.name)
+    odd = 0
+    name_i, info_i, shndx_i, ent = lay.sym_name, lay.sym_info, lay.sym_shndx, lay.sym_size
+    with memoryview(table) as view:
+        for sym in lay.sym.iter_unpack(view[: len(table) - len(table) % ent]):
+            if sym[shndx_i] == 0 and sym[info_i] & 0xF == 2 and sym[name_i] and sym[name_i] < len(strings):
+                raw = _string_at(strings, sym[name_i])
+                try:
+                    names.add(raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    names.add(raw.decode("utf-8", "surrogateescape"))
+                    odd += 1
+    if odd:
+        notes.append(f"{odd} imported symbol name(s) are not valid UTF-8; kept with the undecodable bytes escaped")
     return tuple(sorted(names))
 
 
-IN_MEMORY = 256 << 20  # files without a file descriptor (inside disk images) up to this size
+def _symbols_by_sections(stream: Stream, lay: _Layout, secs: _Sections, size: int) -> tuple[bytes, bytes]:
+    """.dynsym and its string table, through the section headers."""
+    assert secs.dynsym is not None and secs.dynstr is not None
+    table = _section_bytes(stream, lay, secs.dynsym, size, ".dynsym", lay.sym_size, "MAX_ELF_SYMBOLS")
+    strings = _section_bytes(stream, lay, secs.dynstr, size, ".dynstr", 1, "MAX_ELF_STRTAB_BYTES")
+    return table, strings
 
 
-def _open_stream(fh: BinaryIO, size: int) -> BinaryIO | mmap.mmap:
-    """The file as parsers read it best: mapped when it is a real file; read in one go
-    when it comes through a disk-image reader (many small reads through its layers cost
-    far more than one large one); streamed otherwise."""
+def _symbols_by_dynamic(stream: Stream, lay: _Layout, dyn: _Dynamic, loads: list[_Phdr], size: int) -> bytes:
+    """The dynamic symbol table of a file without section headers, as the loader finds it:
+    at DT_SYMTAB, as many entries as DT_GNU_HASH or DT_HASH count (else up to the nearest
+    address the dynamic array names above it, as readelf and pyelftools do)."""
+    symtab = dyn.value(DT_SYMTAB)
+    if symtab is None:
+        return b""
+    syment = dyn.value(DT_SYMENT)
+    if syment is not None and syment != lay.sym_size:
+        raise ElfParseError(f"DT_SYMENT is {syment}, not the size of a symbol ({lay.sym_size})")
+    where = _locate(loads, symtab, size)
+    if where is None:
+        raise ElfParseError("DT_SYMTAB points outside the file's loaded segments")
+    offset, room = where
+    gnu, sysv = dyn.value(DT_GNU_HASH), dyn.value(DT_HASH)
+    if gnu is not None:
+        count, by = _gnu_hash_count(stream, lay, loads, gnu, size), "DT_GNU_HASH"
+    elif sysv is not None:
+        count, by = _sysv_hash_count(stream, lay, loads, sysv, size), "DT_HASH"
+    else:
+        above = [v for _t, v in dyn.entries if v > symtab]
+        if not above:
+            raise ElfParseError("no DT_GNU_HASH or DT_HASH to count the dynamic symbols by")
+        count, by = (min(above) - symtab) // lay.sym_size, "the dynamic array"
+    _bound("MAX_ELF_SYMBOLS", count, f"dynamic symbols counted by {by}")
+    if count * lay.sym_size > room:
+        raise ElfParseError(f"{by} counts {count:,} dynamic symbols but the segment holding DT_SYMTAB "
+                            f"has room for {room // lay.sym_size:,}")
+    return _read_at(stream, offset, count * lay.sym_size)
+
+
+def _table_at(loads: list[_Phdr], vaddr: int, size: int, what: str, header: int) -> tuple[int, int]:
+    where = _locate(loads, vaddr, size)
+    if where is None or where[1] < header:
+        raise ElfParseError(f"{what} points outside the file's loaded segments")
+    return where
+
+
+def _sysv_hash_count(stream: Stream, lay: _Layout, loads: list[_Phdr], vaddr: int, size: int) -> int:
+    """DT_HASH's nchain (the symbol count), after checking the table fits its segment."""
+    offset, room = _table_at(loads, vaddr, size, "DT_HASH", 8)
+    nbucket, nchain = struct.unpack(lay.order + "II", _read_at(stream, offset, 8))
+    _bound("MAX_ELF_SYMBOLS", nchain, "DT_HASH nchain")
+    _bound("MAX_ELF_SYMBOLS", nbucket, "DT_HASH nbucket")
+    if 8 + 4 * (nbucket + nchain) > room:
+        raise ElfParseError(f"DT_HASH claims {nbucket:,} buckets and {nchain:,} chains but its segment "
+                            f"has {room:,} bytes")
+    return nchain
+
+
+def _gnu_hash_count(stream: Stream, lay: _Layout, loads: list[_Phdr], vaddr: int, size: int) -> int:
+    """The symbol count DT_GNU_HASH implies: one past the end of the chain of the highest
+    symbol any bucket names. Buckets, bloom words and the chain walked must lie inside the
+    table's segment, and the count within MAX_ELF_SYMBOLS."""
+    offset, room = _table_at(loads, vaddr, size, "DT_GNU_HASH", 16)
+    nbuckets, symoffset, bloom_size, _shift = struct.unpack(lay.order + "IIII", _read_at(stream, offset, 16))
+    _bound("MAX_ELF_SYMBOLS", nbuckets, "DT_GNU_HASH buckets")
+    buckets_at = 16 + bloom_size * (8 if lay.wide else 4)
+    chains_at = buckets_at + 4 * nbuckets
+    if chains_at > room:
+        raise ElfParseError(f"DT_GNU_HASH claims {nbuckets:,} buckets and {bloom_size:,} bloom words but its "
+                            f"segment has {room:,} bytes")
+    top = max(struct.unpack(f"{lay.order}{nbuckets}I", _read_at(stream, offset + buckets_at, 4 * nbuckets)),
+              default=0)
+    if top < symoffset:
+        return symoffset
+    index = top - symoffset  # walk this symbol's chain to its last entry (low bit set)
+    while True:
+        at = chains_at + 4 * index
+        if at + 4 > room:
+            raise ElfParseError("a DT_GNU_HASH chain runs past the end of its segment")
+        _bound("MAX_ELF_SYMBOLS", symoffset + index + 1, "dynamic symbols counted by DT_GNU_HASH")
+        chunk = _read_at(stream, offset + at, min(room - at, 4096) & ~3)
+        if not chunk:
+            raise ElfParseError("the file ended inside a DT_GNU_HASH chain")
+        for (value,) in lay.word.iter_unpack(chunk):
+            if value & 1:
+                return symoffset + index + 1
+            index += 1
+
+
+def _open_stream(fh: BinaryIO, size: int) -> tuple[Stream, bool]:
+    """The file as parsers read it best, and whether it is a buffered view made here: mapped
+    when it is a real file (or a file lying in one piece inside a disk image); else read
+    through a buffer of READ_CHUNK (many small reads through an image's layers cost far
+    more than a few large ones), never whole. A map is only ever as long as the size the
+    file had when opened: a file that shrank since is read the buffered way."""
     mapped = getattr(fh, "mapped", None)  # a file inside a disk image, when it lies in one piece
-    if mapped is not None and size:
+    if mapped is not None:
         got = mapped()
         if got is not None:
-            return got
+            return got, False
     try:
-        return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else fh
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        if size <= IN_MEMORY:
-            fh.seek(0)
-            return io.BytesIO(fh.read())
-        return fh
+        return mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ), False
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation, OverflowError):
+        fh.seek(0)
+        if isinstance(fh, io.RawIOBase):
+            return io.BufferedReader(fh, READ_CHUNK), True
+        return fh, False
 
 
-def _hashes(stream: BinaryIO | mmap.mmap) -> tuple[str, str]:
+def _hashes(stream: Stream, size: int) -> tuple[str, str]:
+    """SHA-256 and SHA-1 of the file's ``size`` bytes, READ_CHUNK at a time. From a map,
+    each chunk is hashed in place and its pages dropped from this process once hashed (a
+    map's pages count as the process's memory, for the OOM killer too); from a stream,
+    through one reused buffer. A stream ending before ``size`` is an error: the bytes
+    hashed would not be the file's."""
     sha256, sha1 = hashlib.sha256(), hashlib.sha1()
-    if isinstance(stream, (mmap.mmap, io.BytesIO)):
-        # a BytesIO made from bytes shares them: getvalue() hands back that same object,
-        # where getbuffer() would first copy the whole file
-        whole = stream.getvalue() if isinstance(stream, io.BytesIO) else stream
-        sha256.update(whole)
-        sha1.update(whole)
-    else:
-        stream.seek(0)
-        while chunk := stream.read(1 << 20):
-            sha256.update(chunk)
-            sha1.update(chunk)
+    if isinstance(stream, mmap.mmap):
+        if len(stream) < size:
+            raise OSError(5, f"the file ended after {len(stream):,} of its {size:,} bytes")
+        with memoryview(stream) as view:
+            for at in range(0, size, READ_CHUNK):
+                n = min(READ_CHUNK, size - at)
+                with view[at: at + n] as chunk:
+                    sha256.update(chunk)
+                    sha1.update(chunk)
+                if size > READ_CHUNK:
+                    stream.madvise(mmap.MADV_DONTNEED, at, n)
+        return sha256.hexdigest(), sha1.hexdigest()
+    buf = bytearray(min(size, READ_CHUNK))
+    done = 0
+    stream.seek(0)
+    with memoryview(buf) as view:
+        while done < size:
+            n = stream.readinto(view[: min(len(buf), size - done)])  # type: ignore[attr-defined]
+            if not n:
+                raise OSError(5, f"the file ended after {done:,} of its {size:,} bytes")
+            sha256.update(view[:n])
+            sha1.update(view[:n])
+            done += n
     return sha256.hexdigest(), sha1.hexdigest()
 
 
 def parse_elf(path: str, fh: BinaryIO, st_mode: int, size: int, uid: int = 0, gid: int = 0,
               *, light: bool = False) -> tuple[ElfRecord, tuple[str, ...]]:
     """Census one opened ELF file. ``path`` is the guest path the record carries. Returns
-    the record and the problems met on the way that did not stop the parse (a section
-    table past the end of the file, a dynamic segment larger than the file...).
+    the record and the problems met on the way that did not stop the parse (a dynamic
+    segment larger than the file, a symbol name that is not UTF-8...).
 
     ``light`` reads only what the loader needs (no symbol table, no hashes): for
-    libraries found outside the census, which are linked but not inventoried."""
-    stream = _open_stream(fh, size)
+    libraries found outside the census, which are linked but not inventoried.
+
+    Raises :class:`ElfParseError` for a malformed file and
+    :class:`~scanner.limits.LimitExceeded` for one over a cap (its apparent size first:
+    nothing is read of a file over MAX_ELF_FILE_BYTES)."""
+    _bound("MAX_ELF_FILE_BYTES", size, "the file's size in bytes")
+    stream, buffered = _open_stream(fh, size)
     try:
-        try:
-            rec = _parse(path, stream, st_mode, size, uid, gid, light)
-        except ElfParseError:
-            raise
-        except (ELFError, ELFParseError, _ConstructError, struct.error, ValueError,
-                IndexError, KeyError, TypeError, AttributeError, OverflowError) as exc:
-            raise ElfParseError(f"malformed ELF: {exc or type(exc).__name__}") from exc
-        return rec
+        return _parse(path, stream, st_mode, size, uid, gid, light)
+    except (ELFError, ELFParseError, _ConstructError, struct.error, zlib.error, ValueError,
+            IndexError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+        raise ElfParseError(f"malformed ELF: {exc or type(exc).__name__}") from exc
     finally:
         if isinstance(stream, mmap.mmap):
             stream.close()
+        elif buffered:
+            stream.detach()  # type: ignore[union-attr]  # the caller closes its own file
 
 
-def _parse(path: str, stream: BinaryIO | mmap.mmap, st_mode: int, size: int, uid: int, gid: int,
+def _parse(path: str, stream: Stream, st_mode: int, size: int, uid: int, gid: int,
            light: bool = False) -> tuple[ElfRecord, tuple[str, ...]]:
     if size < 16:
         raise ElfParseError(f"truncated ELF: {size} bytes")
     elf = _CensusELFFile(stream)
     hdr = elf.header
+    lay = _layout(elf)
     ehsize = 64 if elf.elfclass == 64 else 52
     if size < ehsize:
         raise ElfParseError(f"truncated ELF: {size} bytes, header needs {ehsize}")
     machine = machine_name(hdr.e_machine, elf.elfclass, elf.little_endian)
     notes: list[str] = []
-    try:
-        secs = _scan_sections(elf, stream, size)
-    except _SectionsPastEnd as exc:
-        notes.append(str(exc))
-        secs = _Sections()
+    secs = _scan_sections(elf, stream, size, lay)
     interp: str | None = None
-    dyn: Dynamic | None = None
+    dyn: _Dynamic | None = None
     needed: list[str] = []
     rpath: list[str] = []
     runpath: list[str] = []
@@ -362,33 +592,31 @@ def _parse(path: str, stream: BinaryIO | mmap.mmap, st_mode: int, size: int, uid
     flags_1 = 0
     # a separate debug-info file keeps the program headers of its binary, but not the
     # contents they describe: nothing to read past the headers
-    phdrs = [] if secs.debuginfo else _program_headers(elf, stream, size, secs.usable)
+    phdrs = [] if secs.debuginfo else _program_headers(elf, stream, size, secs, lay)
     loads = [ph for ph in phdrs if ph.p_type == PT_LOAD]
-    dyn_ph: _Phdr | None = None
     for ph in phdrs:
         if ph.p_type == PT_INTERP and interp is None:
             if ph.p_offset + ph.p_filesz > size:
                 raise ElfParseError("PT_INTERP runs past the end of the file")
-            stream.seek(ph.p_offset)
-            interp = stream.read(ph.p_filesz).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-        elif ph.p_type == PT_DYNAMIC and dyn_ph is None:
+            interp = _string_at(_read_at(stream, ph.p_offset, min(ph.p_filesz, 4096)), 0).decode(
+                "utf-8", "surrogateescape")
+        elif ph.p_type == PT_DYNAMIC and dyn is None:
             if ph.p_offset >= size:
                 raise ElfParseError("PT_DYNAMIC starts past the end of the file")
-            dyn_ph = ph
-            for tag, val in _read_dynamic(stream, elf, ph, loads, size, notes):
-                if tag == DT_NEEDED:
-                    needed.append(str(val))
-                elif tag == DT_RPATH:
-                    rpath.extend(str(val).split(":"))
-                elif tag == DT_RUNPATH:
-                    runpath.extend(str(val).split(":"))
-                elif tag == DT_SONAME:
-                    soname = str(val)
+            dyn = _read_dynamic(stream, lay, ph, loads, size, notes)
+            for tag, val in dyn.entries:
+                if tag in _STRING_TAGS:
+                    text = _string_at(dyn.strings, val).decode("utf-8", "surrogateescape")
+                    if tag == DT_NEEDED:
+                        needed.append(text)
+                    elif tag == DT_RPATH:
+                        rpath.extend(text.split(":"))
+                    elif tag == DT_RUNPATH:
+                        runpath.extend(text.split(":"))
+                    else:
+                        soname = text
                 elif tag == DT_FLAGS_1:
-                    flags_1 = int(val)
-    if dyn_ph is not None and not secs.usable and not light:
-        # pyelftools' view of the same array, for the symbol table when sections are gone
-        dyn = elf.get_segment(dyn_ph.index)
+                    flags_1 = val
     debuginfo = secs.debuginfo
     etype = hdr.e_type
     if debuginfo:
@@ -409,10 +637,17 @@ def _parse(path: str, stream: BinaryIO | mmap.mmap, st_mode: int, size: int, uid
     else:
         kind = "other"
     static = not debuginfo and (
-        dyn_ph is None or (interp is None and not needed and kind != "shared-library")
+        dyn is None or (interp is None and not needed and kind != "shared-library")
     )
-    imports = _undefined_functions(elf, secs.dynsym, secs.usable, dyn, size) if dyn_ph and not light else ()
-    sha256, sha1 = ("", "") if light else _hashes(stream)
+    imports: tuple[str, ...] = ()
+    if dyn is not None and not light:
+        if secs.dynsym is not None:
+            table, strings = _symbols_by_sections(stream, lay, secs, size)
+            imports = _undefined_functions(lay, table, strings, notes)
+        elif not secs.usable:  # section headers stripped: the table the loader finds
+            imports = _undefined_functions(lay, _symbols_by_dynamic(stream, lay, dyn, loads, size),
+                                           dyn.strings, notes)
+    sha256, sha1 = ("", "") if light else _hashes(stream, size)
     osabi = hdr.e_ident.EI_OSABI
     return ElfRecord(
         path=path,
