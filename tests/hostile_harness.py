@@ -243,7 +243,8 @@ def run_cases(cases: Sequence[Case], work: Path, *, audit: bool = False, case_se
                 "exec_events": sorted(EXEC_EVENTS)}
         proc = subprocess.Popen([str(PYTHON), "-c", _CHILD], stdin=subprocess.PIPE, cwd=cwd, env=env,
                                 stdout=subprocess.DEVNULL, stderr=(work / "child-stderr").open("ab"),
-                                preexec_fn=lambda: _limit_memory(memory))
+                                # no threads in this process run Python while it forks
+                                preexec_fn=lambda: _limit_memory(memory))  # noqa: PLW1509
         assert proc.stdin is not None
         proc.stdin.write(json.dumps(spec).encode())
         proc.stdin.close()
@@ -376,8 +377,8 @@ def interpreter_allowances() -> list[tuple[str, str]]:
     """Folders the scanner may read that are not the target, each with why."""
     allowed: list[tuple[str, str]] = []
     for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}:
-        allowed.append((os.path.realpath(p), "the interpreter and the virtualenv: standard library, "
-                                             "site-packages, .pth files, package metadata read by imports"))
+        allowed.append((os.path.realpath(p), ("the interpreter and the virtualenv: standard library, "
+                                             "site-packages, .pth files, package metadata read by imports")))
         allowed.append((p, "the same, as spelled by sys.prefix (the venv path is not resolved)"))
     allowed.append(("/usr/lib/python3/dist-packages", "Debian's python3-rpm bindings, linked into the venv"))
     allowed.append(("/usr/lib/python3.11", "the base interpreter's standard library (sys.base_prefix/lib)"))
@@ -388,11 +389,11 @@ def interpreter_allowances() -> list[tuple[str, str]]:
 
 #: Files outside every folder above that a scan may open, each with why.
 HOST_FILE_ALLOWANCES: tuple[tuple[str, str], ...] = (
-    ("/proc/self/mountinfo", "scanner/target/directory.py reads this machine's mount table to keep a folder "
+    ("/proc/self/mountinfo", ("scanner/target/directory.py reads this machine's mount table to keep a folder "
                              "scan on the root's own file systems (never into /proc, /sys or other mounts); "
-                             "it is the scanner's view of the host, and none of it is reported"),
-    ("/dev/null", "multiprocessing's forked census workers reopen their standard input on os.devnull "
-                  "(multiprocessing/util.py _close_stdin)"),
+                             "it is the scanner's view of the host, and none of it is reported")),
+    ("/dev/null", ("multiprocessing's forked census workers reopen their standard input on os.devnull "
+                  "(multiprocessing/util.py _close_stdin)")),
 )
 #: Programs a scan may start, each with why: never anything of the target.
 EXEC_ALLOWANCES: tuple[tuple[str, str], ...] = (
@@ -409,8 +410,8 @@ def classify_events(batch: Batch, targets: Iterable[str], *, case: str | None = 
     started. Empty lists mean a clean scan."""
     target_paths = [os.path.realpath(t) for t in targets]
     allowed = [*interpreter_allowances(), *also_allowed,
-               (str(batch.work), "the scan's own output folders and its private TMPDIR (copies of the "
-                                 "target's rpm database for librpm, which writes into folders it opens)")]
+               (str(batch.work), ("the scan's own output folders and its private TMPDIR (copies of the "
+                                 "target's rpm database for librpm, which writes into folders it opens)"))]
     problems: dict[str, list[str]] = {"host": [], "write": [], "special": [], "exec": []}
 
     def inside(path: str, folder: str) -> bool:
@@ -428,23 +429,32 @@ def classify_events(batch: Batch, targets: Iterable[str], *, case: str | None = 
         if path.startswith("file:"):  # an sqlite URI
             path = path[5:].split("?", 1)[0]
         norm = os.path.normpath(path)
-        in_target = any(inside(norm, t) or inside(os.path.realpath(norm), t) for t in target_paths)
+        flags = extra[1] if event == "open" and extra else 0
+        # where the kernel really went: every link on the way is followed, the last one
+        # too unless O_NOFOLLOW (a path that is textually inside the root but crosses a
+        # link to the host is a host read)
+        if flags & os.O_NOFOLLOW:
+            real = os.path.join(os.path.realpath(os.path.dirname(norm)), os.path.basename(norm))
+        else:
+            real = os.path.realpath(norm)
+        in_target = any(inside(real, t) for t in target_paths)
         if in_target:
             writes = event in WRITE_EVENTS or (event == "open" and extra and (
                 (extra[1] or 0) & WRITE_FLAGS or any(c in (extra[0] or "") for c in "wax+")))
             if writes:
                 problems["write"].append(f"{event} {norm} {extra}")
             try:
-                st = os.lstat(norm)
+                st = os.lstat(real)
             except OSError:
                 continue
-            if event == "open" and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            if event == "open" and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)
+                                        or (stat.S_ISLNK(st.st_mode) and flags & os.O_NOFOLLOW)):
                 problems["special"].append(f"opened {norm} ({stat.filemode(st.st_mode)})")
             continue
         if norm in {f for f, _ in HOST_FILE_ALLOWANCES}:
             continue
-        if not any(inside(norm, a) for a, _ in allowed):
-            problems["host"].append(f"{event} {norm}")
+        if not any(inside(real, a) for a, _ in allowed):
+            problems["host"].append(f"{event} {norm}" + (f" (really {real})" if real != norm else ""))
     return {k: sorted(set(v)) for k, v in problems.items()}
 
 
@@ -533,7 +543,7 @@ def strace_opens(argv: Sequence[str], work: Path, *, timeout: float = CASE_SECON
     env.update({"TMPDIR": str(tmpdir), "PYTHONPATH": str(TREE), "NO_COLOR": "1", "PYTHONDONTWRITEBYTECODE": "1"})
     proc = subprocess.run([strace, "-f", "-y", "-qq", "-e", "trace=open,openat,openat2", "-o", str(log),
                            str(PYTHON), "-m", "scanner", *argv, "-o", str(work / "out")],
-                          cwd=tmpdir, env=env, capture_output=True, timeout=timeout,
+                          cwd=tmpdir, env=env, capture_output=True, timeout=timeout, check=False,
                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT)))
     paths: set[str] = set()
     for line in log.read_text(encoding="utf-8", errors="replace").splitlines():

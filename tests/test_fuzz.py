@@ -33,9 +33,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import CACHE, load_builder
-from hostile_harness import Batch, Case, Outcome, contract_problems, error_records, run_cases
+from hostile_harness import (
+    Batch,
+    Case,
+    Outcome,
+    contract_problems,
+    error_records,
+    run_cases,
+)
 
 SEED = int(os.environ.get("FLIGHTCHECK_FUZZ_SEED", "0") or 0) or None
 N = int(os.environ["FLIGHTCHECK_FUZZ_N"]) if os.environ.get("FLIGHTCHECK_FUZZ_N") else None
@@ -106,7 +112,7 @@ def _what(o: Outcome, m: dict[str, Any] | None) -> str:
 def _report_problems(o: Outcome) -> list[str]:
     """JUnit and SARIF written beside result.json must parse (control characters, markup
     and undecodable bytes from the target included)."""
-    problems = []
+    problems: list[str] = []
     if not o.out_dir.is_dir():
         return problems
     for path in o.out_dir.iterdir():

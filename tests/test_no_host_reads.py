@@ -46,10 +46,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import CACHE, load_builder
-from hostile_harness import (CASE_SECONDS, MEMORY_LIMIT, TREE, Batch, Case, Outcome, classify_events,
-                             contract_problems, run_cases, state_diff, strace_opens, tree_state)
+from hostile_harness import (
+    CASE_SECONDS,
+    MEMORY_LIMIT,
+    TREE,
+    Batch,
+    Case,
+    Outcome,
+    classify_events,
+    contract_problems,
+    run_cases,
+    state_diff,
+    strace_opens,
+    tree_state,
+)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +156,7 @@ def test_hostile_case_stays_in_target(name: str, audited: Any) -> None:
 def test_refused_backing_file_is_named(name: str, audited: Any) -> None:
     """A backing file or extent outside the image's folder is refused with one clear
     line naming the refused path (issue 15, item 1), and the scan exits 2."""
-    cases, batch, _ = audited
+    _, batch, _ = audited
     o = _outcome(batch, name)
     lines = [ln for ln in o.stderr.splitlines() if ln.strip()]
     assert o.code == 2, o.describe()
@@ -178,8 +189,8 @@ def test_no_host_data_in_results(audited: Any) -> None:
 
 # C-level opens strace sees and the audit hook cannot: each allowed with why.
 STRACE_ALLOWANCES: tuple[tuple[str, str], ...] = (
-    ("/etc/ld.so.cache", "the host's dynamic loader loading the interpreter's and librpm's shared libraries; "
-                         "the audit-hook test proves flightcheck's own code never opens it"),
+    ("/etc/ld.so.cache", ("the host's dynamic loader loading the interpreter's and librpm's shared libraries; "
+                         "the audit-hook test proves flightcheck's own code never opens it")),
     ("/lib/x86_64-linux-gnu/", "shared libraries of the interpreter, its extensions and librpm"),
     ("/usr/lib/x86_64-linux-gnu/", "the same (gconv modules included)"),
     ("/usr/lib/locale/", "libc's locale data"),
@@ -196,8 +207,8 @@ STRACE_ALLOWANCES: tuple[tuple[str, str], ...] = (
     ("/usr/bin/python3", "the interpreter's start-up probes (._pth, pyvenv.cfg) and the rpm shim's probe"),
     ("/usr/pyvenv.cfg", "the interpreter's start-up probe for a venv above its binary"),
     ("/usr/local/lib/python3.11/dist-packages", "Debian's site folder, searched by every interpreter start"),
-    ("/usr/lib/rpm/", "librpm's own configuration (rpmrc, macros, fileattrs) of the host, loaded when the "
-                      "bindings start; the database it reads is the private copy of the target's"),
+    ("/usr/lib/rpm/", ("librpm's own configuration (rpmrc, macros, fileattrs) of the host, loaded when the "
+                      "bindings start; the database it reads is the private copy of the target's")),
     ("/etc/rpm", "the host's rpm macros and platform, read by librpm in the same start-up"),
     ("/etc/gcrypt/hwf.deny", "libgcrypt's start-up, pulled in by librpm"),
 )
@@ -220,7 +231,7 @@ def test_strace_sees_no_host_reads(name: str, corpus: dict[str, Any], hostile_ro
     case, _ = _cases(corpus, hostile_root, roots)[name]
     code, paths = strace_opens(case.argv, tmp_path)
     assert code in (0, 1, 2)
-    from hostile_harness import HOST_FILE_ALLOWANCES, interpreter_allowances  # noqa: PLC0415
+    from hostile_harness import HOST_FILE_ALLOWANCES, interpreter_allowances
 
     allowed = [a for a, _ in (*interpreter_allowances(), *HOST_FILE_ALLOWANCES, *STRACE_ALLOWANCES)]
     allowed += [str(tmp_path), str(TREE), *case.target, *(os.path.realpath(t) for t in case.target)]
