@@ -164,7 +164,10 @@ def test_refused_backing_file_is_named(name: str, audited: Any) -> None:
     named = {"backing-abs": "/etc/passwd", "backing-up": "etc/passwd", "backing-proc": "/proc/self/environ",
              "backing-dev": "/dev/zero", "backing-fifo": "fifo.raw", "extent-abs": "/etc/passwd",
              "extent-up": "etc/passwd", "extent-proc": "/proc/self/environ"}[name]
-    assert named in lines[0], f"the refused path {named!r} is not named: {lines[0]}"
+    # a scanner that refuses vmdk descriptor files altogether never gets to the extent: the
+    # line then says so, naming the image
+    whole_format_refused = name.startswith("extent-") and "descriptor" in lines[0] and "not supported" in lines[0]
+    assert named in lines[0] or whole_format_refused, f"the refused path {named!r} is not named: {lines[0]}"
 
 
 def test_no_host_data_in_results(audited: Any) -> None:
