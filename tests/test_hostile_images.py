@@ -1,0 +1,275 @@
+"""Hostile disk images (issue 15): an image may have been built by an attacker. Its backing
+files are followed only where allowed, damaged file systems are error records or one clear
+line, and a file claiming 256 GiB costs seconds, not minutes.
+
+Every image is built here, at run time, with the real tools: mkfs.ext4 -d, debugfs -w,
+qemu-img (convert, create, rebase -u) and struct edits of real qcow2 headers. The leaky
+image is the attack from the issue: the guest's /etc/os-release has its one extent moved to
+block 0, whose 512-byte qcow2 clusters are left unallocated, so its bytes come from the
+backing file; with the backing file named ``/etc/shadow`` (or any host file) the host's
+bytes become the guest's os-release, and would land in result.json as ``target.os``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scanner import limits
+from scanner.target import TargetError, open_target
+
+pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in ("qemu-img", "mkfs.ext4", "debugfs", "dumpe2fs")),
+                                reason="needs qemu-img and e2fsprogs")
+
+MARKER = "secret-marker-0451"
+SECRET = f"ID=secretmarker\nKEY={MARKER}\n".encode()
+BIG = 256 << 30  # what the hostile inode claims: 256 GiB
+FLIGHTCHECK = Path(sys.executable).with_name("flightcheck")
+
+
+def run(*cmd: str | Path) -> str:
+    return subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True).stdout
+
+
+def debugfs(image: Path, *requests: str) -> None:
+    for request in requests:
+        run("debugfs", "-w", "-R", request, image)
+
+
+def scan_cli(image: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``flightcheck scan --image`` as a user runs it (one process, a minute at most)."""
+    cmd = [str(FLIGHTCHECK)] if FLIGHTCHECK.exists() else [sys.executable, "-m", "scanner"]
+    return subprocess.run([*cmd, "scan", "--image", str(image), "-o", str(out), "-j", "1", "-q", *extra],
+                          capture_output=True, text=True, timeout=60)
+
+
+def everything_written(r: subprocess.CompletedProcess[str], out: Path) -> str:
+    """Standard output, standard error and every file the scan wrote."""
+    files = [p.read_text(errors="replace") for p in out.rglob("*") if p.is_file()] if out.exists() else []
+    return "\n".join([r.stdout, r.stderr, *files])
+
+
+def one_clear_line(r: subprocess.CompletedProcess[str]) -> str:
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and "Aborted" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("flightcheck: error: "), r.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def guest(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A small guest (/etc/os-release, /usr/bin/big: a real ELF file) as a raw ext4 file
+    system, a clean qcow2 of it, and the leaky qcow2 (no backing file named yet)."""
+    base = tmp_path_factory.mktemp("guest")
+    root = base / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "etc/os-release").write_text("ID=guest\nNAME=Guest\n")
+    shutil.copy(shutil.which("true") or "/bin/true", root / "usr/bin/big")
+    raw = base / "clean.raw"
+    run("mkfs.ext4", "-q", "-F", "-b", "4096", "-d", root, raw, "8M")
+    run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, base / "clean.qcow2")
+    leaky_raw = base / "leaky.raw"
+    shutil.copy(raw, leaky_raw)
+    # os-release's one extent (i_block[5]: ee_start_lo) moved to block 0, its size the secret's
+    debugfs(leaky_raw, "sif /etc/os-release block[5] 0", f"sif /etc/os-release size {len(SECRET)}")
+    run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=512", "-S", "512",
+        leaky_raw, base / "leaky.qcow2")
+    return {"root": root, "raw": raw, "clean": base / "clean.qcow2", "leaky": base / "leaky.qcow2"}
+
+
+def leaky(guest: dict[str, Path], folder: Path, backing: str) -> Path:
+    """The leaky image in ``folder``, naming ``backing`` as its raw backing file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    image = folder / "guest.qcow2"
+    shutil.copy(guest["leaky"], image)
+    run("qemu-img", "rebase", "-u", "-f", "qcow2", "-b", backing, "-F", "raw", image)
+    return image
+
+
+# ---- backing files confined ---------------------------------------------------------------
+HOSTILE_BACKINGS = {
+    "absolute path outside": lambda case, secret: str(secret),
+    "../ out of the folder": lambda case, secret: os.path.relpath(secret, case),
+    "symlink leading outside": lambda case, secret: (case / "link").symlink_to(secret) or "link",
+    "FIFO in the folder": lambda case, secret: os.mkfifo(case / "fifo") or "fifo",
+    "/proc/self/environ": lambda case, secret: "/proc/self/environ",
+    "/etc/shadow": lambda case, secret: "/etc/shadow",
+    "symlink to a device": lambda case, secret: (case / "dev").symlink_to("/dev/zero") or "dev",
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_BACKINGS))
+def test_backing_file_outside_is_one_line_and_never_read(case: str, guest: dict[str, Path], tmp_path: Path) -> None:
+    """Each hostile backing name: exit 2, one line naming the refused name, no traceback,
+    and the host file's bytes in no output (nor the scanner's environment)."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    folder = tmp_path / "case"
+    folder.mkdir()
+    name = HOSTILE_BACKINGS[case](folder, secret)
+    image = leaky(guest, folder, name)
+    with pytest.raises(TargetError, match="refused backing file"):
+        open_target(images=[str(image)])
+    out = tmp_path / "out"
+    r = scan_cli(image, out)
+    line = one_clear_line(r)
+    assert "refused backing file" in line and repr(name) in line
+    written = everything_written(r, out)
+    assert MARKER not in written and os.environ.get("PATH", "\0") not in written
+
+
+def test_the_same_file_is_read_when_allowed(guest: dict[str, Path], tmp_path: Path) -> None:
+    """The attack is real: with the secret's folder allowed (--backing-dir), or the file in
+    the image's own folder, its bytes are the guest's os-release. What refuses it above is
+    the confinement, nothing else."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    image = leaky(guest, tmp_path / "case", str(secret))
+    r = scan_cli(image, tmp_path / "out", "--backing-dir", str(tmp_path))
+    assert r.returncode in (0, 1), r.stderr
+    assert json.loads((tmp_path / "out/result.json").read_text())["target"]["os"]["KEY"] == MARKER
+    inside = leaky(guest, tmp_path / "inside", "base.raw")
+    (tmp_path / "inside/base.raw").write_bytes(SECRET)
+    assert open_target(images=[str(inside)]).read("/etc/os-release") == SECRET
+
+
+def test_backing_dir_must_exist_and_never_opens_proc(guest: dict[str, Path], tmp_path: Path) -> None:
+    """--backing-dir / still never reaches /proc; a folder that is not there is an error."""
+    image = leaky(guest, tmp_path / "case", "/proc/self/environ")
+    with pytest.raises(TargetError, match="kernel or device file system"):
+        open_target(images=[str(image)], backing_dirs=["/"])
+    with pytest.raises(TargetError, match="not a folder"):
+        open_target(images=[str(image)], backing_dirs=[str(tmp_path / "nowhere")])
+
+
+def chain(guest: dict[str, Path], folder: Path, depth: int) -> Path:
+    """``depth`` distinct qcow2 overlays over the clean image, each naming the one below."""
+    folder.mkdir()
+    shutil.copy(guest["clean"], folder / "l0.qcow2")
+    for i in range(1, depth):
+        run("qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", f"l{i - 1}.qcow2", "-F", "qcow2",
+            folder / f"l{i}.qcow2", "8M")
+    return folder / f"l{depth - 1}.qcow2"
+
+
+def test_forty_distinct_backing_files_are_a_chain_not_a_loop(guest: dict[str, Path], tmp_path: Path) -> None:
+    top = chain(guest, tmp_path / "chain", 40)
+    assert open_target(images=[str(top)]).read("/etc/os-release") == b"ID=guest\nNAME=Guest\n"
+
+
+def test_a_chain_past_the_cap_names_the_cap(guest: dict[str, Path], tmp_path: Path) -> None:
+    top = chain(guest, tmp_path / "chain", limits.MAX_BACKING_CHAIN + 1)
+    line = one_clear_line(scan_cli(top, tmp_path / "out"))
+    assert f"limit MAX_BACKING_CHAIN ({limits.MAX_BACKING_CHAIN})" in line
+
+
+def test_a_real_loop_is_still_a_loop(guest: dict[str, Path], tmp_path: Path) -> None:
+    """a -> b -> a, and a -> alias where alias is a link to a (one file, two names)."""
+    for name, backing in (("a", "b.qcow2"), ("b", "a.qcow2"), ("c", "alias.qcow2")):
+        run("qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", backing, "-F", "qcow2", tmp_path / f"{name}.qcow2",
+            "8M")
+    (tmp_path / "alias.qcow2").symlink_to("c.qcow2")
+    for top in ("a", "c"):
+        line = one_clear_line(scan_cli(tmp_path / f"{top}.qcow2", tmp_path / "out"))
+        assert "backing chain loops" in line
+
+
+# ---- damaged file systems ---------------------------------------------------------------
+def test_partitionless_ext4_with_a_bad_superblock_is_one_line(guest: dict[str, Path], tmp_path: Path) -> None:
+    """The magic is there, the geometry is not: inodes per group 0, a block size of 2^(10+40)."""
+    image = tmp_path / "bad-sb.raw"
+    data = bytearray(guest["raw"].read_bytes())
+    struct.pack_into("<I", data, 1024 + 40, 0)  # s_inodes_per_group
+    struct.pack_into("<I", data, 1024 + 24, 40)  # s_log_block_size
+    image.write_bytes(bytes(data))
+    line = one_clear_line(scan_cli(image, tmp_path / "out"))
+    assert str(image) in line
+
+
+def inode_table(raw: Path) -> tuple[int, int]:
+    """Where group 0's inode table lies (bytes) and the inode size, from dumpe2fs."""
+    text = run("dumpe2fs", raw)
+    start = int(re.search(r"Inode table at (\d+)-", text).group(1))
+    block = int(re.search(r"Block size:\s+(\d+)", text).group(1))
+    return start * block, int(re.search(r"Inode size:\s+(\d+)", text).group(1))
+
+
+def test_flipped_bytes_in_the_inode_table_are_error_records(guest: dict[str, Path], tmp_path: Path) -> None:
+    """Bytes flipped across the inodes of every file (11 onwards): the scan finishes and
+    says what it could not read; no traceback, never exit 2 for one bad inode."""
+    at, size = inode_table(guest["raw"])
+    data = bytearray(guest["raw"].read_bytes())
+    rng = random.Random(15)
+    for inode in range(11, 32):
+        for _ in range(24):
+            data[at + (inode - 1) * size + rng.randrange(size)] ^= 1 << rng.randrange(8)
+    image = tmp_path / "flipped.raw"
+    image.write_bytes(bytes(data))
+    r = scan_cli(image, tmp_path / "out")
+    assert r.returncode in (0, 1) and "Traceback" not in r.stderr, r.stderr
+    doc = json.loads((tmp_path / "out/result.json").read_text())
+    assert doc["errors"]
+
+
+def test_an_inode_claiming_256_gib_costs_seconds(guest: dict[str, Path], tmp_path: Path) -> None:
+    """/usr/bin/big (a real ELF file) claims 256 GiB: reading it stops at the hole cap
+    (MAX_IMAGE_HOLE_BYTES) or an earlier one, the scan ends in seconds with an error record
+    naming the cap, and a whole read() is refused without allocating it."""
+    image = tmp_path / "big.raw"
+    shutil.copy(guest["raw"], image)
+    debugfs(image, f"sif /usr/bin/big size {BIG}")
+    fs = open_target(images=[str(image)])
+    fh, st = fs.open_resolved("/usr/bin/big")
+    assert st.st_size == BIG and fh.read(4) == b"\x7fELF"
+    with pytest.raises(OSError, match="MAX_IMAGE_READ_BYTES"):
+        fh.read()
+    with pytest.raises(OSError, match="MAX_IMAGE_HOLE_BYTES"):
+        while fh.read(limits.READ_CHUNK * 64):
+            pass
+    t0 = time.monotonic()
+    r = scan_cli(image, tmp_path / "out")
+    took = time.monotonic() - t0
+    assert r.returncode in (0, 1) and "Traceback" not in r.stderr, r.stderr
+    assert took < 45, took
+    errors = json.loads((tmp_path / "out/result.json").read_text())["errors"]
+    assert any(e["path"] == "/usr/bin/big" and "limit MAX_" in e["message"] for e in errors), errors
+
+
+def test_flipped_bytes_in_a_compressed_cluster_are_error_records(guest: dict[str, Path], tmp_path: Path) -> None:
+    """``qemu-img convert -c``, then bytes flipped inside the compressed cluster holding
+    /usr/bin/big: what it holds is error records, the scan finishes, no traceback."""
+    from scanner.target.image import _pieces
+    from scanner.target.qcow2 import PlainQcow2
+
+    image = tmp_path / "compressed.qcow2"
+    run("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", guest["raw"], image)
+    fs = open_target(images=[str(image)])
+    pieces: list = []
+    stream = fs._node("/usr/bin/big").open()
+    _pieces(stream, 0, stream.size, pieces)
+    disk = next(p[0] for p in pieces if isinstance(p[0], PlainQcow2))
+    cluster = next(p[1] for p in pieces if isinstance(p[0], PlainQcow2)) // disk.cluster_size
+    host = disk._entry(cluster) & ((1 << (62 - (disk.cluster_bits - 8))) - 1)
+    fs.close()
+    data = bytearray(image.read_bytes())
+    for i in range(16, 400, 7):
+        data[host + i] ^= 0xFF
+    image.write_bytes(bytes(data))
+    r = scan_cli(image, tmp_path / "out")
+    assert r.returncode in (0, 1) and "Traceback" not in r.stderr, r.stderr
+    doc = json.loads((tmp_path / "out/result.json").read_text())
+    # in an image this small that 64 KiB cluster also holds directory blocks (/etc): each
+    # path it holds is an error record saying why, the scan goes on
+    assert doc["errors"] and all("compressed cluster does not inflate" in e["message"] for e in doc["errors"])
