@@ -217,7 +217,8 @@ def run_cases(cases: Sequence[Case], work: Path, *, audit: bool = False, case_se
     each case gets ``work/<name>/`` for its output. Never raises for a bad case."""
     work.mkdir(parents=True, exist_ok=True)
     tmpdir = Path(tempfile.mkdtemp(prefix="tmp-", dir=work))  # the child's TMPDIR: nothing else uses it
-    cwd = Path(tempfile.mkdtemp(prefix="cwd-", dir=work))  # empty: a relative open shows as foreign
+    # empty, and outside every allowance (``work`` is one): a relative open shows as foreign
+    cwd = Path(tempfile.mkdtemp(prefix="flightcheck-harness-cwd-"))
     audit_log = work / "audit.jsonl" if audit else None
     if audit_log is not None:
         audit_log.unlink(missing_ok=True)
@@ -282,6 +283,7 @@ def run_cases(cases: Sequence[Case], work: Path, *, audit: bool = False, case_se
         elif proc.returncode and not done_now:
             raise RuntimeError(f"the scan child failed before any case: {(work / 'child-stderr').read_text()}")
         pending = [c for c in pending if c.name not in outcomes]
+    shutil.rmtree(cwd, ignore_errors=True)
     batch = Batch([outcomes[c.name] for c in cases], audit_log, tmpdir, work)
     if audit_log is not None and audit_log.exists():
         batch.events = [tuple(json.loads(line)) for line in _lines(audit_log)]  # type: ignore[misc]
