@@ -86,3 +86,38 @@ MAX_IMAGE_HOLE_BYTES = 1 * GiB
 MAX_IMAGE_READ_BYTES = 256 * MiB
 #: bytes of a vmdk descriptor (a text file naming the extents; real ones are under 4 KiB)
 MAX_VMDK_DESCRIPTOR_BYTES = 64 * KiB
+
+# ---- package databases (dpkg, rpm) and repositories -----------------------------------------
+#: bytes of dpkg's ``status`` file read (a Debian system of 5,000 packages has about 10 MiB)
+MAX_DPKG_STATUS_BYTES = 64 * MiB
+#: characters of one package version (a dpkg ``Version``): real ones are under 100; 5,000
+#: digits of epoch cost Python's ``int()`` a ValueError and every report a line of garbage
+MAX_PACKAGE_VERSION_CHARS = 256
+#: characters of one file path a package lists (PATH_MAX: a longer path names no file, and
+#: 1 MiB directory names times 150,000 base names would cost 150 GB)
+MAX_PACKAGE_PATH_CHARS = 4096
+#: characters of file paths built for one package (an rpm header, a dpkg ``.list``; the
+#: largest real packages list about 10 MiB)
+MAX_PACKAGE_FILES_CHARS = 64 * MiB
+#: characters of file paths built for one database (or one repository's filelists) in all
+#: (a whole distribution installed is about 100 MiB)
+MAX_DATABASE_FILES_CHARS = 512 * MiB
+#: nesting of parentheses in one license expression (real ones nest two or three deep; the
+#: parsers recurse per level)
+MAX_LICENSE_NESTING = 32
+#: bytes one repository metadata document (primary, filelists) may decompress to
+MAX_REPO_METADATA_BYTES = 8 * GiB
+#: how many times its compressed size one metadata document may decompress to (real ones:
+#: 5 to 15; gzip allows about 1,000)
+MAX_REPO_INFLATE_RATIO = 100
+#: bytes of metadata XML between two ``<``: one tag or one text (a package description is a
+#: few KiB); the parser holds a whole token (and ElementTree a whole text) in memory
+MAX_REPO_XML_TOKEN_BYTES = 1 * MiB
+#: nesting of elements in a metadata document (real ones: 4)
+MAX_REPO_XML_DEPTH = 64
+#: elements of one ``<package>`` (and outside packages, in all): one per file in filelists
+MAX_REPO_PACKAGE_ELEMENTS = 1_000_000
+#: decompressed bytes of one ``<package>`` element
+MAX_REPO_PACKAGE_BYTES = 64 * MiB
+#: packages one repository's metadata may list (Fedora's whole distribution: about 75,000)
+MAX_REPO_PACKAGES = 500_000

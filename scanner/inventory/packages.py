@@ -10,14 +10,18 @@ so a file recorded as ``/lib/x86_64-linux-gnu/libc.so.6`` owns
 
 from __future__ import annotations
 
+import re
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from packageurl import PackageURL
+from packageurl import quote as purl_quote
 
+from scanner import limits
 from scanner.errors import ErrorRecord
+from scanner.limits import LimitExceeded
 from scanner.target import RootFS
 
 
@@ -51,6 +55,63 @@ class PackageDatabase:
     reader: str  # librpm | python | python-debian
     packages: tuple[Package, ...]
     errors: tuple[ErrorRecord, ...] = ()
+
+
+class PathBudget:
+    """What file lists one database (or one repository's filelists) may still build.
+
+    A package's file list is built from the target's own strings (rpm: a directory name
+    joined to each base name; dpkg: the lines of a ``.list``), so its size is the attacker's
+    choice: 1 MiB directory names times 150,000 base names is 150 GB. Every path is
+    measured *before* it is built: longer than ``MAX_PACKAGE_PATH_CHARS`` it names no file
+    and is left out; a package's list stops at ``MAX_PACKAGE_FILES_CHARS`` and the
+    database's lists at ``MAX_DATABASE_FILES_CHARS`` (the packages after that are listed
+    without files). Each cut is said in ``problems`` (for the package's error record): a
+    file whose owner was not read then shows as unowned *and* explained, never silently."""
+
+    def __init__(self) -> None:
+        self.left = limits.MAX_DATABASE_FILES_CHARS
+        #: packages whose files were not read at all because the database's cap was reached
+        self.starved = 0
+
+    def paths(self, pairs: Iterable[tuple[str, str]], problems: list[str]) -> tuple[str, ...]:
+        """The paths ``folder + name`` of ``pairs``, within the caps; what was left out is
+        appended to ``problems`` as one line each."""
+        if self.left <= 0:
+            self.starved += 1
+            return ()
+        out: list[str] = []
+        used = too_long = 0
+        for folder, name in pairs:
+            n = len(folder) + len(name)
+            if n > limits.MAX_PACKAGE_PATH_CHARS:
+                too_long += 1
+                continue
+            if used + n > limits.MAX_PACKAGE_FILES_CHARS:
+                problems.append(str(LimitExceeded("MAX_PACKAGE_FILES_CHARS", limits.MAX_PACKAGE_FILES_CHARS,
+                                                  f"file list cut after {len(out):,} paths")))
+                break
+            if n > self.left:
+                problems.append(str(LimitExceeded("MAX_DATABASE_FILES_CHARS", limits.MAX_DATABASE_FILES_CHARS,
+                                                  f"file list cut after {len(out):,} paths; the packages after "
+                                                  "this one are listed without their files")))
+                self.left = 0
+                break
+            used += n
+            self.left -= n
+            out.append(folder + name if folder else name)
+        if too_long:
+            problems.insert(0, str(LimitExceeded("MAX_PACKAGE_PATH_CHARS", limits.MAX_PACKAGE_PATH_CHARS,
+                                                 f"{too_long:,} longer file paths left out")))
+        return tuple(out)
+
+    def starved_record(self, path: str) -> ErrorRecord | None:
+        """The one record for the packages listed without files, or None when there are none."""
+        if not self.starved:
+            return None
+        return ErrorRecord(path, "inventory", str(LimitExceeded(
+            "MAX_DATABASE_FILES_CHARS", limits.MAX_DATABASE_FILES_CHARS,
+            f"the files of {self.starved:,} more packages were not read")))
 
 
 # ---- a database read, remembered by the scan cache (--cache) -----------------------------
@@ -101,10 +162,9 @@ def package_id(manager: str, name: str, epoch: int | None, version: str, release
 
 
 def make_purl(manager: str, os_release: dict[str, str], name: str, epoch: int | None, version: str,
-              release: str | None, arch: str | None) -> str:
+               release: str | None, arch: str | None) -> str:
     """Package URL per the purl spec's ``rpm`` and ``deb`` types, namespaced by the
     target's os-release ``ID`` and qualified by ``distro=ID-VERSION_ID``."""
-    ns = os_release.get("ID") or None
     quals: dict[str, str] = {}
     if arch:
         quals["arch"] = arch
@@ -113,9 +173,50 @@ def make_purl(manager: str, os_release: dict[str, str], name: str, epoch: int | 
     distro = "-".join(x for x in (os_release.get("ID"), os_release.get("VERSION_ID")) if x)
     if distro:
         quals["distro"] = distro
-    ptype = "deb" if manager == "dpkg" else "rpm"
     full = version + (f"-{release}" if release else "")
-    return PackageURL(type=ptype, namespace=ns, name=name, version=full, qualifiers=quals).to_string()
+    return purl_string("deb" if manager == "dpkg" else "rpm", os_release.get("ID") or None, name, full, quals)
+
+
+def _purl_quote(value: str) -> str:
+    """One purl component percent-encoded from its bytes: a name read from the target keeps
+    an undecodable byte as a surrogate escape (``\\udcff``), which has no UTF-8 spelling; its
+    byte (``%FF``) is what the spec's percent-encoding writes."""
+    return purl_quote(value.encode("utf-8", "surrogateescape"))
+
+
+def purl_string(ptype: str, namespace: str | None, name: str, version: str, qualifiers: dict[str, str]) -> str:
+    """A purl from components that may hold undecodable bytes (kept as surrogate escapes):
+    each is percent-encoded here, byte for byte, and packageurl only assembles them (its own
+    encoder takes text, and fails on a surrogate). For text that is valid UTF-8 the result is
+    exactly packageurl's own."""
+    return PackageURL(type=ptype, namespace=_purl_quote(namespace) if namespace else None, name=_purl_quote(name),
+                      version=_purl_quote(version),
+                      qualifiers={k: _purl_quote(v) for k, v in qualifiers.items()}).to_string(encode=None)
+
+
+_SURROGATE = re.compile(r"\\udc([89a-f][0-9a-f])")
+
+
+def shown(value: str, limit: int = 200) -> str:
+    """A target string quoted for an error message: control characters escaped (``repr``),
+    an undecodable byte spelled ``\\xNN`` as :func:`scanner.result.text` spells it in the
+    rest of the result (not ``\\udcNN``), and at most ``limit`` characters of it."""
+    cut = value[:limit]
+    return _SURROGATE.sub(r"\\x\1", repr(cut)) + ("..." if len(value) > limit else "")
+
+
+_ARCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+
+
+def checked_arch(arch: str | None, problems: list[str]) -> str | None:
+    """An architecture as package managers name them (``x86_64``, ``noarch``, ``amd64``,
+    ``armhf``, ``all``); anything else (bytes that are not UTF-8, escape sequences,
+    markup: a field nothing checks before the target's own tools) is left out of the
+    record and said in ``problems``, rather than carried into ids, purls and reports."""
+    if arch is None or _ARCH.fullmatch(arch):
+        return arch
+    problems.append(f"architecture {shown(arch, 64)} is not an architecture name; left out")
+    return None
 
 
 class OwnershipIndex:
@@ -168,23 +269,29 @@ class OwnershipIndex:
 
     def _canonical_dir(self, d: str) -> str:
         """Folders resolved one component at a time on top of their resolved parent: one
-        ``lstat`` per distinct folder, a full resolution only where a link is met."""
+        ``lstat`` per distinct folder, a full resolution only where a link is met. Iterative
+        (the nearest resolved ancestor first, then down): a package may list a path of
+        thousands of components, deeper than Python's recursion limit."""
         if d in ("", "/"):
             return "/"
         got = self._dirs.get(d)
         if got is not None:
             return got
-        parent, _, name = d.rpartition("/")
-        base = self._canonical_dir(parent)
-        cand = (base if base != "/" else "") + "/" + name
-        try:
-            st = self.fs.lstat(cand)
-            if stat.S_ISLNK(st.st_mode):
-                cand = self.fs.resolve(cand, strict=False)
-        except OSError:
-            pass  # a folder that is not there keeps its recorded name
-        self._dirs[d] = cand
-        return cand
+        pending: list[str] = []  # d and its ancestors not resolved yet, deepest first
+        while d not in ("", "/") and d not in self._dirs:
+            pending.append(d)
+            d = d.rpartition("/")[0]
+        base = self._dirs.get(d, "/")
+        for folder in reversed(pending):
+            cand = (base if base != "/" else "") + "/" + folder.rpartition("/")[2]
+            try:
+                st = self.fs.lstat(cand)
+                if stat.S_ISLNK(st.st_mode):
+                    cand = self.fs.resolve(cand, strict=False)
+            except OSError:
+                pass  # a folder that is not there keeps its recorded name
+            self._dirs[folder] = base = cand
+        return base
 
     def owner(self, path: str) -> str | None:
         """The package that installed ``path`` (under any name that leads there), the

@@ -18,12 +18,14 @@ import posixpath
 import re
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from scanner.errors import ErrorRecord
 from scanner.inventory import rpmheader
-from scanner.inventory.packages import (Package, PackageDatabase, database_from_memo, database_to_memo, make_purl,
-                                        package_id)
+from scanner.inventory.packages import (Package, PackageDatabase, PathBudget, checked_arch, database_from_memo,
+                                        database_to_memo, make_purl, package_id, shown)
+from scanner.limits import LimitExceeded
 from scanner.target import RootFS
 
 DEFAULT_DBPATHS = ("/var/lib/rpm", "/usr/lib/sysimage/rpm")
@@ -43,14 +45,22 @@ def librpm_available() -> bool:
     return True
 
 
-def _macro_dbpaths(fs: RootFS) -> list[str]:
-    """``%_dbpath`` values the target's own macro files define (later files win, as in rpm)."""
+def _macro_dbpaths(fs: RootFS, errors: list[ErrorRecord]) -> list[str]:
+    """``%_dbpath`` values the target's own macro files define (later files win, as in rpm).
+    A macro file or glob that cannot be read is an error record: it may have named the
+    database."""
     found: list[str] = []
     for pattern in MACRO_FILES:
-        for path in fs.glob(pattern):
+        try:
+            paths = fs.glob(pattern)
+        except (OSError, LimitExceeded) as exc:
+            errors.append(ErrorRecord(pattern, "inventory", f"rpm macro files: {exc}"))
+            continue
+        for path in paths:
             try:
                 text = fs.read(path, 1 << 20).decode("utf-8", "replace")
-            except OSError:
+            except OSError as exc:
+                errors.append(ErrorRecord(path, "inventory", f"rpm macro file cannot be read: {exc.strerror or exc}"))
                 continue
             for m in re.finditer(r"^%_dbpath\s+(\S+)\s*$", text, re.M):
                 value = re.sub(r"%\{(\w+)\}", lambda v: _MACRO_VARS.get(v.group(1), v.group(0)), m.group(1))
@@ -59,11 +69,12 @@ def _macro_dbpaths(fs: RootFS) -> list[str]:
     return found[-1:]  # the last definition is the one rpm uses
 
 
-def find_databases(fs: RootFS) -> list[tuple[str, str, str]]:
-    """``(canonical folder, backend, file name)`` of every rpm database in the target."""
+def find_databases(fs: RootFS, errors: list[ErrorRecord] | None = None) -> list[tuple[str, str, str]]:
+    """``(canonical folder, backend, file name)`` of every rpm database in the target
+    (what could not be looked at goes to ``errors``)."""
     out: list[tuple[str, str, str]] = []
     seen: set[str] = set()
-    for d in (*_macro_dbpaths(fs), *DEFAULT_DBPATHS):
+    for d in (*_macro_dbpaths(fs, errors if errors is not None else []), *DEFAULT_DBPATHS):
         try:
             canon = fs.resolve(d)
         except OSError:
@@ -97,7 +108,26 @@ def _copy_db(fs: RootFS, folder: str, backend: str, fname: str, dest: str) -> No
                 out.write(chunk)
 
 
-def _headers_librpm(dbdir: str) -> Iterator[rpmheader.RpmHeader]:
+def header_from_librpm(h: Any, budget: PathBudget) -> rpmheader.RpmHeader:
+    """The fields flightcheck uses of a header librpm decoded (``rpm.hdr``). The file list is
+    built here, within ``budget``, from the tags librpm keeps (``h["filenames"]`` would
+    build every path in C first, however large, and raises on a damaged one)."""
+    import rpm
+
+    name = h["name"]
+    if not name:
+        raise rpmheader.RpmDbError("header has no NAME")
+    problems: list[str] = []
+    files = rpmheader.file_list(h[rpm.RPMTAG_BASENAMES], h[rpm.RPMTAG_DIRNAMES], h[rpm.RPMTAG_DIRINDEXES],
+                                h[rpm.RPMTAG_OLDFILENAMES], budget, problems)
+    return rpmheader.RpmHeader(name=name, epoch=h["epoch"], version=h["version"] or "", release=h["release"] or "",
+                               arch=h["arch"], source=h["sourcerpm"], vendor=h["vendor"], license=h["license"],
+                               files=files, problems=tuple(problems))
+
+
+def _headers_librpm(dbdir: str, budget: PathBudget, errors: list[str]) -> Iterator[rpmheader.RpmHeader]:
+    """Every header librpm reads (it skips damaged ones without a word: :func:`_read`
+    compares what it got with what the database holds)."""
     import rpm
 
     rpm.setVerbosity(rpm.RPMLOG_CRIT)  # librpm warns on stderr about absent index files
@@ -111,25 +141,29 @@ def _headers_librpm(dbdir: str) -> Iterator[rpmheader.RpmHeader]:
             raise rpmheader.RpmDbError(f"librpm: {exc}") from exc
         if mi is None:
             raise rpmheader.RpmDbError("librpm cannot open the database")
-        for h in mi:
-            yield rpmheader.RpmHeader(
-                name=h["name"],
-                epoch=h["epoch"],
-                version=h["version"] or "",
-                release=h["release"] or "",
-                arch=h["arch"],
-                source=h["sourcerpm"],
-                vendor=h["vendor"],
-                license=h["license"],
-                files=tuple(h["filenames"] or ()),
-            )
+        for i, h in enumerate(mi):
+            try:
+                header = header_from_librpm(h, budget)
+            except Exception as exc:  # noqa: BLE001 - one header's failure is that header's error record
+                errors.append(f"package header {i}: {_why(exc)}")
+                continue
+            yield header
         ts.closeDB()
     finally:
         rpm.delMacro("_dbpath")
         rpm.setVerbosity(rpm.RPMLOG_NOTICE)
 
 
-def _headers_python(dbdir: str, backend: str, fname: str, errors: list[str]) -> Iterator[rpmheader.RpmHeader]:
+def _why(exc: BaseException) -> str:
+    """One line for an error record: the message of the errors the readers raise on
+    purpose, the type too for anything else."""
+    if isinstance(exc, (rpmheader.RpmDbError, LimitExceeded)):
+        return str(exc)
+    return f"cannot be decoded ({type(exc).__name__}: {exc})"
+
+
+def _headers_python(dbdir: str, backend: str, fname: str, budget: PathBudget,
+                    errors: list[str]) -> Iterator[rpmheader.RpmHeader]:
     path = os.path.join(dbdir, fname)
     if backend == "sqlite":
         blobs = rpmheader.sqlite_blobs(path)
@@ -139,64 +173,122 @@ def _headers_python(dbdir: str, backend: str, fname: str, errors: list[str]) -> 
         blobs = rpmheader.bdb_blobs(data) if backend == "bdb" else rpmheader.ndb_blobs(data)
     for i, blob in enumerate(blobs):
         try:
-            yield rpmheader.parse_header(blob)
-        except rpmheader.RpmDbError as exc:
-            errors.append(f"package header {i}: {exc}")
+            header = rpmheader.parse_header(blob, budget)
+        except Exception as exc:  # noqa: BLE001 - one header's failure is that header's error record
+            errors.append(f"package header {i}: {_why(exc)}")
+            continue
+        yield header
+
+
+def _stored_headers(dbdir: str, backend: str, fname: str) -> int | None:
+    """How many package headers the database file holds, by the built-in reader's own
+    walk of its storage (None when it cannot tell): librpm skips a damaged header
+    silently, and a package must never be lost without a record."""
+    path = os.path.join(dbdir, fname)
+    try:
+        if backend == "sqlite":
+            return rpmheader.sqlite_count(path)
+        with open(path, "rb") as fh:
+            data = fh.read()
+        return sum(1 for _ in (rpmheader.bdb_blobs(data) if backend == "bdb" else rpmheader.ndb_blobs(data)))
+    except (rpmheader.RpmDbError, OSError):
+        return None
 
 
 def read_database(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[str, str],
                   *, prefer: str = "auto") -> PackageDatabase:
     """Read one rpm database. ``prefer``: ``auto`` (librpm where it reads the backend,
-    the built-in reader otherwise or when librpm fails), ``librpm`` or ``python``."""
+    the built-in reader otherwise or when librpm fails or skips headers), ``librpm`` or
+    ``python``."""
     use_librpm = prefer != "python" and backend in ("sqlite", "bdb") and librpm_available()
     if prefer == "librpm" and not use_librpm:
         db_path = posixpath.join(folder, fname)
         return PackageDatabase("rpm", db_path, backend, "librpm", (), (ErrorRecord(
             db_path, "inventory", f"rpm database ({backend}): librpm cannot read this backend here"),))
-    db = _read(fs, folder, backend, fname, os_release, use_librpm)
-    if use_librpm and prefer == "auto" and not db.packages and db.errors:
-        fallback = _read(fs, folder, backend, fname, os_release, False)
-        if fallback.packages:
-            return fallback
-        # neither could read it: say what each reader found
-        msg = "; ".join([e.message for e in db.errors] + [
-            e.message.replace(f"rpm database ({backend}): ", "built-in reader: ") for e in fallback.errors])
-        return PackageDatabase("rpm", db.path, backend, db.reader, (), (ErrorRecord(db.path, "inventory", msg),))
+    db, skipped = _read(fs, folder, backend, fname, os_release, use_librpm)
+    if use_librpm and prefer == "auto" and (skipped or not db.packages and db.errors):
+        fallback, _ = _read(fs, folder, backend, fname, os_release, False)
+        if len(fallback.packages) > len(db.packages):
+            return fallback  # (its records name each header it could not read)
+        if not db.packages:
+            # neither could read it: say what each reader found
+            msg = "; ".join([e.message for e in db.errors] + [
+                e.message.replace(f"rpm database ({backend}): ", "built-in reader: ") for e in fallback.errors])
+            return PackageDatabase("rpm", db.path, backend, db.reader, (), (ErrorRecord(db.path, "inventory", msg),))
     return db
 
 
 def _read(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[str, str],
-          use_librpm: bool) -> PackageDatabase:
+          use_librpm: bool) -> tuple[PackageDatabase, int]:
+    """One reader's read of a database, and how many of its headers librpm skipped."""
     reader = "librpm" if use_librpm else "python"
     db_path = posixpath.join(folder, fname)
     errors: list[str] = []
     packages: list[Package] = []
+    budget = PathBudget()
+    read = skipped = 0
     with tempfile.TemporaryDirectory(prefix="flightcheck-rpmdb-") as tmp:
         try:
             _copy_db(fs, folder, backend, fname, tmp)
-            headers = _headers_librpm(tmp) if use_librpm else _headers_python(tmp, backend, fname, errors)
+            headers = (_headers_librpm(tmp, budget, errors) if use_librpm
+                       else _headers_python(tmp, backend, fname, budget, errors))
             for h in headers:
+                read += 1
                 if h.name == "gpg-pubkey":
                     continue  # imported signing keys, not software
-                pid = package_id("rpm", h.name, h.epoch, h.version, h.release, h.arch)
-                packages.append(Package(
-                    id=pid, manager="rpm", name=h.name, epoch=h.epoch, version=h.version,
-                    release=h.release, arch=h.arch, source=h.source, vendor=h.vendor,
-                    license_raw=h.license,
-                    purl=make_purl("rpm", os_release, h.name, h.epoch, h.version, h.release, h.arch),
-                    files=h.files, database=db_path,
-                ))
-        except (rpmheader.RpmDbError, OSError) as exc:
-            errors.append(str(exc) if isinstance(exc, rpmheader.RpmDbError) else f"cannot read: {exc.strerror or exc}")
+                problems = list(h.problems)
+                try:
+                    packages.append(_package(h, os_release, db_path, problems))
+                except Exception as exc:  # noqa: BLE001 - one package's failure is its own error record
+                    problems.append(_why(exc))
+                errors.extend(f"package {shown(h.name, 100)}: {m}" for m in problems)
+            if use_librpm:
+                stored = _stored_headers(tmp, backend, fname)
+                skipped = stored - read if stored is not None and stored > read else 0
+                if skipped:
+                    errors.append(f"librpm read {read:,} of the {stored:,} package headers stored; "
+                                  f"{skipped:,} could not be read")
+        except OSError as exc:
+            errors.append(f"cannot read: {exc.strerror or exc}")
+        except Exception as exc:  # noqa: BLE001 - the database stops here; what was read is kept
+            errors.append(_why(exc))
+    starved = budget.starved_record(db_path)
     errs = tuple(ErrorRecord(db_path, "inventory", f"rpm database ({backend}): {m}") for m in errors)
-    return PackageDatabase("rpm", db_path, backend, reader, tuple(packages), errs)
+    return PackageDatabase("rpm", db_path, backend, reader, tuple(packages),
+                           errs + ((starved,) if starved else ())), skipped
+
+
+def _package(h: rpmheader.RpmHeader, os_release: dict[str, str], db_path: str, problems: list[str]) -> Package:
+    """The package record of one header (an ARCH that is no architecture name is left out,
+    and said in ``problems``)."""
+    arch = checked_arch(h.arch, problems)
+    return Package(
+        id=package_id("rpm", h.name, h.epoch, h.version, h.release, arch), manager="rpm", name=h.name,
+        epoch=h.epoch, version=h.version, release=h.release, arch=arch, source=h.source, vendor=h.vendor,
+        license_raw=h.license, purl=make_purl("rpm", os_release, h.name, h.epoch, h.version, h.release, arch),
+        files=h.files, database=db_path,
+    )
 
 
 def read_all(fs: RootFS, os_release: dict[str, str], *, prefer: str = "auto", memo: Any = None) -> list[PackageDatabase]:
     """Every rpm database of the target. ``memo`` (the scan cache) keeps each read for
-    the next scan while the database file (and its WAL) is unchanged."""
-    return [_remembered(fs, folder, backend, fname, os_release, prefer, memo)
-            for folder, backend, fname in find_databases(fs)]
+    the next scan while the database file (and its WAL) is unchanged. One database that
+    cannot be read, whatever the reason, is that database's error record; the others are
+    read. Macro files that could not be looked at are recorded with the first database
+    (with none found, there is no record to hold them: the scan then reports no rpm
+    packages, and every ELF file as unowned)."""
+    errors: list[ErrorRecord] = []
+    out = []
+    for folder, backend, fname in find_databases(fs, errors):
+        try:
+            out.append(_remembered(fs, folder, backend, fname, os_release, prefer, memo))
+        except Exception as exc:  # noqa: BLE001 - a database's failure is its own error record
+            db_path = posixpath.join(folder, fname)
+            out.append(PackageDatabase("rpm", db_path, backend, "python" if prefer == "python" else "librpm", (),
+                                       (ErrorRecord(db_path, "inventory", f"rpm database ({backend}): {_why(exc)}"),)))
+    if out and errors:
+        out[0] = replace(out[0], errors=(*errors, *out[0].errors))
+    return out
 
 
 def _fingerprint(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[str, str], prefer: str) -> str:

@@ -27,6 +27,8 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from scanner.inventory.packages import PathBudget
+
 # tags (rpmtag.h)
 NAME, VERSION, RELEASE, EPOCH, LICENSE, VENDOR, ARCH, SOURCERPM = 1000, 1001, 1002, 1003, 1014, 1011, 1022, 1044
 OLDFILENAMES, DIRINDEXES, BASENAMES, DIRNAMES = 1027, 1116, 1117, 1118
@@ -56,6 +58,8 @@ class RpmHeader:
     vendor: str | None
     license: str | None
     files: tuple[str, ...]
+    #: what was left out of this header without making it unreadable (file paths past a cap)
+    problems: tuple[str, ...] = ()
 
 
 def _strings(data: bytes, off: int, count: int) -> list[str]:
@@ -70,9 +74,10 @@ def _strings(data: bytes, off: int, count: int) -> list[str]:
     return out
 
 
-def parse_header(blob: bytes) -> RpmHeader:
+def parse_header(blob: bytes, budget: PathBudget | None = None) -> RpmHeader:
     """Decode an installed package's header blob (as the databases store it: no lead, no
-    header magic)."""
+    header magic). ``budget``: what the database's file lists may still cost (one of its own
+    when None)."""
     if len(blob) < 8:
         raise RpmDbError(f"header blob of {len(blob)} bytes is too short")
     il, dl = struct.unpack_from(">ii", blob, 0)
@@ -106,53 +111,88 @@ def parse_header(blob: bytes) -> RpmHeader:
     name = values.get(NAME)
     if not isinstance(name, str):
         raise RpmDbError("header has no NAME")
-    files = _file_list(values)
+    problems: list[str] = []
+    files = file_list(values.get(BASENAMES), values.get(DIRNAMES), values.get(DIRINDEXES), values.get(OLDFILENAMES),
+                      budget if budget is not None else PathBudget(), problems)
     epoch = values.get(EPOCH)
     return RpmHeader(
         name=name,
         epoch=epoch[0] if isinstance(epoch, list) and epoch else None,
-        version=str(values.get(VERSION, "")),
-        release=str(values.get(RELEASE, "")),
-        arch=values.get(ARCH) if isinstance(values.get(ARCH), str) else None,  # type: ignore[arg-type]
-        source=values.get(SOURCERPM) if isinstance(values.get(SOURCERPM), str) else None,  # type: ignore[arg-type]
-        vendor=values.get(VENDOR) if isinstance(values.get(VENDOR), str) else None,  # type: ignore[arg-type]
-        license=values.get(LICENSE) if isinstance(values.get(LICENSE), str) else None,  # type: ignore[arg-type]
+        version=_text(values, VERSION) or "",
+        release=_text(values, RELEASE) or "",
+        arch=_text(values, ARCH),
+        source=_text(values, SOURCERPM),
+        vendor=_text(values, VENDOR),
+        license=_text(values, LICENSE),
         files=files,
+        problems=tuple(problems),
     )
 
 
-def _file_list(values: dict[int, object]) -> tuple[str, ...]:
-    base = values.get(BASENAMES)
-    if isinstance(base, list):
-        dirs = values.get(DIRNAMES)
-        idx = values.get(DIRINDEXES)
-        if not isinstance(dirs, list) or not isinstance(idx, list) or len(idx) != len(base):
+def _text(values: dict[int, object], tag: int) -> str | None:
+    """A string tag's value; None when it is missing or (in a hostile header) of another type."""
+    value = values.get(tag)
+    return value if isinstance(value, str) else None
+
+
+def file_list(basenames: object, dirnames: object, dirindexes: object, oldfilenames: object, budget: PathBudget,
+              problems: list[str]) -> tuple[str, ...]:
+    """A header's file paths from its tags as either reader got them (``DIRNAMES[i] +
+    BASENAMES`` since rpm 4.0, ``OLDFILENAMES`` before), within ``budget``'s caps: each path
+    is measured before it is built (see :class:`~scanner.inventory.packages.PathBudget`).
+    Built here rather than by librpm (``h["filenames"]``), which builds every path first."""
+    if isinstance(basenames, list) and basenames:
+        if not isinstance(dirnames, list) or not isinstance(dirindexes, list) or len(dirindexes) != len(basenames):
             raise RpmDbError("BASENAMES without matching DIRNAMES/DIRINDEXES")
-        out = []
-        for b, i in zip(base, idx):
-            if not 0 <= i < len(dirs):
-                raise RpmDbError(f"DIRINDEXES entry {i} outside DIRNAMES")
-            out.append(dirs[i] + b)
-        return tuple(out)
-    old = values.get(OLDFILENAMES)
-    return tuple(old) if isinstance(old, list) else ()
+        if not all(isinstance(x, str) for x in (*basenames, *dirnames)) or not all(type(i) is int for i in dirindexes):
+            raise RpmDbError("BASENAMES, DIRNAMES or DIRINDEXES of the wrong type")
+        dirs: list[str] = dirnames
+
+        def pairs() -> Iterator[tuple[str, str]]:
+            for b, i in zip(basenames, dirindexes):
+                if not 0 <= i < len(dirs):
+                    raise RpmDbError(f"DIRINDEXES entry {i} outside DIRNAMES")
+                yield dirs[i], b
+
+        return budget.paths(pairs(), problems)
+    if isinstance(oldfilenames, list) and all(isinstance(x, str) for x in oldfilenames):
+        return budget.paths((("", f) for f in oldfilenames), problems)
+    return ()
 
 
 # ---- backends -------------------------------------------------------------------------------
 def sqlite_blobs(path: str) -> Iterator[bytes]:
-    """Header blobs of an rpm sqlite database. ``path`` must be a private copy: sqlite
-    may create journal files beside the file it opens."""
+    """Header blobs of an rpm sqlite database, a few at a time (not the whole table in
+    memory). ``path`` must be a private copy: sqlite may create journal files beside the
+    file it opens. A damaged page raises :class:`RpmDbError` where it is met, after the
+    blobs before it."""
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+    except sqlite3.DatabaseError as exc:
+        raise RpmDbError(f"sqlite: {exc}") from exc
+    try:
+        cursor = con.execute("SELECT blob FROM Packages ORDER BY hnum")
+        while rows := cursor.fetchmany(64):
+            for (blob,) in rows:
+                if isinstance(blob, bytes):
+                    yield blob
+    except sqlite3.DatabaseError as exc:
+        raise RpmDbError(f"sqlite: {exc}") from exc
+    finally:
+        con.close()
+
+
+def sqlite_count(path: str) -> int:
+    """How many rows the ``Packages`` table of an rpm sqlite database holds (what a reader
+    that skips headers it cannot read must account for)."""
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
         try:
-            rows = con.execute("SELECT blob FROM Packages ORDER BY hnum").fetchall()
+            return int(con.execute("SELECT count(*) FROM Packages").fetchone()[0])
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:
         raise RpmDbError(f"sqlite: {exc}") from exc
-    for (blob,) in rows:
-        if isinstance(blob, bytes):
-            yield blob
 
 
 # Berkeley DB hash (db-5 on-disk format)
