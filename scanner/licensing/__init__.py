@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from scanner.inventory.elf import ElfRecord
-from scanner.inventory.packages import PackageDatabase
+from scanner.inventory.packages import Package, PackageDatabase
 from scanner.licensing.categories import DEFAULT_NETWORK_COPYLEFT, category
 from scanner.licensing.debian import read_copyright
 from scanner.licensing.normalize import LicenseOutcome, license_ref, normalize
@@ -75,23 +75,36 @@ def license_packages(fs: RootFS, databases: Iterable[PackageDatabase], tables: L
     out: dict[str, PackageLicense] = {}
     for db in databases:
         for pkg in db.packages:
-            if pkg.manager == "dpkg":
-                deb = read_copyright(fs, pkg.name, memo)
-                raw, source, evidence = deb.raw, deb.source, deb.evidence
-            else:
-                raw, source, evidence = pkg.license_raw, ("rpm" if pkg.license_raw else "none"), "rpm LICENSE tag"
-            o, cat = outcome(raw)
-            if source == "copyright-text" and o.status == "exact":
-                o = LicenseOutcome(o.raw, o.spdx, "guess", o.refs, (*o.notes, "read from free-text copyright"),
-                                   o.proprietary, o.public_domain)
-            elif source == "copyright-text" and raw is None:
-                ref = license_ref(f"{pkg.name}-copyright")
-                o = LicenseOutcome(None, ref, "unknown", {ref: evidence}, ("copyright file is not machine-readable",))
-                cat = "unknown"
-            out[pkg.id] = PackageLicense(pkg.id, raw, source, evidence, o, cat)
+            try:
+                out[pkg.id] = _package_license(fs, pkg, outcome, memo)
+            except Exception as exc:  # noqa: BLE001 - one package's license, not the scan: unknown, never better
+                ref = license_ref(f"{pkg.name}-license")
+                why = f"could not be read ({type(exc).__name__}: {exc})"
+                out[pkg.id] = PackageLicense(pkg.id, pkg.license_raw, "none", why,
+                                             LicenseOutcome(pkg.license_raw, ref, "unknown", {ref: why}, (why,)),
+                                             "unknown")
     if memo is not None and learned:
         memo.memo_put_key("licenses", "outcomes", fingerprint, {**(known if isinstance(known, dict) else {}), **learned})
     return out
+
+
+def _package_license(fs: RootFS, pkg: Package, outcome: Callable[[str | None], tuple[LicenseOutcome, str]],
+                     memo: Any) -> PackageLicense:
+    """One package's license: rpm's LICENSE tag, dpkg's copyright file."""
+    if pkg.manager == "dpkg":
+        deb = read_copyright(fs, pkg.name, memo)
+        raw, source, evidence = deb.raw, deb.source, deb.evidence
+    else:
+        raw, source, evidence = pkg.license_raw, ("rpm" if pkg.license_raw else "none"), "rpm LICENSE tag"
+    o, cat = outcome(raw)
+    if source == "copyright-text" and o.status == "exact":
+        o = LicenseOutcome(o.raw, o.spdx, "guess", o.refs, (*o.notes, "read from free-text copyright"),
+                           o.proprietary, o.public_domain)
+    elif source == "copyright-text" and raw is None:
+        ref = license_ref(f"{pkg.name}-copyright")
+        o = LicenseOutcome(None, ref, "unknown", {ref: evidence}, ("copyright file is not machine-readable",))
+        cat = "unknown"
+    return PackageLicense(pkg.id, raw, source, evidence, o, cat)
 
 
 def _outcomes_fingerprint(tables: LicenseTables, network_copyleft: tuple[str, ...]) -> str:

@@ -74,8 +74,10 @@ def _from_memo(value: Any) -> DebianLicense:
 def _read_copyright(fs: RootFS, path: str) -> DebianLicense:
     try:
         text = fs.read(path, MAX_COPYRIGHT).decode("utf-8", "replace")
-    except OSError:
+    except FileNotFoundError:
         return DebianLicense(None, "none", f"{path}: not present")
+    except OSError as exc:  # a FIFO, a device, a loop of links: there, but not read (unknown, not none)
+        return DebianLicense(None, "copyright-text", f"{path}: cannot be read ({exc.strerror or exc})")
     # only the header and the Files paragraphs matter; the stand-alone License paragraphs
     # (full license texts, most of the file) are not handed to the parser at all
     chunks = [c for i, c in enumerate(_PARAGRAPH_BREAK.split(text)) if i == 0 or c.lstrip().startswith("Files:")]

@@ -15,8 +15,8 @@ rewrites deprecated SPDX ids: ``GPL-2.0+`` -> ``GPL-2.0-or-later``).
 
 Outcome ``status``: ``exact`` (every part mapped with certainty), ``guess`` (an umbrella
 name such as ``BSD`` mapped to a representative id), ``unknown`` (some part is a
-LicenseRef made from unmapped text, or the string could not be parsed), ``none`` (no
-license declared).
+LicenseRef made from unmapped text, or the string could not be parsed: also one nested
+deeper than ``MAX_LICENSE_NESTING``, never a cleaner outcome), ``none`` (no license declared).
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from functools import lru_cache
 
 from license_expression import ExpressionError, get_spdx_licensing
 
+from scanner import limits
 from scanner.licensing.tables import LicenseTables, NameEntry
+from scanner.limits import LimitExceeded
 
 MAX_RAW = 4096  # longer strings are junk, not license expressions
 _WORD = re.compile(r"\(|\)|&&?|\|\|?|,|;|[^\s()&|,;]+")
@@ -269,6 +271,20 @@ def _canonical(expr: str) -> str:
     return re.sub(r"flightcheck-ref-\d+", lambda m: back[m.group(0)], rendered)
 
 
+def _nesting(tokens: list[str]) -> int:
+    """How deep the parentheses of a token list nest. The parsers here and license-expression's
+    recurse once per level: a string nested deeper than ``MAX_LICENSE_NESTING`` is not
+    parsed at all (1,500 levels were a RecursionError), and its outcome is ``unknown``."""
+    depth = deepest = 0
+    for t in tokens:
+        if t == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif t == ")":
+            depth -= 1
+    return deepest
+
+
 def normalize(raw: str | None, tables: LicenseTables) -> LicenseOutcome:
     """The SPDX meaning of one raw license string."""
     if raw is None or not raw.strip():
@@ -276,11 +292,15 @@ def normalize(raw: str | None, tables: LicenseTables) -> LicenseOutcome:
     text = " ".join(raw.split())
     st = _State(tables)
     expr: str | None = None
+    tokens = _WORD.findall(text) if len(text) <= MAX_RAW else []
     if len(text) > MAX_RAW or "<" in text and ">" in text:
         st.notes.append("not a license expression (too long or markup); kept as text")
+    elif _nesting(tokens) > limits.MAX_LICENSE_NESTING:
+        st.notes.append("could not be read: " + str(LimitExceeded(
+            "MAX_LICENSE_NESTING", limits.MAX_LICENSE_NESTING, f"parentheses {_nesting(tokens):,} deep")))
     else:
         try:
-            expr = _Parser(_dep5_commas(_WORD.findall(text)), st).parse()
+            expr = _Parser(_dep5_commas(tokens), st).parse()
         except _Syntax as exc:
             st.notes[:] = [f"cannot parse as a license expression: {exc}"]
     if expr is None:
