@@ -50,7 +50,7 @@ def scan_cli(image: Path, out: Path, *extra: str) -> subprocess.CompletedProcess
     """``flightcheck scan --image`` as a user runs it (one process, a minute at most)."""
     cmd = [str(FLIGHTCHECK)] if FLIGHTCHECK.exists() else [sys.executable, "-m", "scanner"]
     return subprocess.run([*cmd, "scan", "--image", str(image), "-o", str(out), "-j", "1", "-q", *extra],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def everything_written(r: subprocess.CompletedProcess[str], out: Path) -> str:
@@ -273,3 +273,67 @@ def test_flipped_bytes_in_a_compressed_cluster_are_error_records(guest: dict[str
     # in an image this small that 64 KiB cluster also holds directory blocks (/etc): each
     # path it holds is an error record saying why, the scan goes on
     assert doc["errors"] and all("compressed cluster does not inflate" in e["message"] for e in doc["errors"])
+
+
+# ---- the other ways in: a libvirt domain's chain, the guestfs backend ------------------------
+def domain_node(tmp_path: Path, image: Path, backing: Path | None) -> str:
+    """A libvirt test:/// node with one shut-off domain on ``image``; its disk's
+    ``<backingStore>`` names ``backing`` when given."""
+    store = (f"<backingStore type='file'><format type='raw'/><source file='{backing}'/><backingStore/></backingStore>"
+             if backing else "")
+    xml = tmp_path / "node.xml"
+    xml.write_text(f"""<node>
+  <domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>
+    <name>guest</name><uuid>11111111-2222-3333-4444-555555555515</uuid><memory>1048576</memory>
+    <os><type>hvm</type></os>
+    <devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{image}'/>{store}
+      <target dev='vda'/></disk></devices>
+    <test:runstate>5</test:runstate>
+  </domain>
+</node>
+""")
+    return f"test://{xml}"
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_a_domains_own_backing_store_chain_is_followed(named: bool, guest: dict[str, Path], tmp_path: Path) -> None:
+    """The hypervisor's word allows a backing file outside the image's folder: the domain
+    whose ``<backingStore>`` names it is read; the same image in a domain that names no
+    chain is refused, as on the command line."""
+    pytest.importorskip("libvirt", reason="needs libvirt-python")
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    image = leaky(guest, tmp_path / "case", str(secret))
+    uri = domain_node(tmp_path, image, secret if named else None)
+    cmd = [str(FLIGHTCHECK)] if FLIGHTCHECK.exists() else [sys.executable, "-m", "scanner"]
+    r = subprocess.run([*cmd, "scan", "--domain", "guest", "-c", uri, "-o", str(tmp_path / "out"), "-j", "1", "-q"],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert "Traceback" not in r.stderr, r.stderr
+    if named:
+        assert r.returncode in (0, 1), r.stderr
+        assert json.loads((tmp_path / "out/guest/result.json").read_text())["target"]["os"]["KEY"] == MARKER
+    else:
+        assert r.returncode == 2 and "refused backing file" in r.stderr
+        assert MARKER not in everything_written(r, tmp_path / "out")
+
+
+def test_guestfs_is_given_the_checked_chain(guest: dict[str, Path], tmp_path: Path) -> None:
+    """The guestfs backend refuses the same names before any appliance starts, and for an
+    allowed chain hands QEMU wrappers whose json: backing names each checked file, never a
+    name from an image: the wrappers read what the chain reads (qemu-img compare)."""
+    from scanner.target.guestfs import checked_drive
+    from scanner.target.qcow2 import BackingPolicy
+
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    image = leaky(guest, tmp_path / "case", str(secret))
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(TargetError, match="refused backing file"):
+        checked_drive(image, BackingPolicy(), str(work))
+    top = chain(guest, tmp_path / "chain", 3)
+    drive, fmt = checked_drive(top, BackingPolicy(), str(work))
+    assert fmt == "qcow2" and Path(drive).parent == work
+    header = Path(drive).read_bytes()[:4096]
+    assert b'json:{"driver":"qcow2","file":{"driver":"file","filename":"' + str(top).encode() in header
+    run("qemu-img", "compare", "-f", "qcow2", "-F", "raw", drive, guest["raw"])

@@ -25,14 +25,18 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import posixpath
-import stat as statmod
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from scanner.target.base import RootFS, TargetError, normpath
+from scanner.target.base import RootFS, TargetError, normpath, require_regular
+from scanner.target.qcow2 import MAGIC, BackingPolicy, Layer, backing_chain, vmdk_refusal
 
 #: where Debian and Fedora put the bindings, for a virtualenv that was not linked to them
 _DIST_PACKAGES = ("/usr/lib/python3/dist-packages", f"/usr/lib64/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages")
@@ -67,7 +71,60 @@ def image_format(path: Path) -> str:
     (probing a raw image lets a guest pretend to be qcow2 with a host backing file)."""
     with open(path, "rb") as fh:
         head = fh.read(4)
-    return {b"QFI\xfb": "qcow2", b"KDMV": "vmdk"}.get(head, "raw")
+    return {MAGIC: "qcow2", b"KDMV": "vmdk"}.get(head, "raw")
+
+
+_MAX_JSON_NAME = 1023  # QEMU's limit on a backing file's name, json: specifications included
+
+
+def _spec(layer: Layer, below: str | None) -> dict[str, Any]:
+    """QEMU's block options for one checked layer: the file by its checked path, and its
+    backing named explicitly (another wrapper, or none), never read from its header."""
+    spec: dict[str, Any] = {"driver": layer.fmt, "file": {"driver": "file", "filename": layer.path}}
+    if layer.fmt == "qcow2":
+        spec["backing"] = {"driver": "qcow2", "file": {"driver": "file", "filename": below}} if below else None
+    return spec
+
+
+def checked_drive(path: Path, policy: BackingPolicy, workdir: str) -> tuple[str, str]:
+    """The file and format to give libguestfs for the image ``path``. A qcow2 image with a
+    backing chain is checked by :func:`~scanner.target.qcow2.backing_chain` first; QEMU is
+    then given, instead of the image, a throw-away qcow2 wrapper per layer (in ``workdir``)
+    whose backing is a ``json:`` specification naming that layer's checked path and the
+    wrapper below: QEMU never follows a name the images hold. A vmdk naming other files
+    is refused, as by the dissect backend."""
+    fmt = image_format(path) if path.is_file() else "raw"
+    if fmt == "raw":
+        return str(path), fmt
+    with open(path, "rb") as fh:
+        if fmt == "vmdk":
+            why = vmdk_refusal(fh)
+            if why:
+                raise TargetError(f"cannot read image {path}: {why}")
+            return str(path), fmt
+        try:
+            layers = backing_chain(path, fh, policy)
+        except OSError as exc:
+            raise TargetError(f"cannot read image {path}: {exc.strerror or exc}") from None
+        for layer in layers[1:]:
+            layer.fh.close()
+    if len(layers) == 1:
+        return str(path), fmt
+    layers[0] = Layer(os.path.realpath(path), layers[0].fh, "qcow2", layers[0].size)
+    qemu_img = shutil.which("qemu-img")
+    if qemu_img is None:
+        raise TargetError(f"cannot read image {path}: its backing chain needs qemu-img (apt install qemu-utils)")
+    below = None
+    for i in range(len(layers) - 1, -1, -1):
+        name = "json:" + json.dumps(_spec(layers[i], below), separators=(",", ":"))
+        if len(name.encode()) > _MAX_JSON_NAME:
+            raise TargetError(f"cannot read image {path}: the path of {layers[i].path} is too long for QEMU")
+        wrapper = os.path.join(workdir, f"layer{i}.qcow2")
+        subprocess.run([qemu_img, "create", "-q", "-f", "qcow2", "-u", "-b", name, "-F", layers[i].fmt, wrapper,
+                        str(layers[i].size)], check=True, capture_output=True, stdin=subprocess.DEVNULL)
+        below = wrapper
+    assert below is not None
+    return below, "qcow2"
 
 
 class GuestfsRoot(RootFS):
@@ -76,7 +133,7 @@ class GuestfsRoot(RootFS):
     backend = "guestfs"
     forkable = False
 
-    def __init__(self, images: list[str | os.PathLike[str]]) -> None:
+    def __init__(self, images: list[str | os.PathLike[str]], backing: BackingPolicy | None = None) -> None:
         self.images = [Path(p) for p in images]
         self.label = ", ".join(str(p) for p in self.images)
         self.problems: list[str] = []
@@ -88,6 +145,14 @@ class GuestfsRoot(RootFS):
             if not path.is_file() and not path.is_block_device():
                 raise TargetError(f"cannot read image {path}: no such file")
         guestfs = import_guestfs()
+        self._workdir = tempfile.mkdtemp(prefix="flightcheck-guestfs-")
+        try:
+            drives = [checked_drive(path, backing or BackingPolicy(), self._workdir) for path in self.images]
+        except (TargetError, subprocess.CalledProcessError) as exc:
+            self.close()
+            raise TargetError(str(exc) if isinstance(exc, TargetError) else
+                              f"cannot read image {self.label}: qemu-img: {exc.stderr.decode(errors='replace').strip()}"
+                              ) from None
         os.environ.setdefault("LIBGUESTFS_BACKEND", "direct")
         # KVM when it works, else TCG: /dev/kvm can be there and still fail under nested
         # virtualisation (qemu dies setting an MSR), so a failed KVM launch is retried once
@@ -98,9 +163,8 @@ class GuestfsRoot(RootFS):
             try:
                 if settings:
                     g.set_backend_settings(settings)
-                for path in self.images:
-                    g.add_drive_opts(str(path), readonly=True,
-                                     format=image_format(path) if path.is_file() else "raw")
+                for drive, fmt in drives:
+                    g.add_drive_opts(drive, readonly=True, format=fmt)
                 g.launch()
                 break
             except RuntimeError as exc:
@@ -150,6 +214,9 @@ class GuestfsRoot(RootFS):
             except RuntimeError:
                 pass
             g.close()
+        workdir = self.__dict__.pop("_workdir", None)
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     # ---- calls -----------------------------------------------------------------------
     def _call(self, fn: Any, path: str, *args: Any) -> Any:
@@ -212,10 +279,7 @@ class GuestfsRoot(RootFS):
     def open_resolved(self, path: str) -> tuple[BinaryIO, os.stat_result]:
         p = normpath(path)
         st = self.lstat(p)
-        if statmod.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(errno.EISDIR, "is a directory", path)
-        if not statmod.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", path)
+        require_regular(st, path)
         return io.BufferedReader(_GuestFile(self, p, st.st_size), buffer_size=_BLOCK), st
 
     @property

@@ -27,9 +27,7 @@ import io
 import mmap
 import os
 import posixpath
-import re
 import stat as statmod
-import struct
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,7 +38,7 @@ from scanner import limits
 from scanner.limits import LimitExceeded
 from scanner.target.base import RootFS, TargetError, normpath, require_regular
 from scanner.target.qcow2 import (COMPRESSED, L2_OFFSET, ZERO, BackingPolicy, Layer, PlainQcow2, backing_chain, be_u64,
-                                  open_plain, read_pieces, refused)
+                                  open_plain, read_pieces, refused, vmdk_refusal)
 
 
 def _described(exc: BaseException) -> str:
@@ -132,23 +130,13 @@ def _qcow2_chain(layers: list[Layer]) -> BinaryIO:
 
 
 def _vmdk(path: Path, fh: BinaryIO) -> BinaryIO:
-    """The guest disk of a monolithic sparse vmdk (``qemu-img convert -O vmdk``). A vmdk
-    naming other files (a descriptor with extents, a delta disk with a parent) is refused:
-    dissect would open those names itself, unchecked."""
+    """The guest disk of a monolithic sparse vmdk (``qemu-img convert -O vmdk``); one
+    naming other files is refused (:func:`~scanner.target.qcow2.vmdk_refusal`)."""
     from dissect.hypervisor.disk.vmdk import VMDK
 
-    if fh.read(4) == b"# Di":
-        raise TargetError(f"cannot read image {path}: vmdk descriptor files (extents in other files) are not "
-                          "supported; convert with qemu-img convert -O qcow2")
-    fh.seek(28)
-    offset, sectors = struct.unpack("<QQ", fh.read(16).ljust(16, b"\0"))
-    if sectors:
-        fh.seek(offset * 512)
-        text = fh.read(min(sectors * 512, limits.MAX_VMDK_DESCRIPTOR_BYTES)).split(b"\0", 1)[0]
-        parent = re.search(rb"^\s*parentCID\s*=\s*(\S+)", text, re.M)
-        if parent and parent.group(1).strip(b'"').lower() != b"ffffffff":
-            raise TargetError(f"cannot read image {path}: vmdk delta disks (with a parent disk) are not supported")
-    fh.seek(0)
+    why = vmdk_refusal(fh)
+    if why:
+        raise TargetError(f"cannot read image {path}: {why}")
     vmdk = VMDK(fh)
     return vmdk.open() if hasattr(vmdk, "open") else vmdk
 

@@ -19,6 +19,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
 
+from scanner import limits
 from scanner.target.base import TargetError
 
 STATES = {0: "no state", 1: "running", 2: "blocked", 3: "paused", 4: "shutting down", 5: "shut off",
@@ -33,6 +34,21 @@ class DomainDisk:
     format: str | None  # qcow2, raw, vmdk... as the domain says
     device: str  # disk | cdrom | floppy
     problem: str | None = None  # why it cannot be read
+    backing_chain: tuple[str, ...] = ()  # host paths of its <backingStore> chain, top first
+
+
+class DomainImage(str):
+    """A disk image path as a domain names it, carrying the host paths the domain's own
+    ``<backingStore>`` chain names: the hypervisor's word, not the image's, so those
+    backing files may be followed wherever they are (see
+    :class:`~scanner.target.qcow2.BackingPolicy`). A ``str`` everywhere else."""
+
+    backing_chain: tuple[str, ...] = ()
+
+    def __new__(cls, path: str, backing_chain: tuple[str, ...] = ()) -> "DomainImage":
+        image = super().__new__(cls, path)
+        image.backing_chain = backing_chain
+        return image
 
 
 @dataclass(frozen=True)
@@ -104,7 +120,8 @@ class Domain:
 
     @property
     def readable_disks(self) -> list[str]:
-        return [d.source for d in self.disks if d.device == "disk" and d.problem is None and d.source]
+        return [DomainImage(d.source, d.backing_chain) for d in self.disks
+                if d.device == "disk" and d.problem is None and d.source]
 
     def facts(self) -> dict[str, Any]:
         """What the hypervisor says about the domain, as plain data (``target.domain`` of a result)."""
@@ -140,9 +157,9 @@ def _disk(conn: Any, el: ET.Element) -> DomainDisk:
     if src is None:
         return DomainDisk(target, kind, None, fmt, device, "no source (an empty drive)")
     if kind == "file":
-        return DomainDisk(target, kind, src.get("file"), fmt, device)
+        return DomainDisk(target, kind, src.get("file"), fmt, device, backing_chain=_backing_chain(el))
     if kind == "block":
-        return DomainDisk(target, kind, src.get("dev"), fmt, device)
+        return DomainDisk(target, kind, src.get("dev"), fmt, device, backing_chain=_backing_chain(el))
     if kind == "volume":
         pool, vol = src.get("pool"), src.get("volume")
         try:
@@ -151,6 +168,21 @@ def _disk(conn: Any, el: ET.Element) -> DomainDisk:
             return DomainDisk(target, kind, None, fmt, device, f"volume {pool}/{vol} cannot be resolved: {exc}")
         return DomainDisk(target, kind, path, fmt, device)
     return DomainDisk(target, kind, None, fmt, device, f"{kind} disks are not supported")
+
+
+def _backing_chain(disk: ET.Element) -> tuple[str, ...]:
+    """The host paths of a disk's ``<backingStore>`` chain (files and block devices), top
+    first, bounded like any chain (``MAX_BACKING_CHAIN``: deeper ones are cut, and the
+    image reader then refuses what the domain did not name)."""
+    out: list[str] = []
+    store = disk.find("backingStore")
+    while store is not None and len(out) < limits.MAX_BACKING_CHAIN:
+        src = store.find("source")
+        path = src.get("file") or src.get("dev") if src is not None else None
+        if path:
+            out.append(path)
+        store = store.find("backingStore")
+    return tuple(out)
 
 
 def _prefix(ip: ET.Element) -> int | None:

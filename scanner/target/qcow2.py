@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat as statmod
 import struct
 import sys
@@ -350,7 +351,7 @@ def backing_info(fh: BinaryIO) -> tuple[bytes | None, str | None, int]:
     head = os.pread(fh.fileno(), 1 << 16, 0)
     if len(head) < _HEADER.size or head[:4] != MAGIC:
         raise Qcow2Error(22, "not a qcow2 header")
-    version, backing_at, backing_len, cluster_bits, size = struct.unpack_from(">IQIIQ", head, 4)
+    version, backing_at, backing_len, _cluster_bits, size = struct.unpack_from(">IQIIQ", head, 4)
     header_len = _HEADER.size
     if version >= 3 and len(head) >= _HEADER.size + _V3.size:
         incompatible, _c, _a, _r, header_len = _V3.unpack_from(head, _HEADER.size)
@@ -414,3 +415,23 @@ def backing_chain(path: str | os.PathLike[str], fh: BinaryIO, policy: BackingPol
             raise TargetError(f"{real}: {exc.strerror}") from None
         layers.append(Layer(real, bfh, fmt, size))
     return layers
+
+
+def vmdk_refusal(fh: BinaryIO) -> str | None:
+    """Why a vmdk is not read, or None. One that names other files (a descriptor whose
+    extents are other files, a delta disk with a parent) is refused: dissect.hypervisor and
+    QEMU would each open those names themselves, unchecked. A monolithic sparse vmdk (what
+    ``qemu-img convert -O vmdk`` writes) names none."""
+    head = os.pread(fh.fileno(), 44, 0)
+    if head[:4] == b"# Di":
+        return "vmdk descriptor files (extents in other files) are not supported; convert with qemu-img convert -O qcow2"
+    if len(head) < 44:
+        return None
+    offset, sectors = struct.unpack_from("<QQ", head, 28)  # the embedded descriptor, in sectors
+    text = b""
+    if sectors and offset < 1 << 50:  # beyond: past any file (and past what pread takes)
+        text = os.pread(fh.fileno(), min(sectors * 512, limits.MAX_VMDK_DESCRIPTOR_BYTES), offset * 512)
+    parent = re.search(rb"^\s*parentCID\s*=\s*(\S+)", text.split(b"\0", 1)[0], re.MULTILINE)
+    if parent and parent.group(1).strip(b'"').lower() != b"ffffffff":
+        return "vmdk delta disks (with a parent disk) are not supported"
+    return None
