@@ -1,10 +1,12 @@
 """ELF census records: what flightcheck knows of one ELF file (:class:`ElfRecord`), and
-:func:`parse_elf`, which reads it with pyelftools (in :mod:`scanner.inventory.elfparse`,
-imported on the first file parsed: a rescan answered by the cache, or a command that
+:func:`parse_elf`, which reads it (in :mod:`scanner.inventory.elfparse`, imported with
+pyelftools on the first file parsed: a rescan answered by the cache, or a command that
 only reads results, never pays for importing pyelftools).
 
 Hostile input (truncated files, header counts or sizes that point past the end of the
-file) raises :class:`ElfParseError` with a one-line reason; nothing is read beyond the file.
+file or past the bytes that hold them) raises :class:`ElfParseError` with a one-line
+reason, and work over a named cap :class:`scanner.limits.LimitExceeded`; nothing is read
+beyond the file.
 """
 
 from __future__ import annotations

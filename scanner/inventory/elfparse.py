@@ -477,6 +477,8 @@ def _gnu_hash_count(stream: Stream, lay: _Layout, loads: list[_Phdr], vaddr: int
     if top < symoffset:
         return symoffset
     index = top - symoffset  # walk this symbol's chain to its last entry (low bit set)
+    if chains_at + 4 * index + 4 > room:
+        raise ElfParseError(f"a DT_GNU_HASH bucket names symbol {top:,}, past the end of its segment")
     while True:
         at = chains_at + 4 * index
         if at + 4 > room:
