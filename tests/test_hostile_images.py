@@ -337,3 +337,27 @@ def test_guestfs_is_given_the_checked_chain(guest: dict[str, Path], tmp_path: Pa
     header = Path(drive).read_bytes()[:4096]
     assert b'json:{"driver":"qcow2","file":{"driver":"file","filename":"' + str(top).encode() in header
     run("qemu-img", "compare", "-f", "qcow2", "-F", "raw", drive, guest["raw"])
+
+
+@pytest.mark.slow
+def test_guestfs_reads_of_a_256_gib_inode_are_bounded(guest: dict[str, Path], tmp_path: Path) -> None:
+    """Through libguestfs's appliance: the same inode is refused at the hole cap (the
+    file's allocated blocks plus MAX_IMAGE_HOLE_BYTES), and read() of it whole at once."""
+    from scanner.target.guestfs import import_guestfs
+
+    try:
+        import_guestfs()
+    except TargetError as exc:
+        pytest.skip(str(exc))
+    os.environ.setdefault("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")  # as conftest: KVM may hang here
+    image = tmp_path / "big.raw"
+    shutil.copy(guest["raw"], image)
+    debugfs(image, f"sif /usr/bin/big size {BIG}")
+    with open_target(images=[str(image)], backend="guestfs") as fs:
+        fh, st = fs.open_resolved("/usr/bin/big")
+        assert st.st_size == BIG and fh.read(4) == b"\x7fELF"
+        with pytest.raises(OSError, match="MAX_IMAGE_READ_BYTES"):
+            fh.read()
+        fh.seek(limits.MAX_IMAGE_HOLE_BYTES + (1 << 20))
+        with pytest.raises(OSError, match="MAX_IMAGE_HOLE_BYTES"):
+            fh.read(4096)

@@ -35,6 +35,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from scanner import limits
+from scanner.limits import LimitExceeded
 from scanner.target.base import RootFS, TargetError, normpath, require_regular
 from scanner.target.qcow2 import MAGIC, BackingPolicy, Layer, backing_chain, vmdk_refusal
 
@@ -292,11 +294,17 @@ class GuestfsRoot(RootFS):
 
 class _GuestFile(io.RawIOBase):
     """A file inside the appliance, read with ``pread`` (the BufferedReader around it
-    asks for whole blocks, so an ELF census is a handful of calls per file)."""
+    asks for whole blocks, so an ELF census is a handful of calls per file).
+
+    Bounded as files in images are with the dissect backend: ``read()`` of the whole file
+    at most ``MAX_IMAGE_READ_BYTES``, and no byte past the file's allocated blocks plus
+    ``MAX_IMAGE_HOLE_BYTES`` (an inode claiming 256 GiB over one block). The allocation is
+    asked for only once a read gets that far."""
 
     def __init__(self, root: GuestfsRoot, path: str, size: int) -> None:
         super().__init__()
         self._root, self._path, self._size, self._pos = root, path, size, 0
+        self._bound: int | None = None  # allocated bytes + the hole cap, once needed
 
     def readable(self) -> bool:
         return True
@@ -304,10 +312,30 @@ class _GuestFile(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
+    def readall(self) -> bytes:
+        left = self._size - self._pos
+        if left > limits.MAX_IMAGE_READ_BYTES:
+            raise OSError(errno.EFBIG, str(LimitExceeded("MAX_IMAGE_READ_BYTES", limits.MAX_IMAGE_READ_BYTES,
+                                                         f"one read of {left:,} bytes")), self._path)
+        return super().readall()
+
+    def _check_bound(self, end: int) -> None:
+        """Refuse a read ending past the allocated bytes plus the hole cap."""
+        if end <= limits.MAX_IMAGE_HOLE_BYTES:
+            return
+        if self._bound is None:
+            blocks = self._root._call(self._root.g.lstatns, self._path)["st_blocks"]
+            self._bound = max(0, blocks) * 512 + limits.MAX_IMAGE_HOLE_BYTES
+        if end > self._bound:
+            raise OSError(errno.EFBIG, str(LimitExceeded(
+                "MAX_IMAGE_HOLE_BYTES", limits.MAX_IMAGE_HOLE_BYTES,
+                f"holes read from a file claiming {self._size:,} bytes")), self._path)
+
     def readinto(self, b: Any) -> int:
         if self._pos >= self._size:
             return 0
         want = min(len(b), self._size - self._pos, _BLOCK)
+        self._check_bound(self._pos + want)
         data = self._root._call(self._root.g.pread, self._path, want, self._pos)
         n = len(data)
         b[:n] = data
