@@ -29,9 +29,10 @@ without going through Python (librpm and sqlite reading a database, libvirt, lib
 the dynamic loader of the interpreter itself, locale and time-zone files of libc),
 ``mmap`` of an already open descriptor (it sees the descriptor, not the path), ``stat``
 and ``readlink`` (not audited: they read metadata, never content), and a relative name
-opened against a ``dir_fd`` (the event carries only the name; the hook records it
-against the current folder, which is a private empty folder, so it shows as a foreign
-path rather than passing unnoticed).
+*opened* against a ``dir_fd`` (the ``open`` event carries only the name; the hook records
+it against the current folder, a private empty folder outside every allowance, so it shows
+as a foreign path rather than passing unnoticed). The ``os.remove``/``os.mkdir``/... events
+do carry their ``dir_fd``: the hook places those names through ``/proc/self/fd``.
 """
 
 from __future__ import annotations
@@ -86,6 +87,10 @@ if spec.get("audit"):
     audit_fd = os.open(spec["audit"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     READ, WRITE, EXEC = set(spec["read_events"]), set(spec["write_events"]), set(spec["exec_events"])
     _fspath, _getcwd, _join, _write, _dumps, _getpid = os.fspath, os.getcwd, os.path.join, os.write, json.dumps, os.getpid
+    _readlink = os.readlink
+    # where the dir_fd is among each event's arguments (Python 3.11's audit table)
+    DIR_FD_ARG = {"os.remove": 1, "os.rmdir": 1, "os.mkdir": 2, "os.rename": 2, "os.chmod": 2, "os.chown": 3,
+                  "os.utime": 3, "os.symlink": 2, "os.link": 2, "os.listdir": None, "os.scandir": None}
     busy = []
 
     def hook(event, args):
@@ -107,7 +112,17 @@ if spec.get("audit"):
                 if isinstance(first, bytes):
                     first = first.decode("utf-8", "surrogateescape")
                 if not first.startswith("/") and not first.startswith("file:"):
-                    first = _join(_getcwd(), first)
+                    # relative to a dir_fd where the event carries it (os.remove, os.mkdir...),
+                    # else to the working folder ('open' does not carry it)
+                    pos = DIR_FD_ARG.get(event)
+                    fd = args[pos] if pos is not None and len(args) > pos else None
+                    base = None
+                    if isinstance(fd, int) and fd >= 0:
+                        try:
+                            base = _readlink("/proc/self/fd/%d" % fd)
+                        except OSError:
+                            base = None
+                    first = _join(base or _getcwd(), first)
             else:
                 first = None if not isinstance(first, int) else "<fd %d>" % first
             _write(audit_fd, (_dumps([event, first, extra, _getpid()], ensure_ascii=True) + "\n").encode())
