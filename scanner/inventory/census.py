@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from itertools import accumulate
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self, cast
 import multiprocessing
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as ready
@@ -298,7 +298,7 @@ class _OneByOne:
         self.fs, self.jobs, self.light = fs, jobs, light
         self.idle: list[_Solo] = []
 
-    def __enter__(self) -> "_OneByOne":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
@@ -322,10 +322,10 @@ class _OneByOne:
                         solo.conn.send(path)
                     except OSError:
                         pass  # dead already: its pipe reads as ended below
-                for conn in ready(list(busy)):
-                    solo, path, deaths = busy.pop(conn)  # type: ignore[call-overload]
+                for conn in cast(list[Connection], ready(list(busy))):
+                    solo, path, deaths = busy.pop(conn)
                     try:
-                        out[path] = conn.recv()  # type: ignore[union-attr]
+                        out[path] = conn.recv()
                     except (EOFError, OSError):
                         how = solo.end()
                         if deaths:
@@ -658,7 +658,7 @@ def _cached_parallel(fs: RootFS, exclude: tuple[str, ...], tops: tuple[str, ...]
         cache.put_folders([], _outside(cache.stored_folders(), trees, flats))
 
 
-def _redo_parts(fs: RootFS, parts: list[tuple[str, bool]], exclude: tuple[str, ...], cache: "CensusCache",
+def _redo_parts(fs: RootFS, parts: list[tuple[str, bool]], exclude: tuple[str, ...], cache: CensusCache,
                 jobs: int, account: Callable[[list[ElfRecord | ErrorRecord], int], None]) -> None:
     """The parts of a rescan whose worker died, done here as a rescan in one process does
     them (each file answered by the cache, or censused and stored), with the files the

@@ -32,7 +32,7 @@ import stat as statmod
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple, cast
 
 from elftools.common.exceptions import ELFError, ELFParseError
 from elftools.elf.elffile import ELFFile
@@ -493,8 +493,8 @@ def _gnu_hash_count(stream: Stream, lay: _Layout, loads: list[_Phdr], vaddr: int
             index += 1
 
 
-def _open_stream(fh: BinaryIO, size: int) -> tuple[Stream, bool]:
-    """The file as parsers read it best, and whether it is a buffered view made here: mapped
+def _open_stream(fh: BinaryIO, size: int) -> tuple[Stream, io.BufferedReader | None]:
+    """The file as parsers read it best, and the buffered view made here, if any: mapped
     when it is a real file (or a file lying in one piece inside a disk image); else read
     through a buffer of READ_CHUNK (many small reads through an image's layers cost far
     more than a few large ones), never whole. A map is only ever as long as the size the
@@ -503,14 +503,15 @@ def _open_stream(fh: BinaryIO, size: int) -> tuple[Stream, bool]:
     if mapped is not None:
         got = mapped()
         if got is not None:
-            return got, False
+            return got, None
     try:
-        return mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ), False
+        return mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ), None
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation, OverflowError):
         fh.seek(0)
         if isinstance(fh, io.RawIOBase):
-            return io.BufferedReader(fh, READ_CHUNK), True
-        return fh, False
+            buffered: io.BufferedReader = io.BufferedReader(cast(io.RawIOBase, fh), READ_CHUNK)
+            return cast(BinaryIO, buffered), buffered
+        return fh, None
 
 
 def _hashes(stream: Stream, size: int) -> tuple[str, str]:
@@ -537,7 +538,7 @@ def _hashes(stream: Stream, size: int) -> tuple[str, str]:
     stream.seek(0)
     with memoryview(buf) as view:
         while done < size:
-            n = stream.readinto(view[: min(len(buf), size - done)])  # type: ignore[attr-defined]
+            n = cast(io.BufferedIOBase, stream).readinto(view[: min(len(buf), size - done)])
             if not n:
                 raise OSError(5, f"the file ended after {done:,} of its {size:,} bytes")
             sha256.update(view[:n])
@@ -568,8 +569,8 @@ def parse_elf(path: str, fh: BinaryIO, st_mode: int, size: int, uid: int = 0, gi
     finally:
         if isinstance(stream, mmap.mmap):
             stream.close()
-        elif buffered:
-            stream.detach()  # type: ignore[union-attr]  # the caller closes its own file
+        elif buffered is not None:
+            buffered.detach()  # the caller closes its own file
 
 
 def _parse(path: str, stream: Stream, st_mode: int, size: int, uid: int, gid: int,
