@@ -51,16 +51,18 @@ codecs.register(_find_codec)
 
 _VERSION_CHARS = re.compile(r"[A-Za-z0-9.+~:-]*")  # dpkg's parseversion(): upstream part
 _REVISION_CHARS = re.compile(r"[A-Za-z0-9.+~]*")  # and revision part (ASCII: C's isalpha)
+_EPOCH = re.compile(r"[+-]?[0-9]+")
 _EPOCH_MAX = 2**31 - 1  # dpkg keeps the epoch in an int
 _ARCH_CHARS = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 
 def parse_version(v: str) -> int | None:
     """The epoch of a Debian version ``[epoch:]upstream[-revision]``, the syntax checked as
-    dpkg's ``parseversion()`` checks it (its messages too): ValueError saying what is
-    wrong. The epoch is ASCII digits only (``int()`` also takes ``²`` and Arabic digits);
-    a version longer than ``MAX_PACKAGE_VERSION_CHARS`` raises LimitExceeded first (5,000
-    digits of epoch are a ValueError in ``int()`` itself)."""
+    dpkg's ``parseversion()`` checks it, with its messages: ValueError saying what is
+    wrong (dpkg itself refuses all of them but an invalid character, which it only warns
+    about). The epoch is ASCII digits only, as C reads them (``int()`` also takes ``²`` and
+    other scripts' digits); a version longer than ``MAX_PACKAGE_VERSION_CHARS`` raises
+    LimitExceeded first (5,000 digits of epoch are a ValueError in ``int()`` itself)."""
     if len(v) > limits.MAX_PACKAGE_VERSION_CHARS:
         raise LimitExceeded("MAX_PACKAGE_VERSION_CHARS", limits.MAX_PACKAGE_VERSION_CHARS,
                             f"a version of {len(v):,} characters")
@@ -72,11 +74,14 @@ def parse_version(v: str) -> int | None:
     epoch = None
     e, colon, rest = v.partition(":")
     if colon:
-        if not e:
+        digits = _EPOCH.match(e)  # what C's strtol() reads, in ASCII
+        if digits is None:
             raise ValueError("epoch in version is empty")
-        if not (e.isascii() and e.isdigit()):
+        if digits.end() != len(e):
             raise ValueError("epoch in version is not number")
-        epoch = int(e)
+        epoch = int(digits.group())
+        if epoch < 0:
+            raise ValueError("epoch in version is negative")
         if epoch > _EPOCH_MAX:
             raise ValueError("epoch in version is too big")
         if not rest:

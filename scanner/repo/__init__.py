@@ -25,13 +25,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from packageurl import PackageURL
-
 from scanner import result as resultmod
 from scanner.checks import CheckContext, effective_rules, evaluate, load_policy, load_rules, load_waivers
 from scanner.errors import ErrorRecord
 from scanner.inventory.census import Census
-from scanner.inventory.packages import Package, PackageDatabase, package_id
+from scanner.inventory.packages import (Package, PackageDatabase, PathBudget, checked_arch, package_id, purl_string,
+                                        shown)
+from scanner.inventory.rpmheader import RpmHeader
 from scanner.licensing import license_packages, load_tables
 from scanner.linkage.loader import Linkage
 from scanner.repo import repodata, rpmfile
@@ -65,54 +65,86 @@ def _purl(source: Source, name: str, epoch: int | None, version: str, release: s
     if isinstance(source, HttpSource):
         quals["repository_url"] = source.base
     full = version + (f"-{release}" if release else "")
-    return PackageURL(type="rpm", name=name, version=full, qualifiers=quals).to_string()
+    return purl_string("rpm", None, name, full, quals)
 
 
 def _package(source: Source, name: str, epoch: int | None, version: str, release: str | None, arch: str | None,
              license_raw: str | None, vendor: str | None, srpm: str | None, location: str | None,
-             files: tuple[str, ...]) -> Package:
+             files: tuple[str, ...], problems: list[str]) -> Package:
+    """One package record (an ARCH that is no architecture name is left out, and said in
+    ``problems``)."""
+    arch = checked_arch(arch, problems)
     return Package(id=package_id("rpm", name, epoch, version, release, arch), manager="rpm", name=name,
                    epoch=epoch, version=version, release=release, arch=arch, source=srpm, vendor=vendor,
                    license_raw=license_raw, purl=_purl(source, name, epoch, version, release, arch), files=files,
                    database=source.label, location=location)
 
 
-def _from_repodata(source: Source, want_files: bool, info: dict[str, Any]) -> list[Package]:
+def _from_repodata(source: Source, want_files: bool, info: dict[str, Any], errors: list[ErrorRecord]) -> list[Package]:
     md = repodata.read_repomd(source)
     info.update(method="repodata", revision=md.revision,
                 primary=md.data["primary"].location if "primary" in md.data else None)
     files: dict[str, tuple[str, ...]] = {}
+    budget = PathBudget()
     if want_files:
-        files = dict(repodata.filelists(source, md))
+        for pkgid, paths in repodata.filelists(source, md):
+            problems: list[str] = []
+            files[pkgid] = budget.paths((("", f) for f in paths), problems)
+            errors.extend(ErrorRecord(md.data["filelists"].location, "inventory", f"package {shown(pkgid, 64)}: {m}")
+                          for m in problems)
         info["filelists"] = md.data["filelists"].location
+        starved = budget.starved_record(md.data["filelists"].location)
+        if starved:
+            errors.append(starved)
     out = []
     for p in repodata.primary_packages(source, md):
+        problems = []
         out.append(_package(source, p.name, p.epoch, p.version, p.release, p.arch, p.license, p.vendor,
-                            p.sourcerpm, p.location, files.get(p.pkgid or "", ())))
+                            p.sourcerpm, p.location, files.get(p.pkgid or "", ()), problems))
+        errors.extend(ErrorRecord(p.location or md.data["primary"].location, "inventory", m) for m in problems)
     return out
 
 
 def _from_files(source: Source, want_files: bool, info: dict[str, Any],
                 errors: list[ErrorRecord]) -> tuple[list[Package], str]:
+    """Every ``.rpm`` file's header, each file one item: whatever stops one (a damaged
+    header, a FIFO, a cap) is that file's error record, and the others are read."""
     info["method"] = "index" if isinstance(source, HttpSource) else "folder"
     rels = list(source.packages())
     readers: Counter[str] = Counter()
 
-    def one(rel: str) -> Package | ErrorRecord:
+    def one(rel: str) -> tuple[RpmHeader, list[str]] | ErrorRecord:
+        problems: list[str] = []
         try:
-            h, reader = rpmfile.read_header(source, rel)
+            h, reader = rpmfile.read_header(source, rel, PathBudget())
         except (RepoError, OSError) as exc:
             return ErrorRecord(rel, "inventory", f"rpm file: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one file's failure is its own error record
+            return ErrorRecord(rel, "inventory", f"rpm file: cannot be read ({type(exc).__name__}: {exc})")
         readers[reader] += 1
-        return _package(source, h.name, h.epoch, h.version, h.release, h.arch, h.license, h.vendor, h.source,
-                        rel, h.files if want_files else ())
+        return h, problems
 
     threads = FETCH_THREADS if isinstance(source, HttpSource) else 1
     with ThreadPoolExecutor(threads) as pool:
         results = list(pool.map(one, rels))
     out = []
-    for r in results:
-        (errors if isinstance(r, ErrorRecord) else out).append(r)  # type: ignore[arg-type]
+    budget = PathBudget()  # the repository's file lists together, counted here in one thread
+    for rel, r in zip(rels, results):
+        if isinstance(r, ErrorRecord):
+            errors.append(r)
+            continue
+        h, problems = r
+        problems.extend(h.problems)
+        files = budget.paths((("", f) for f in h.files), problems) if want_files else ()
+        try:
+            out.append(_package(source, h.name, h.epoch, h.version, h.release, h.arch, h.license, h.vendor,
+                                h.source, rel, files, problems))
+        except Exception as exc:  # noqa: BLE001 - one file's failure is its own error record
+            problems.append(f"rpm file: cannot be read ({type(exc).__name__}: {exc})")
+        errors.extend(ErrorRecord(rel, "inventory", m) for m in problems)
+    starved = budget.starved_record(source.label)
+    if starved:
+        errors.append(starved)
     return out, (readers.most_common(1)[0][0] if readers else "librpm")
 
 
@@ -139,12 +171,18 @@ def inventory(spec: str, options: RepoOptions = RepoOptions()) -> dict[str, Any]
     errors: list[ErrorRecord] = []
     info: dict[str, Any] = {"source": source.label, "kind": source.kind}
     backend, reader = "repodata", "python"
+    read_errors: list[ErrorRecord] = []
     try:
-        packages = _from_repodata(source, options.filelists, info)
+        packages = _from_repodata(source, options.filelists, info, read_errors)
+        errors += read_errors
     except FileNotFoundError:
         packages = None
     except RepoError as exc:
         errors.append(ErrorRecord(repodata.REPOMD, "inventory", f"repodata: {exc}; read the .rpm files instead"))
+        packages = None
+    except Exception as exc:  # noqa: BLE001 - the metadata's failure, not the run's: the .rpm files remain
+        errors.append(ErrorRecord(repodata.REPOMD, "inventory", f"repodata: cannot be read ({type(exc).__name__}: "
+                                                                f"{exc}); read the .rpm files instead"))
         packages = None
     if packages is None:
         backend = "rpm-files"

@@ -7,7 +7,13 @@ told by their magic bytes, not their names), parsed with ``iterparse`` and each
 (a few hundred bytes each), not the size of the XML (gigabytes for a large distribution).
 The compressed bytes are hashed on the way and checked against the checksum repomd.xml
 gives, so a truncated or swapped file is an error, not a silently shorter inventory.
-XML is parsed with defusedxml: no DTD entities, no external references.
+XML is parsed with defusedxml and no DTD at all: no entities, no external references.
+
+The metadata is as untrusted as the packages: every cap of :mod:`scanner.limits` named
+``MAX_REPO_*`` bounds what a document may cost (bytes decompressed, in all and as a ratio,
+between two tags, per package; nesting; elements; packages). Hitting one makes the metadata
+unreadable (RepoError naming the cap), and :func:`scanner.repo.inventory` reads the
+``.rpm`` files instead.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from typing import Any, BinaryIO
 
 import defusedxml.ElementTree as DET
 
+from scanner import limits
+from scanner.limits import LimitExceeded
 from scanner.repo.sources import RepoError, Source
 
 NS_REPO = "{http://linux.duke.edu/metadata/repo}"
@@ -74,7 +82,7 @@ def read_repomd(source: Source) -> Repomd:
     if len(raw) > MAX_REPOMD:
         raise RepoError(f"{REPOMD}: larger than {MAX_REPOMD >> 20} MiB")
     try:
-        root = DET.fromstring(raw)
+        root = DET.fromstring(raw, forbid_dtd=True)
     except Exception as exc:  # noqa: BLE001 - ParseError, defusedxml's forbidden constructs
         raise RepoError(f"{REPOMD}: not valid XML ({exc})") from None
     if root.tag != f"{NS_REPO}repomd":
@@ -147,8 +155,42 @@ def _decompressed(stream: io.BufferedReader) -> tuple[BinaryIO, str]:
     return zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True), kind
 
 
+class _Capped:
+    """The decompressed document as the XML parser reads it, within named caps: in all
+    (``MAX_REPO_METADATA_BYTES``), as a multiple of the compressed bytes read so far
+    (``MAX_REPO_INFLATE_RATIO``: 4 MB of gzip can be 4 GB of XML), and between two ``<``
+    (``MAX_REPO_XML_TOKEN_BYTES``: the parser holds a whole tag, ElementTree a whole text,
+    in memory until it ends). Checked with ``bytes.find`` per chunk: no per-byte Python."""
+
+    #: compressed bytes under which the ratio is not judged (a tiny document's header alone)
+    RATIO_FLOOR = 64 << 10
+
+    def __init__(self, stream: BinaryIO, compressed: _Hashing, compression: str, location: str) -> None:
+        self._stream, self._compressed, self._location = stream, compressed, location
+        self._inflated = compression != "none"
+        self.size = 0  # decompressed bytes handed to the parser
+        self._run = 0  # bytes since the last "<"
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self._stream.read(n if 0 < n <= 1 << 16 else 1 << 16)
+        self.size += len(chunk)
+        if self.size > limits.MAX_REPO_METADATA_BYTES:
+            raise LimitExceeded("MAX_REPO_METADATA_BYTES", limits.MAX_REPO_METADATA_BYTES, self._location)
+        if self._inflated and self.size > limits.MAX_REPO_INFLATE_RATIO * max(self._compressed.size, self.RATIO_FLOOR):
+            raise LimitExceeded("MAX_REPO_INFLATE_RATIO", limits.MAX_REPO_INFLATE_RATIO,
+                                f"{self._location}: {self.size:,} bytes from {self._compressed.size:,}")
+        first = chunk.find(b"<")
+        self._run += len(chunk) if first < 0 else first
+        if self._run > limits.MAX_REPO_XML_TOKEN_BYTES:  # (a chunk is shorter than the cap: only runs across chunks)
+            raise LimitExceeded("MAX_REPO_XML_TOKEN_BYTES", limits.MAX_REPO_XML_TOKEN_BYTES,
+                                f"{self._location}: {self._run:,} bytes without a tag")
+        if first >= 0:
+            self._run = len(chunk) - chunk.rfind(b"<") - 1
+        return chunk
+
+
 class _Document:
-    """One metadata file, opened: decompressed, hashed, and checked when done."""
+    """One metadata file, opened: decompressed within caps, hashed, and checked when done."""
 
     def __init__(self, source: Source, data: DataFile) -> None:
         self.data = data
@@ -158,7 +200,8 @@ class _Document:
             raise RepoError(f"repomd.xml names {data.type} at {data.location}, which is not there") from None
         self._hashing = _Hashing(raw, data.checksum_type)
         buffered = io.BufferedReader(self._hashing, 1 << 16)
-        self.stream, self.compression = _decompressed(buffered)
+        stream, self.compression = _decompressed(buffered)
+        self.stream = _Capped(stream, self._hashing, self.compression, data.location)
 
     def finish(self) -> None:
         """Drain what is left and compare the checksum with repomd.xml's."""
@@ -174,31 +217,72 @@ class _Document:
 
 
 def _int(text: str | None) -> int | None:
-    try:
-        return int(text) if text not in (None, "") else None
-    except ValueError:
+    """An epoch: ASCII digits only (``int()`` also reads ``²`` and other scripts' digits),
+    at most ten of them (rpm's epoch is 32 bits)."""
+    if text is None or not (0 < len(text) <= 10 and text.isascii() and text.isdigit()):
         return None
+    return int(text)
 
 
-def _iterparse(doc: _Document, tag: str) -> Iterator[object]:
-    """``tag`` elements of a streamed document, each dropped from the tree once yielded."""
+def _iterparse(doc: _Document, tag: str) -> Iterator[Any]:
+    """``tag`` elements of a streamed document, each dropped from the tree once yielded,
+    and everything else too once it ends (memory stays flat whatever the document holds).
+    Bounded, besides the byte caps of :class:`_Capped`: nesting (``MAX_REPO_XML_DEPTH``),
+    the elements of one ``tag`` element and those outside them all together
+    (``MAX_REPO_PACKAGE_ELEMENTS``), the bytes of one ``tag`` element
+    (``MAX_REPO_PACKAGE_BYTES``) and how many there are (``MAX_REPO_PACKAGES``). No DTD is
+    accepted at all (metadata has none; entity expansion is how 1 KB becomes 1 GB), and
+    defusedxml refuses entities and external references besides."""
+    where = doc.data.location
     try:
-        context = DET.iterparse(doc.stream, events=("start", "end"))
-        root = None
+        context = DET.iterparse(doc.stream, events=("start", "end"), forbid_dtd=True)
+        root: Any = None
+        depth = items = 0
+        outside = inside = 0  # elements outside every item, and in the current one
+        started: int | None = None  # decompressed bytes read when the current item began
         for event, el in context:
-            if root is None:
-                root = el
-            if event == "end" and el.tag == tag:
-                yield el
-                root.clear()  # the element and everything before it: memory stays flat
-    except RepoError:
+            if event == "start":
+                depth += 1
+                if depth > limits.MAX_REPO_XML_DEPTH:
+                    raise LimitExceeded("MAX_REPO_XML_DEPTH", limits.MAX_REPO_XML_DEPTH, where)
+                if root is None:
+                    root = el
+                elif started is not None:
+                    inside += 1
+                    if inside > limits.MAX_REPO_PACKAGE_ELEMENTS:
+                        raise LimitExceeded("MAX_REPO_PACKAGE_ELEMENTS", limits.MAX_REPO_PACKAGE_ELEMENTS,
+                                            f"{where}: in package {items + 1:,}")
+                    if doc.stream.size - started > limits.MAX_REPO_PACKAGE_BYTES:
+                        raise LimitExceeded("MAX_REPO_PACKAGE_BYTES", limits.MAX_REPO_PACKAGE_BYTES,
+                                            f"{where}: package {items + 1:,}")
+                elif el.tag == tag and depth == 2:
+                    started, inside = doc.stream.size, 0
+                else:
+                    outside += 1
+                    if outside > limits.MAX_REPO_PACKAGE_ELEMENTS:
+                        raise LimitExceeded("MAX_REPO_PACKAGE_ELEMENTS", limits.MAX_REPO_PACKAGE_ELEMENTS,
+                                            f"{where}: outside packages")
+                continue
+            depth -= 1
+            if depth == 1:  # a child of the root ends: an item, or anything else
+                if started is not None:
+                    if doc.stream.size - started > limits.MAX_REPO_PACKAGE_BYTES:
+                        raise LimitExceeded("MAX_REPO_PACKAGE_BYTES", limits.MAX_REPO_PACKAGE_BYTES,
+                                            f"{where}: package {items + 1:,}")
+                    items += 1
+                    if items > limits.MAX_REPO_PACKAGES:
+                        raise LimitExceeded("MAX_REPO_PACKAGES", limits.MAX_REPO_PACKAGES, where)
+                    started = None
+                    yield el
+                root.clear()  # the element and everything before it
+    except (RepoError, LimitExceeded):
         raise
     except (EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
-        raise RepoError(f"{doc.data.location}: cannot be decompressed ({exc or 'it ends too early'})") from None
+        raise RepoError(f"{where}: cannot be decompressed ({exc or 'it ends too early'})") from None
     except Exception as exc:  # noqa: BLE001 - ParseError, zstd errors, defusedxml refusals
         if type(exc).__name__ == "ZstdError":
-            raise RepoError(f"{doc.data.location}: cannot be decompressed ({exc})") from None
-        raise RepoError(f"{doc.data.location}: not valid XML ({exc})") from None
+            raise RepoError(f"{where}: cannot be decompressed ({exc})") from None
+        raise RepoError(f"{where}: not valid XML ({exc})") from None
 
 
 def _elements(source: Source, repomd: Repomd, kind: str, tag: str) -> Iterator[Any]:
@@ -211,6 +295,8 @@ def _elements(source: Source, repomd: Repomd, kind: str, tag: str) -> Iterator[A
     try:
         yield from _iterparse(doc, tag)
         doc.finish()
+    except LimitExceeded as exc:
+        raise RepoError(str(exc)) from None  # the metadata cannot be read: the .rpm files may be
     finally:
         doc.close()
 

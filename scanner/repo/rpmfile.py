@@ -16,6 +16,8 @@ from __future__ import annotations
 import struct
 
 from scanner.inventory import rpmheader
+from scanner.inventory.packages import PathBudget
+from scanner.inventory.rpmdb import header_from_librpm
 from scanner.inventory.rpmheader import MAX_DL, MAX_IL, RpmHeader
 from scanner.repo.sources import RepoError, Source
 
@@ -55,8 +57,9 @@ def header_extent(buf: bytes) -> tuple[int, int] | int:
     return main_at + 8, main_at + 16 + 16 * main[0] + main[1]
 
 
-def read_header(source: Source, rel: str) -> tuple[RpmHeader, str]:
-    """The header of the rpm at ``rel`` and which reader decoded it."""
+def read_header(source: Source, rel: str, budget: PathBudget) -> tuple[RpmHeader, str]:
+    """The header of the rpm at ``rel`` and which reader decoded it (its file list within
+    ``budget``)."""
     buf, stream = source.head(rel, FIRST)
     try:
         for _ in range(4):
@@ -66,7 +69,7 @@ def read_header(source: Source, rel: str) -> tuple[RpmHeader, str]:
                     buf = source.more(rel, buf, ext[1], stream)
                     if len(buf) < ext[1]:
                         raise RepoError("the file ends inside its header (truncated)")
-                return decode(buf[ext[0]:ext[1]])
+                return decode(buf[ext[0]:ext[1]], budget)
             if len(buf) >= ext:
                 raise RepoError("the file ends inside its header (truncated)")
             buf = source.more(rel, buf, ext, stream)
@@ -78,24 +81,20 @@ def read_header(source: Source, rel: str) -> tuple[RpmHeader, str]:
             stream.close()
 
 
-def decode(blob: bytes) -> tuple[RpmHeader, str]:
-    """A main-header blob (no magic) decoded by librpm, else by the built-in reader."""
+def decode(blob: bytes, budget: PathBudget) -> tuple[RpmHeader, str]:
+    """A main-header blob (no magic) decoded by librpm, else by the built-in reader.
+    RepoError for a header either cannot read (librpm also raises when asked for a
+    damaged tag, not only when it loads the header)."""
     try:
         import rpm
     except ImportError:
         rpm = None
     if rpm is not None:
         try:
-            h = rpm.hdr(blob)
-        except (rpm.error, TypeError, ValueError) as exc:
+            return header_from_librpm(rpm.hdr(blob), budget), "librpm"
+        except (rpm.error, rpmheader.RpmDbError, TypeError, ValueError) as exc:
             raise RepoError(f"librpm cannot read the header: {exc}") from None
-        name = h["name"]
-        if not name:
-            raise RepoError("the header has no name")
-        return RpmHeader(name=name, epoch=h["epoch"], version=h["version"] or "", release=h["release"] or "",
-                         arch=h["arch"], source=h["sourcerpm"], vendor=h["vendor"], license=h["license"],
-                         files=tuple(h["filenames"] or ())), "librpm"
     try:
-        return rpmheader.parse_header(blob), "python"
+        return rpmheader.parse_header(blob, budget), "python"
     except rpmheader.RpmDbError as exc:
         raise RepoError(str(exc)) from None

@@ -1,7 +1,7 @@
 """Where a repository's bytes come from: a local folder, or an HTTP(S) URL.
 
 Both are confined to the repository: a local path never leaves the folder (symlinks
-included), and an HTTP request never leaves the URL prefix given on the command line:
+included) and only regular files are opened (never a FIFO or a device), and an HTTP request never leaves the URL prefix given on the command line:
 links on index pages to other hosts, other schemes (``javascript:``, ``file:``, ``data:``)
 or parent folders (``../../``) are skipped and reported, and a redirect that leads outside
 the prefix is refused rather than followed. Every request is counted, so the result can
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from scanner import __version__
+from scanner.target.base import require_regular
 
 TIMEOUT = 60  # seconds, per request
 MAX_INDEX_BYTES = 16 << 20  # an index page larger than this is not an index page
@@ -117,10 +118,31 @@ class FolderSource(Source):
             raise RepoError(f"{rel}: leads outside the repository folder")
         return real
 
-    def open(self, rel: str) -> BinaryIO:
+    def _open_regular(self, rel: str) -> BinaryIO:
+        """Open a file of the repository folder only if it is a regular file: its type checked
+        before opening (a device's driver sees the open itself) and after (``fstat`` of what
+        was opened, without following a link), never blocking (a FIFO named
+        ``repomd.xml`` would wait for a writer for ever). FileNotFoundError when it is not
+        there; RepoError, naming the path, for everything else that stops it."""
         path = self._path(rel)
+        try:
+            require_regular(os.lstat(path), rel)
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise RepoError(f"{rel}: {exc.strerror or exc}; not read") from None
+        try:
+            require_regular(os.fstat(fd), rel)
+        except OSError as exc:
+            os.close(fd)
+            raise RepoError(f"{rel}: {exc.strerror or exc} (changed while it was opened); not read") from None
+        return os.fdopen(fd, "rb")
+
+    def open(self, rel: str) -> BinaryIO:
+        fh = self._open_regular(rel)
         self.traffic.count(requests=1)
-        return _Counting(open(path, "rb"), self.traffic)  # noqa: SIM115 - the caller closes it
+        return _Counting(fh, self.traffic)
 
     def head(self, rel: str, need: int) -> tuple[bytes, BinaryIO | None]:
         with self.open(rel) as fh:  # counted by the stream
@@ -128,7 +150,7 @@ class FolderSource(Source):
         return data, None
 
     def more(self, rel: str, have: bytes, need: int, stream: BinaryIO | None) -> bytes:
-        with open(self._path(rel), "rb") as fh:
+        with self._open_regular(rel) as fh:
             fh.seek(len(have))
             data = have + _read_up_to(fh, need - len(have))
         self.traffic.count(bytes=len(data) - len(have))
