@@ -23,7 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from itertools import accumulate
+from itertools import accumulate, chain
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, cast
 import multiprocessing
@@ -241,7 +241,7 @@ def _parse_all(fs: RootFS, paths: Iterable[str], jobs: int, light: bool,
             settle(fut)
     if failed:  # the failed batches, then the rest of the walk, one file at a time
         with _OneByOne(fs, jobs, light) as solos:
-            for seq, batch in [*sorted(failed), *batches]:
+            for seq, batch in chain(sorted(failed), batches):
                 done(_batch_result(batch, solos.run(batch), keep is not None), len(batch), seq)
     hand_over()
 
