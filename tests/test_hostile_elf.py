@@ -141,6 +141,14 @@ class Elf:
             self.put("H", off, 0)
         return self
 
+    def repoint(self, name: str, data: bytes) -> Elf:
+        """Section ``name``'s contents replaced by ``data``, appended to the file."""
+        hdr = self.sections()[name]
+        self.put("Q", hdr + 24, len(self.d))
+        self.put("Q", hdr + 32, len(data))
+        self.d += data
+        return self
+
     def compress_dynsym(self, chdr_size: int, body: bytes) -> Elf:
         """.dynsym made SHF_COMPRESSED: an Elf64_Chdr (zlib, ``chdr_size``) and ``body``
         appended to the file, the section header pointed at them. Padded to whole symbol
@@ -200,6 +208,13 @@ def gnu_hash(field: int, value: int) -> Callable[[Elf], None]:
     return edit
 
 
+def unterminated_names(elf: Elf) -> None:
+    """100,000 imported functions named at successive offsets of a 1 MiB .dynstr holding
+    no NUL: a name of about 1 MiB each, 100 GB in all."""
+    symbols = b"".join(struct.pack("<IBBHQQ", 1 + i, 0x12, 0, 0, 0, 0) for i in range(100_000))
+    elf.repoint(".dynstr", b"\0" + b"A" * (1 << 20)).repoint(".dynsym", bytes(24) + symbols)
+
+
 CASES: list[tuple[str, Builder, str]] = [
     # 16 GiB of holes: refused by its apparent size before a byte is read
     ("sparse-16g", sparse(16 * GiB), r"limit MAX_ELF_FILE_BYTES \(4,294,967,296\) reached"),
@@ -222,6 +237,8 @@ CASES: list[tuple[str, Builder, str]] = [
      r"limit MAX_ELF_SYMBOLS \(1,000,000\) reached: DT_GNU_HASH buckets: 4,294,967,295"),
     ("gnu-bloom-past-segment", edited(gnu_hash(2, 0x10000000)),
      r"DT_GNU_HASH claims \d+ buckets and 268,435,456 bloom words but its segment has [\d,]+ bytes"),
+    ("names-unterminated", edited(unterminated_names),
+     r"limit MAX_ELF_STRTAB_BYTES \(67,108,864\) reached: bytes of the names read from the dynamic string table"),
 ]
 
 

@@ -77,7 +77,7 @@ class _CensusELFFile(ELFFile):
     _advanced: dict[tuple[object, ...], ELFStructs] = {}
 
     def __init__(self, stream: Stream) -> None:  # noqa: D107
-        self.stream = stream
+        self.stream = stream  # type: ignore[assignment]  # an mmap reads as a file does
         self.stream.seek(0, 2)
         self.stream_len = self.stream.tell()
         self._identify_file()
@@ -262,7 +262,7 @@ def _scan_sections(elf: ELFFile, stream: Stream, size: int, lay: _Layout) -> _Se
     else:  # padded entries: only the header itself is read of each (e_shentsize may be 65535)
         headers = [lay.section(_read_at(stream, hdr.e_shoff + i * ent, lay.shdr_size)) for i in range(count)]
     out.phnum = headers[0].info
-    names: bytes | None = None
+    names: _Names | None = None
     for sh in headers:
         if sh.type == SHT_DYNSYM and out.dynsym is None:
             out.dynsym = sh
@@ -271,9 +271,8 @@ def _scan_sections(elf: ELFFile, stream: Stream, size: int, lay: _Layout) -> _Se
             out.dynstr = headers[sh.link]
         elif sh.type == SHT_NOBITS:
             if names is None:
-                names = _section_names(stream, lay, headers, hdr.e_shstrndx, size)
-            end = names.find(b"\0", sh.name)
-            if names[sh.name: end if end >= 0 else None] in (b".dynamic", b".dynsym"):
+                names = _Names(_section_names(stream, lay, headers, hdr.e_shstrndx, size), ".shstrtab")
+            if names(sh.name) in (".dynamic", ".dynsym"):
                 out.debuginfo = True
     return out
 
@@ -382,24 +381,49 @@ def _string_at(strings: bytes, offset: int) -> bytes:
     return strings[offset: end if end >= 0 else None]
 
 
+class _Names:
+    """Names read from one string table by offset: each offset decoded once, and the bytes
+    of all the names taken bounded by MAX_ELF_STRTAB_BYTES. Names may overlap (linkers
+    share tails) and need not end: without the bound, a million symbols naming offsets of
+    one unterminated 64 MiB table would copy terabytes. A name that is not UTF-8 is kept,
+    its undecodable bytes as surrogate escapes (as paths are), and counted in ``odd``."""
+
+    def __init__(self, data: bytes, what: str) -> None:
+        self.data, self.what = data, what
+        self.left = limits.MAX_ELF_STRTAB_BYTES
+        self.seen: dict[int, str] = {}
+        self.odd = 0
+
+    def __call__(self, offset: int) -> str:
+        name = self.seen.get(offset)
+        if name is None:
+            end = self.data.find(b"\0", offset, offset + self.left + 1)
+            raw = self.data[offset: end if end >= 0 else offset + self.left + 1]
+            self.left -= len(raw)
+            if self.left < 0:
+                raise LimitExceeded("MAX_ELF_STRTAB_BYTES", limits.MAX_ELF_STRTAB_BYTES,
+                                    f"bytes of the names read from {self.what}")
+            try:
+                name = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                name = raw.decode("utf-8", "surrogateescape")
+                self.odd += 1
+            self.seen[offset] = name
+        return name
+
+
 def _undefined_functions(lay: _Layout, table: bytes, strings: bytes, notes: list[str]) -> tuple[str, ...]:
-    """Names of the undefined ``STT_FUNC`` symbols of a dynamic symbol table. A name that
-    is not UTF-8 is kept (undecodable bytes as surrogate escapes, as paths are) and noted."""
-    names: set[str] = set()
-    odd = 0
+    """Names of the undefined ``STT_FUNC`` symbols of a dynamic symbol table (names that
+    are not UTF-8 kept and noted)."""
+    names = _Names(strings, "the dynamic string table")
     name_i, info_i, shndx_i, ent = lay.sym_name, lay.sym_info, lay.sym_shndx, lay.sym_size
     with memoryview(table) as view:
         for sym in lay.sym.iter_unpack(view[: len(table) - len(table) % ent]):
             if sym[shndx_i] == 0 and sym[info_i] & 0xF == 2 and sym[name_i] and sym[name_i] < len(strings):
-                raw = _string_at(strings, sym[name_i])
-                try:
-                    names.add(raw.decode("utf-8"))
-                except UnicodeDecodeError:
-                    names.add(raw.decode("utf-8", "surrogateescape"))
-                    odd += 1
-    if odd:
-        notes.append(f"{odd} imported symbol name(s) are not valid UTF-8; kept with the undecodable bytes escaped")
-    return tuple(sorted(names))
+                names(sym[name_i])
+    if names.odd:
+        notes.append(f"{names.odd} imported symbol name(s) are not valid UTF-8; kept with the undecodable bytes escaped")
+    return tuple(sorted(set(names.seen.values())))
 
 
 def _symbols_by_sections(stream: Stream, lay: _Layout, secs: _Sections, size: int) -> tuple[bytes, bytes]:
@@ -607,9 +631,10 @@ def _parse(path: str, stream: Stream, st_mode: int, size: int, uid: int, gid: in
             if ph.p_offset >= size:
                 raise ElfParseError("PT_DYNAMIC starts past the end of the file")
             dyn = _read_dynamic(stream, lay, ph, loads, size, notes)
+            dyn_names = _Names(dyn.strings, "DT_STRTAB")
             for tag, val in dyn.entries:
                 if tag in _STRING_TAGS:
-                    text = _string_at(dyn.strings, val).decode("utf-8", "surrogateescape")
+                    text = dyn_names(val)
                     if tag == DT_NEEDED:
                         needed.append(text)
                     elif tag == DT_RPATH:
