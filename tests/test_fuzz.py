@@ -53,7 +53,8 @@ CASE_SECONDS = 60.0
 #: dpkg operators that keep every stanza's text (a package lost to them must be explained)
 DPKG_KEEPS_STANZAS = {"nul", "not-utf8", "long-line", "crlf", "escapes", "epoch-superscript", "epoch-5000",
                       "version-spaces", "version-empty", "name-not-utf8", "name-markup", "arch-escape",
-                      "status-garbage", "source-long", "depends-deep", "list-deep", "list-up", "list-fifo"}
+                      "status-garbage", "source-long", "depends-deep", "list-deep", "list-up", "list-fifo",
+                      "many-stanzas"}
 
 
 @pytest.fixture(scope="module")
