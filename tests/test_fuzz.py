@@ -141,12 +141,12 @@ def _elf_culprits(corpus: dict[str, Any], work: Path) -> list[str]:
     files that break it (the batch scan stops at the first)."""
     root = str(Path(corpus["entry"]) / "elf/root")
     mutants = [m for m in corpus["mutants"] if m["family"] == "elf"]
-    cases = [Case(m["name"], ("scan", root, "-j", "1", "--path", m["subject"], "--no-packages"), (root,))
-             for m in mutants]
+    cases = [Case(m["name"], ("scan", root, "-j", "1", "--path", m["subject"], "--no-packages",
+                              "--format", "junit,sarif"), (root,)) for m in mutants]
     batch = run_cases(cases, work, case_seconds=CASE_SECONDS)
     out = []
     for o, m in zip(batch.outcomes, mutants):
-        problems = contract_problems(o, exit_2_ok=False)
+        problems = contract_problems(o, exit_2_ok=False) + _report_problems(o)
         if problems:
             last = (o.crash or o.stderr).strip().splitlines()[-1:] or [""]
             out.append(f"{m['name']} ({m['kind']}: {m['detail']}): {', '.join(problems)}: {last[0][:300]}")
