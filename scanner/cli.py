@@ -1,7 +1,14 @@
 """The ``flightcheck`` command: a thin layer that wires the pipeline stages.
 
-Exit codes: 0 the scan passed, 1 the policy failed, 2 the target could not be scanned.
-Errors are one line on standard error; ``--debug`` adds the traceback.
+Exit codes: 0 the scan passed, 1 the policy failed, 2 the target could not be scanned
+(or the command could not do its work), 130 interrupted (Ctrl-C). A crash is never 1:
+every command runs inside one error boundary (:class:`_Guarded`) that turns an unexpected
+exception into one line on standard error and exit 2; ``--debug`` (on the command, or
+``flightcheck --debug COMMAND``) adds the traceback.
+
+Every string that may come from the target reaches the terminal through
+:mod:`scanner.textsafe`: :func:`~scanner.textsafe.markup` for rich output (markup escaped,
+control characters visible), :func:`~scanner.textsafe.visible` for plain lines.
 """
 
 from __future__ import annotations
@@ -23,20 +30,23 @@ from scanner.checks import FAIL_ON, SEV_RANK, SEVERITIES, PolicyError, effective
 from scanner.reports import FORMATS, parse_formats, write_reports
 from scanner.scan import ScanOptions, scan as run_scan
 from scanner.target import IMAGE_BACKENDS, TargetError, open_target
+from scanner.textsafe import json_dumps, markup, visible
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command ended by Ctrl-C
 
 
 
 # rich is imported when something is printed: a quiet scheduled scan does not pay for it
 def _console(**kwargs: Any) -> "Console":
+    """A rich console that does not turn ``:name:`` in a target string into an emoji."""
     from rich.console import Console  # noqa: PLC0415
 
-    return Console(**kwargs)
+    return Console(**{"emoji": False, **kwargs})
 
 
 def _table(*args: Any, **kwargs: Any) -> "Table":
@@ -55,11 +65,69 @@ def _progress(show: bool) -> Any:
                     TextColumn("{task.fields[files]} files, {task.fields[elves]} ELF"),
                     TimeElapsedColumn(), console=_console(stderr=True), transient=True)
 
+_DEBUG_KEY = "flightcheck.debug"
+
+
+def _note_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    """Remember --debug where :func:`_debugging` and the error boundary find it: ``ctx.meta``
+    is one dict shared by a command's context and its groups', so ``flightcheck --debug
+    CMD`` and ``flightcheck CMD --debug`` both count."""
+    if value:
+        ctx.meta[_DEBUG_KEY] = True
+    return value
+
+
+_DEBUG_OPTION = click.option("--debug", is_flag=True, callback=_note_debug, help="Print tracebacks of errors.")
+
+
+def _debugging(debug: bool = False) -> bool:
+    """Whether tracebacks were asked for, on this command or on the group."""
+    ctx = click.get_current_context(silent=True)
+    return debug or bool(ctx is not None and ctx.meta.get(_DEBUG_KEY))
+
+
 def _fail(message: str, debug: bool) -> None:
-    if debug:
+    """One line on standard error, exit 2. The message may quote target paths and names,
+    so it is made visible: no escape sequence or newline of the target reaches the terminal."""
+    if _debugging(debug):
         traceback.print_exc()
-    click.echo(f"flightcheck: error: {message}", err=True)
+    click.echo(f"flightcheck: error: {visible(message)}", err=True)
     sys.exit(EXIT_ERROR)
+
+
+class _Guarded(click.Group):
+    """The error boundary of every command. click itself turns ``EOFError`` (which a damaged
+    image's reader may raise) into a bare ``Aborted!`` with exit 1, and lets any other
+    exception out as a traceback with exit 1, which a CI gate reads as "policy failed".
+    Here an unexpected exception is one line and exit 2, an interrupt is one line and exit
+    130, and a click error that would exit 1 exits 2; the commands' own ``sys.exit`` codes
+    and click's usage errors (exit 2) pass through."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            if exc.exit_code != EXIT_FAIL:
+                raise
+            exc.show()
+            sys.exit(EXIT_ERROR)
+        except (KeyboardInterrupt, click.Abort):
+            click.echo("\nflightcheck: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except click.exceptions.Exit:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the boundary: anything unexpected is one line, exit 2
+            if _debugging():
+                traceback.print_exc()
+            hint = "" if _debugging() else " (--debug shows the traceback)"
+            click.echo(f"flightcheck: error: {visible(_describe(exc))}{hint}", err=True)
+            sys.exit(EXIT_ERROR)
+
+
+def _describe(exc: BaseException) -> str:
+    """An unexpected exception as one line: its type, and its message when it has one."""
+    message = str(exc).strip()
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _gate_options(command: Any) -> Any:
@@ -86,8 +154,10 @@ def _gate_options(command: Any) -> Any:
     return command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Guarded, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="flightcheck")
+@click.option("--debug", is_flag=True, callback=_note_debug, expose_value=False,
+              help="Print tracebacks of errors, for any command.")
 def main() -> None:
     """Offline compliance and audit scanner for Linux systems: every ELF file, what it
     links (resolved as the target's own loader would), in one JSON result."""
@@ -134,7 +204,7 @@ def main() -> None:
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar [default: when standard error is a terminal].")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on standard output.")
-@click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
+@_DEBUG_OPTION
 def scan(root: str | None, images: tuple[str, ...], image_backend: str, backing_dirs: tuple[str, ...],
          domains: tuple[str, ...], all_domains: bool,
          connect: str | None, allow_running: bool, output: Path, jobs: int | None, cross_mounts: bool,
@@ -176,13 +246,13 @@ def _scan_one(fs: Any, output: Path, options: ScanOptions, wanted: list[str], te
     t0 = time.monotonic()
     try:
         with fs, _progress(show) as bar:
-            task = bar.add_task(f"scanning {fs.label}", total=None, files=0, elves=0) if bar else None
+            task = bar.add_task(f"scanning {markup(fs.label)}", total=None, files=0, elves=0) if bar else None
             doc = run_scan(fs, options, progress=(lambda files, elves: bar.update(task, files=files, elves=elves))
                            if bar else None)
         dest = resultmod.write(doc, output)
         extra = write_reports(doc, Path(output), wanted, template)
         for warning in doc["scan"]["options"].get("cache", {}).get("warnings", []):
-            click.echo(f"flightcheck: warning: {warning}", err=True)
+            click.echo(f"flightcheck: warning: {visible(str(warning))}", err=True)
     except PolicyError as exc:
         _fail(str(exc), debug)
         return EXIT_ERROR, None
@@ -192,7 +262,7 @@ def _scan_one(fs: Any, output: Path, options: ScanOptions, wanted: list[str], te
     if not quiet:
         print_summary(doc, dest, time.monotonic() - t0, _console())
         for path in extra:
-            _console().print(f"report: {path}", highlight=False)
+            _console().print(f"report: {markup(path)}", highlight=False)
     if history and not _store_history(doc, history, quiet, debug):
         return EXIT_ERROR, doc  # result.json is written all the same
     return (EXIT_FAIL if doc["policy"]["verdict"] == "fail" else EXIT_PASS), doc
@@ -224,21 +294,21 @@ def _scan_domains(names: tuple[str, ...], all_domains: bool, connect: str | None
             disks = domain_images(dom, allow_running=allow_running)
         except TargetError as exc:
             entry.update(outcome="skipped", reason=str(exc))
-            err.print(f"flightcheck: skipped: {exc}", highlight=False, markup=False)
+            err.print(visible(f"flightcheck: skipped: {exc}"), highlight=False, markup=False)
             if not all_domains:
                 worst = EXIT_ERROR
             fleet.append(entry)
             continue
         if dom.active:
-            err.print(f"flightcheck: warning: {dom.name} is {dom.state}; its disks may be inconsistent while read",
-                      highlight=False, markup=False)
+            err.print(visible(f"flightcheck: warning: {dom.name} is {dom.state}; its disks may be inconsistent "
+                              "while read"), highlight=False, markup=False)
         try:
             fs = open_target(images=disks, backend=image_backend)
             fs.domain = dom.name
             fs.hypervisor = dom.facts()  # its interfaces and their libvirt networks, for the IPv6 rules
         except TargetError as exc:
             entry.update(outcome="error", reason=str(exc))
-            err.print(f"flightcheck: error: {dom.name}: {exc}", highlight=False, markup=False)
+            err.print(visible(f"flightcheck: error: {dom.name}: {exc}"), highlight=False, markup=False)
             worst = EXIT_ERROR
             fleet.append(entry)
             continue
@@ -265,7 +335,8 @@ def _scan_domains(names: tuple[str, ...], all_domains: bool, connect: str | None
     if not quiet:
         table = _table("domain", "state", "outcome", "verdict", box=None)
         for e in fleet:
-            table.add_row(e["domain"], e["state"], e["outcome"], e.get("verdict") or e.get("reason", ""))
+            table.add_row(*(markup(v) for v in (e["domain"], e["state"], e["outcome"],
+                                                e.get("verdict") or e.get("reason", ""))))
         _console().print(table)
     return worst
 
@@ -278,7 +349,7 @@ def _scan_domains(names: tuple[str, ...], all_domains: bool, connect: str | None
               help="Also read each package's file list (filelists metadata, or the rpm headers).")
 @_gate_options
 @click.option("-q", "--quiet", is_flag=True, help="No summary on standard output.")
-@click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
+@_DEBUG_OPTION
 def repo(source: str, output: Path, filelists: bool, formats: str, template: Path | None, policy: Path | None,
          waivers: Path | None, fail_on: str, history: str | None, quiet: bool, debug: bool) -> None:
     """The license inventory of a YUM/DNF repository before anything is installed.
@@ -301,7 +372,7 @@ def repo(source: str, output: Path, filelists: bool, formats: str, template: Pat
     if not quiet:
         print_summary(doc, dest, time.monotonic() - t0, _console())
         for path in extra:
-            _console().print(f"report: {path}", highlight=False)
+            _console().print(f"report: {markup(path)}", highlight=False)
     if history and not _store_history(doc, history, quiet, debug):
         sys.exit(EXIT_ERROR)
     sys.exit(EXIT_FAIL if doc["policy"]["verdict"] == "fail" else EXIT_PASS)
@@ -335,7 +406,8 @@ def domains(connect: str | None) -> None:
             else:
                 rows.append((nic.mac or "nic", nic.kind, f"({nic.problem})" if nic.problem else nic.source or "-"))
         for i, (target, kind, source) in enumerate(rows):
-            table.add_row(d.name if i == 0 else "", d.state if i == 0 else "", target, kind, source)
+            table.add_row(*(markup(v) for v in (d.name if i == 0 else "", d.state if i == 0 else "", target, kind,
+                                                source)))
     _console().print(table)
 
 
@@ -347,7 +419,7 @@ def domains(connect: str | None) -> None:
               help="Folder for the reports (created if missing).")
 @click.option("--template", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A folder with your own report.html.j2 (and report.css, print.css, report.js).")
-@click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
+@_DEBUG_OPTION
 def report(result: Path, formats: str, output: Path, template: Path | None, debug: bool) -> None:
     """Render a saved RESULT (result.json) to reports, without scanning again."""
     try:
@@ -358,7 +430,7 @@ def report(result: Path, formats: str, output: Path, template: Path | None, debu
         return
     try:
         for path in write_reports(doc, output, wanted, template):
-            click.echo(f"report: {path}")
+            click.echo(f"report: {visible(str(path))}")
     except Exception as exc:  # noqa: BLE001 - a renderer failure is one clear line
         _fail(f"cannot render: {exc}", debug)
     sys.exit(EXIT_PASS)
@@ -384,7 +456,7 @@ DIFF_FORMATS = {"text": "diff.txt", "json": "diff.json", "html": "diff.html"}
 @click.option("--template", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A folder with your own diff.html.j2 (and report.css) for html.")
 @click.option("-q", "--quiet", is_flag=True, help="With -o, print nothing on standard output.")
-@click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
+@_DEBUG_OPTION
 def diff_cmd(old: str, new: str, formats: str, output: Path | None, db: str | None, fail_on_new: str | None,
              template: Path | None, quiet: bool, debug: bool) -> None:
     """What changed from OLD to NEW: packages added, removed, upgraded; license changes;
@@ -404,7 +476,7 @@ def diff_cmd(old: str, new: str, formats: str, output: Path | None, db: str | No
         _fail(f"not a well-formed result document ({type(exc).__name__}: {exc})", debug)
         return
     renderers = {"text": diffmod.render_text,
-                 "json": lambda x: json.dumps(x, indent=1, ensure_ascii=False) + "\n",
+                 "json": lambda x: json_dumps(x) + "\n",
                  "html": lambda x: diffmod.render_html(x, template)}
     try:
         if output is None:
@@ -420,7 +492,7 @@ def diff_cmd(old: str, new: str, formats: str, output: Path | None, db: str | No
             if not quiet:
                 click.echo(diffmod.render_text(d), nl=False)
                 for dest in written:
-                    click.echo(f"diff: {dest}")
+                    click.echo(f"diff: {visible(str(dest))}")
     except OSError as exc:
         _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), debug)
     except Exception as exc:  # noqa: BLE001 - a renderer failure is one clear line
@@ -467,9 +539,9 @@ def _store_history(doc: dict[str, Any], db: str, quiet: bool, debug: bool) -> bo
     try:
         scan_id = store(doc, db)
     except HistoryError as exc:
-        if debug:
+        if _debugging(debug):
             traceback.print_exc()
-        click.echo(f"flightcheck: error: {exc}", err=True)
+        click.echo(f"flightcheck: error: {visible(str(exc))}", err=True)
         return False
     if not quiet:
         _console().print(f"history: stored as {scan_id}", highlight=False)
@@ -498,11 +570,9 @@ def history_group() -> None:
 @click.option("-n", "--limit", type=click.IntRange(min=1), help="Only the newest N scans.")
 @_HISTORY_DB
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON instead of a table.")
-@click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
+@_DEBUG_OPTION
 def history_list(target: str | None, limit: int | None, db: str | None, as_json: bool, debug: bool) -> None:
     """List the stored scans, newest first."""
-    from rich.markup import escape
-
     from scanner.history import HistoryError, describe, list_scans
 
     db = _history_db(db)
@@ -512,21 +582,23 @@ def history_list(target: str | None, limit: int | None, db: str | None, as_json:
         _fail(str(exc), debug)
         return
     if as_json:
-        click.echo(json.dumps([r.to_json() for r in rows], indent=1, ensure_ascii=False))
+        click.echo(json_dumps([r.to_json() for r in rows]))
         return
     if not rows:
-        click.echo(f"no scans{' of ' + target if target else ''} in history {describe(db)}")
+        click.echo(visible(f"no scans{' of ' + target if target else ''} in history {describe(db)}"))
         return
-    cells = [(str(r.id), r.started.replace("T", " ").removesuffix("+00:00"), escape(r.target), escape(r.kind),
-              r.verdict, "/".join(str(n) for n in (r.critical, r.high, r.medium, r.low)), str(r.packages),
-              str(r.elves)) for r in rows]
+    # every cell may come from the target (its root, a domain name) or from whoever wrote the database
+    cells = [tuple(markup(c) for c in (r.id, str(r.started).replace("T", " ").removesuffix("+00:00"), r.target,
+                                       r.kind, r.verdict, "/".join(str(n) for n in (r.critical, r.high, r.medium,
+                                                                                     r.low)),
+                                       r.packages, r.elves)) for r in rows]
     table = _table(box=None, pad_edge=False)
     for name in ("id", "started (UTC)", "target", "kind", "verdict", "failing\nc/h/m/l", "packages", "ELF\nfiles"):
         table.add_column(name, justify="right" if name in ("id", "packages", "ELF\nfiles") else "left",
                          overflow="fold", no_wrap=name != "target")
     for c in cells:
         color = "red" if c[4] == "fail" else "green"
-        table.add_row(*c[:4], f"[{color}]{escape(c[4])}[/]", *c[5:])
+        table.add_row(*c[:4], f"[{color}]{c[4]}[/]", *c[5:])
     console = _console()
     # a terminal folds long targets; a pipe or file gets whole lines
     (console if console.is_terminal else _console(width=100_000)).print(table)
@@ -541,7 +613,7 @@ def history_list(target: str | None, limit: int | None, db: str | None, as_json:
               help=f"With -o, comma-separated outputs besides result.json: {', '.join(FORMATS[1:])}.")
 @click.option("--template", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A folder with your own report.html.j2 (and report.css, print.css, report.js) for html and pdf.")
-@click.option("--debug", is_flag=True, help="Print tracebacks of errors.")
+@_DEBUG_OPTION
 def history_show(scan_id: int, db: str | None, output: Path | None, formats: str, template: Path | None,
                  debug: bool) -> None:
     """Show a stored scan's summary, as the scan printed it; with -o, write its result.json
@@ -568,10 +640,11 @@ def history_show(scan_id: int, db: str | None, output: Path | None, formats: str
         except Exception as exc:  # noqa: BLE001 - a renderer failure is one clear line
             _fail(f"cannot render: {exc}", debug)
     out = _console()
-    out.print(f"scan {row.id}: started {row.started}, flightcheck {row.tool_version or '?'}", highlight=False)
+    out.print(f"scan {row.id}: started {markup(row.started)}, flightcheck {markup(row.tool_version or '?')}",
+              highlight=False)
     print_summary(doc, dest, float(doc.get("scan", {}).get("duration_seconds") or 0), out)
     for path in extra:
-        out.print(f"report: {path}", highlight=False)
+        out.print(f"report: {markup(path)}", highlight=False)
 
 
 @main.group()
@@ -594,7 +667,7 @@ def rules_list(policy: Path | None, family: str | None) -> None:
     for r in pack:
         if family and r.family != family:
             continue
-        table.add_row(r.id, r.severity + ("" if r.enabled else " (off)"), r.family, r.title)
+        table.add_row(*(markup(v) for v in (r.id, r.severity + ("" if r.enabled else " (off)"), r.family, r.title)))
     _console().print(table)
 
 
@@ -608,23 +681,26 @@ def rules_show(rule_id: str) -> None:
         return
     r = found[0]
     out = _console()
-    out.print(f"[bold]{r.id}[/] {r.title}", highlight=False)
+    out.print(f"[bold]{markup(r.id)}[/] {markup(r.title)}", highlight=False)
     for label, value in (("severity", r.severity), ("family", r.family), ("check", r.check),
                          ("rationale", r.rationale), ("fix", r.fix)):
-        out.print(f"  {label}: {value}", highlight=False, markup=False)
+        out.print(visible(f"  {label}: {value}"), highlight=False, markup=False)
     for key, value in r.params.items():
-        out.print(f"  parameter {key}: {value}", highlight=False, markup=False)
+        out.print(visible(f"  parameter {key}: {value}"), highlight=False, markup=False)
     for key, value in r.references.items():
-        out.print(f"  {key}: {', '.join(value) if isinstance(value, list) else value}", highlight=False, markup=False)
+        out.print(visible(f"  {key}: {', '.join(value) if isinstance(value, list) else value}"), highlight=False,
+                  markup=False)
 
 
 def print_summary(doc: dict[str, Any], dest: Path, seconds: float, console: "Console") -> None:
-    """The terminal summary of a result document."""
+    """The terminal summary of a result document. Every value that comes from the document
+    (so, perhaps, from the target: its OS name, paths, sonames, subjects) goes through
+    :func:`markup`; the document may also be an old or foreign result.json."""
     s = doc["summary"]
     os_name = ("YUM/DNF repository" if doc["target"]["kind"] == "repository" else
                doc["target"]["os"].get("PRETTY_NAME") or doc["target"]["os"].get("ID") or "unknown OS")
-    console.print(f"[bold]flightcheck[/]: {doc['target']['root']} ({os_name}, {doc['target']['machine'] or '?'})",
-                  highlight=False)
+    console.print(f"[bold]flightcheck[/]: {markup(doc['target']['root'])} ({markup(os_name)}, "
+                  f"{markup(doc['target']['machine'] or '?')})", highlight=False)
     table = _table(show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
@@ -648,27 +724,28 @@ def print_summary(doc: dict[str, Any], dest: Path, seconds: float, console: "Con
         ("errors", s["errors"]),
         ("time", f"{seconds:.1f} s"),
     ):
-        table.add_row(label, str(value))
+        table.add_row(markup(label), markup(value))
     console.print(table)
     if repo_info:
         t = repo_info["traffic"]
-        console.print(f"  read from {repo_info['method']}: {t['requests']} requests ({t['range_requests']} ranged), "
-                      f"{t['bytes']} bytes", highlight=False)
+        console.print(f"  read from {markup(repo_info['method'])}: {markup(t['requests'])} requests "
+                      f"({markup(t['range_requests'])} ranged), {markup(t['bytes'])} bytes", highlight=False)
         for link in t.get("skipped_links", [])[:5]:
-            console.print(f"  [yellow]skipped[/] {link}", highlight=False, markup=False)
+            console.print(f"  [yellow]skipped[/] {markup(link)}", highlight=False)
     image = doc["target"].get("image")
     if image:
         places = ", ".join(f"{m['path']} <- {m['source']}" for m in image["mounts"])
-        console.print(f"  read by {image['backend']}: {places}", highlight=False, markup=False)
+        console.print(f"  read by {markup(image['backend'])}: {markup(places)}", highlight=False)
         for problem in image["problems"]:
-            console.print(f"  [yellow]image problem[/]: {problem}", highlight=False)
+            console.print(f"  [yellow]image problem[/]: {markup(problem)}", highlight=False)
     for db in doc.get("databases", []) if not repo_info else ():
-        console.print(f"  {db['manager']} database {db['path']} ({db['backend']}, read by {db['reader']}): "
-                      f"{db['packages']} packages", highlight=False)
+        console.print(f"  {markup(db['manager'])} database {markup(db['path'])} ({markup(db['backend'])}, "
+                      f"read by {markup(db['reader'])}): {markup(db['packages'])} packages", highlight=False)
     for item in doc["unresolved"][:10]:
         users = item["needed_by"]
         more = f" (+{len(users) - 1} more)" if len(users) > 1 else ""
-        console.print(f"  unresolved [yellow]{item['soname']}[/] needed by {users[0]}{more}", highlight=False)
+        console.print(f"  unresolved [yellow]{markup(item['soname'])}[/] needed by {markup(users[0])}{more}",
+                      highlight=False)
     if len(doc["unresolved"]) > 10:
         console.print(f"  ... {len(doc['unresolved']) - 10} more unresolved sonames in the result")
     fails = [f for f in doc.get("findings", []) if f["state"] == "fail"]
@@ -677,17 +754,20 @@ def print_summary(doc: dict[str, Any], dest: Path, seconds: float, console: "Con
         by_sev[f["severity"]] = by_sev.get(f["severity"], 0) + 1
     lic = s.get("licenses", {})
     if lic:
-        console.print(f"  licenses: {lic.get('exact', 0)} exact SPDX, {lic.get('guess', 0)} guessed, "
-                      f"{lic.get('unknown', 0)} unknown, {lic.get('none', 0)} none declared", highlight=False)
-    console.print("  findings: " + ", ".join(f"{n} {sev}" for sev, n in by_sev.items())
-                  + f" failing; {s.get('waived', 0)} waived", highlight=False)
+        console.print(f"  licenses: {markup(lic.get('exact', 0))} exact SPDX, {markup(lic.get('guess', 0))} guessed, "
+                      f"{markup(lic.get('unknown', 0))} unknown, {markup(lic.get('none', 0))} none declared",
+                      highlight=False)
+    console.print("  findings: " + ", ".join(f"{markup(n)} {markup(sev)}" for sev, n in by_sev.items())
+                  + f" failing; {markup(s.get('waived', 0))} waived", highlight=False)
     worst = sorted(fails, key=lambda f: -SEV_RANK[f["severity"]])[:5]
     for f in worst:
-        console.print(f"  [{f['severity']}] {f['rule']} {f['subject']}: {f['title']}", highlight=False, markup=False)
+        console.print(visible(f"  [{f['severity']}] {f['rule']} {f['subject']}: {f['title']}"), highlight=False,
+                      markup=False)
     policy = doc.get("policy", {})
     color = "red" if policy.get("verdict") == "fail" else "green"
-    console.print(f"verdict: [bold {color}]{policy.get('verdict', 'pass').upper()}[/] (fail on {policy.get('fail_on')} and above)")
-    console.print(f"result: {dest}", highlight=False)
+    console.print(f"verdict: [bold {color}]{markup(str(policy.get('verdict', 'pass')).upper())}[/] "
+                  f"(fail on {markup(policy.get('fail_on'))} and above)")
+    console.print(f"result: {markup(dest)}", highlight=False)
 
 
 def entry() -> None:
@@ -704,9 +784,9 @@ def entry() -> None:
     except SystemExit as exc:  # kept (with its frames) until the process ends
         if isinstance(exc.code, int) or exc.code is None:
             code = exc.code or 0
-        else:
-            print(exc.code, file=sys.stderr)
-            code = 1
+        else:  # sys.exit(message): a failure, said on one visible line
+            print(visible(str(exc.code)), file=sys.stderr)
+            code = EXIT_ERROR
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

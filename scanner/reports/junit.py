@@ -1,7 +1,15 @@
 """JUnit XML for CI systems (junitparser): one test suite per rule family, one test case
 per rule and subject. A failing finding is a failure, an error an error, a waived or not
 applicable one is skipped with the reason, a pass or informational result passes, and a
-rule that produced nothing is one passing test case."""
+rule that produced nothing is one passing test case.
+
+Subjects and messages may hold a target's names, and XML 1.0 cannot carry most control
+characters (a JUnit file holding one cannot be parsed, by junitparser's own pretty-printer
+or by the CI reading it). Every string of the document is written in its visible spelling
+(:func:`scanner.textsafe.visible`: the same one the terminal shows), and before writing,
+every attribute and text of the tree is passed through :func:`scanner.textsafe.xml`, so
+nothing XML forbids is ever written, whatever field it came from.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +18,16 @@ from typing import Any
 
 from junitparser import Error, Failure, JUnitXml, Skipped, TestCase, TestSuite
 
+from scanner.textsafe import visible, visible_tree, xml
+
 
 def to_junit(doc: dict[str, Any]) -> JUnitXml:
+    findings = visible_tree(doc.get("findings", []))
     by_rule: dict[str, list[dict[str, Any]]] = {}
-    for f in doc.get("findings", []):
+    for f in findings:
         by_rule.setdefault(f["rule"], []).append(f)
     suites: dict[str, TestSuite] = {}
-    rules = {r["id"]: r for r in doc.get("rules", [])}
+    rules = {visible(r["id"]): visible_tree(r) for r in doc.get("rules", [])}
     for f_rule in by_rule:
         rules.setdefault(f_rule, {"id": f_rule, "family": "flightcheck", "title": f_rule, "enabled": True})
     for rid, rule in rules.items():
@@ -43,10 +54,22 @@ def to_junit(doc: dict[str, Any]) -> JUnitXml:
                 failure.text = f"rule: {rid} ({rule.get('title', '')})\nseverity: {f['severity']}\nsubject: {f['subject']}"
                 case.result = [failure]
             suite.add_testcase(case)
-    xml = JUnitXml("flightcheck")
+    xml_doc = JUnitXml("flightcheck")
     for suite in suites.values():
-        xml.add_testsuite(suite)
-    return xml
+        xml_doc.add_testsuite(suite)
+    _xml_safe(xml_doc)
+    return xml_doc
+
+
+def _xml_safe(xml_doc: JUnitXml) -> None:
+    """Replace, in place, whatever XML 1.0 forbids in any attribute or text of the tree."""
+    for elem in xml_doc._elem.iter():
+        for key, value in elem.attrib.items():
+            elem.set(key, xml(value))
+        if elem.text:
+            elem.text = xml(elem.text)
+        if elem.tail:
+            elem.tail = xml(elem.tail)
 
 
 def write(doc: dict[str, Any], dest: Path) -> None:

@@ -3,13 +3,22 @@
 A finding's subject is a path inside the target (an artifact location) or a package id
 (a logical location). Waived findings carry an external suppression with the waiver's
 reason, so code-scanning dashboards show them as dismissed, not as open.
+
+Text a dashboard shows (messages, subjects, evidence, rule texts) is in its visible
+spelling (:func:`scanner.textsafe.visible`, the one the terminal and JUnit show): no escape
+sequence, bidi override or newline of the target reaches a viewer. An artifact's ``uri`` is
+a URI reference, so the path is percent-encoded instead (RFC 3986), from the spelling of
+result.json: decoding it gives back result.json's exact string. The JSON text is written
+by :func:`scanner.textsafe.json_dumps`, so it is always valid UTF-8.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+from scanner.textsafe import json_dumps, visible, visible_tree
 
 LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
 #: flightcheck states -> SARIF result.kind (a waived finding is a suppressed fail)
@@ -19,7 +28,7 @@ SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "
 
 
 def to_sarif(doc: dict[str, Any]) -> dict[str, Any]:
-    rules = doc.get("rules", [])
+    rules = visible_tree(doc.get("rules", []))
     index = {r["id"]: i for i, r in enumerate(rules)}
     descriptors = [
         {
@@ -35,7 +44,8 @@ def to_sarif(doc: dict[str, Any]) -> dict[str, Any]:
         for r in rules
     ]
     results = []
-    for f in doc.get("findings", []):
+    for exact in doc.get("findings", []):
+        f = visible_tree(exact)
         kind = KIND.get(f["state"], "fail")
         res: dict[str, Any] = {
             "ruleId": f["rule"],
@@ -49,7 +59,7 @@ def to_sarif(doc: dict[str, Any]) -> dict[str, Any]:
             res["ruleIndex"] = index[f["rule"]]
         if f["subject"].startswith("/"):
             res["locations"] = [{"physicalLocation": {"artifactLocation": {
-                "uri": f["subject"].lstrip("/"), "uriBaseId": "TARGETROOT"}}}]
+                "uri": _uri(exact["subject"].lstrip("/")), "uriBaseId": "TARGETROOT"}}}]
         else:
             res["locations"] = [{"logicalLocations": [{"fullyQualifiedName": f["subject"], "kind": "package"}]}]
         if f["state"] == "waived":
@@ -63,14 +73,20 @@ def to_sarif(doc: dict[str, Any]) -> dict[str, Any]:
             "tool": {"driver": {"name": "flightcheck", "version": doc["tool"]["version"],
                                 "informationUri": "https://github.com/flightcheck/flightcheck",
                                 "rules": descriptors}},
-            "originalUriBaseIds": {"TARGETROOT": {"uri": "file://" + doc["target"]["root"].rstrip("/") + "/"}},
+            "originalUriBaseIds": {"TARGETROOT": {"uri": "file://" + _uri(doc["target"]["root"].rstrip("/") + "/")}},
             "invocations": [{"executionSuccessful": True,
                              "startTimeUtc": doc["scan"]["started"], "endTimeUtc": doc["scan"]["finished"]}],
             "results": results,
-            "properties": {"verdict": doc.get("policy", {}).get("verdict")},
+            "properties": {"verdict": visible_tree(doc.get("policy", {}).get("verdict"))},
         }],
     }
 
 
+def _uri(path: str) -> str:
+    """A path as a URI reference: every character but unreserved ones and ``/`` percent-
+    encoded as UTF-8 (a lone surrogate, which UTF-8 cannot encode, as its escape ``\\udcNN``)."""
+    return quote(path, safe="/", errors="backslashreplace")
+
+
 def write(doc: dict[str, Any], dest: Path) -> None:
-    dest.write_text(json.dumps(to_sarif(doc), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    dest.write_text(json_dumps(to_sarif(doc)) + "\n", encoding="utf-8")
