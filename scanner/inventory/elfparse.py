@@ -166,10 +166,7 @@ class _Layout:
         self.word = struct.Struct(self.order + "I")
 
     def section(self, raw: bytes, at: int = 0) -> _Shdr:
-        if self.wide:
-            return _Shdr._make(self.shdr.unpack_from(raw, at))
-        name, stype, flags, addr, offset, size, link, info = self.shdr.unpack_from(raw, at)
-        return _Shdr(name, stype, flags, addr, offset, size, link, info)
+        return _Shdr._make(self.shdr.unpack_from(raw, at))  # the same fields in both classes
 
     def segment(self, row: tuple[int, ...]) -> _Phdr:
         if self.wide:
