@@ -40,6 +40,7 @@ from typing import Any
 
 from scanner import __version__
 from scanner.checks import SEV_RANK
+from scanner.textsafe import visible_tree
 
 SCHEMA_ID = "flightcheck/diff/1"
 
@@ -425,7 +426,10 @@ def _lic(v: Any) -> str:
 
 def render_text(d: dict[str, Any]) -> str:
     """The diff for a terminal or a cron mail: a header, then only the groups that have
-    something, each line one change."""
+    something, each line one change. Every string of the documents is in its visible
+    spelling (:func:`scanner.textsafe.visible`): a name from a target cannot start a line
+    of its own or send an escape sequence to the terminal that shows the text."""
+    d = visible_tree(d)
     a, b, s = d["old"], d["new"], d["summary"]
     lines = [f"flightcheck diff: {_where(b)}",
              f"  old: {a.get('source') or '-'}  scanned {a.get('started') or '?'}  verdict {str(a.get('verdict')).upper()}",
@@ -488,7 +492,9 @@ def _by_sev(rows: list[dict[str, Any]]) -> dict[str, int]:
 
 def render_html(d: dict[str, Any], template_dir: Path | None = None) -> str:
     """The diff as one self-contained HTML page (``reports/diff.html.j2``), styled by the
-    report's own ``report.css``, inlined; every string is escaped by autoescape."""
+    report's own ``report.css``, inlined; every string is escaped by autoescape, and is in
+    its visible spelling, as in the text (no control or bidi character of a target)."""
+    d = visible_tree(d)
     from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
     from scanner.reports.html import _asset, _folders

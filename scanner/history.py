@@ -256,7 +256,7 @@ def get(db: str | os.PathLike[str], scan_id: int) -> tuple[ScanRow, dict[str, An
     blob = fields.pop("document")
     try:
         doc = json.loads(gzip.decompress(blob).decode("utf-8"))
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
         raise HistoryError(f"scan {scan_id} in history {where}: its stored document is damaged ({exc})") from exc
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_ID:
         raise HistoryError(f"scan {scan_id} in history {where}: not a {SCHEMA_ID} document")

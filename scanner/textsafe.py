@@ -43,11 +43,15 @@ _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
 def _escape(c: str) -> str:
-    """One character's escape, as :func:`repr` writes it."""
+    """One character's escape, as :func:`repr` writes it; but a surrogate escape (an
+    undecodable byte of a file name, as ``os.fsdecode`` keeps it) is the byte, ``\\xNN``,
+    the spelling :func:`scanner.result.text` gives it in result.json."""
     named = _NAMED.get(c)
     if named is not None:
         return named
     n = ord(c)
+    if 0xDC80 <= n <= 0xDCFF:
+        return f"\\x{n - 0xDC00:02x}"
     if n < 0x100:
         return f"\\x{n:02x}"
     if n < 0x10000:

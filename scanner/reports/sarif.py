@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from scanner.textsafe import json_dumps, visible, visible_tree
+from scanner.textsafe import json_dumps, visible_tree
 
 LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
 #: flightcheck states -> SARIF result.kind (a waived finding is a suppressed fail)
