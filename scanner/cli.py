@@ -89,7 +89,7 @@ def _debugging(debug: bool = False) -> bool:
 def _fail(message: str, debug: bool) -> None:
     """One line on standard error, exit 2. The message may quote target paths and names,
     so it is made visible: no escape sequence or newline of the target reaches the terminal."""
-    if _debugging(debug):
+    if _debugging(debug) and sys.exc_info()[1] is not None:  # a refusal of our own has no trace
         traceback.print_exc()
     click.echo(f"flightcheck: error: {visible(message)}", err=True)
     sys.exit(EXIT_ERROR)

@@ -263,3 +263,9 @@ def test_textsafe_spellings_are_printable_xml_and_utf8() -> None:
     text.encode("utf-8")
     assert json.loads(text) == {"k": every}
     assert all(c.isprintable() or c == "\n" for c in text)
+
+
+def test_debug_on_a_refusal_of_our_own_prints_no_empty_trace() -> None:
+    r = flightcheck("--debug", "rules", "show", "NO-SUCH-RULE")
+    assert r.returncode == 2
+    assert r.stderr.decode().splitlines() == ["flightcheck: error: no rule NO-SUCH-RULE (see: flightcheck rules list)"]
