@@ -121,3 +121,7 @@ MAX_REPO_PACKAGE_ELEMENTS = 1_000_000
 MAX_REPO_PACKAGE_BYTES = 64 * MiB
 #: packages one repository's metadata may list (Fedora's whole distribution: about 75,000)
 MAX_REPO_PACKAGES = 500_000
+#: entries of one file tag of an rpm header (BASENAMES, DIRNAMES, DIRINDEXES, OLDFILENAMES):
+#: real packages have under 200,000 files; a 256 MiB header of empty strings claims 256
+#: million, a list of pointers alone larger than the memory a scan has
+MAX_RPM_HEADER_FILES = 1_000_000

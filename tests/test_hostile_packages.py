@@ -319,9 +319,10 @@ def test_hostile_rpm_headers(tmp_path: Path, rpmroot: Path, corpus: Any) -> None
 
 
 def test_rpm_file_lists_are_bounded(tmp_path: Path, rpmroot: Path, corpus: Any) -> None:
-    """A 1 MiB directory name times 150,000 base names (150 GB of paths if built) and a
-    4,000-character one times 150,000 (600 MB): read under 2 GiB of address space and a
-    minute, each cut at its named cap and said, every package still listed."""
+    """A 1 MiB directory name times 150,000 base names (150 GB of paths if built), a
+    4,000-character one times 150,000 (600 MB) and 1.04 million empty base names (librpm
+    itself refuses 2**20): read under 2 GiB of address space and a minute, each cut at its
+    named cap and said, every package still listed."""
     blobs = fixture_blobs(rpmroot)
     n = 150_000
     bases = corpus._strings(*[b"f%06d" % i for i in range(n)])
@@ -331,6 +332,10 @@ def test_rpm_file_lists_are_bounded(tmp_path: Path, rpmroot: Path, corpus: Any) 
             DIRNAMES: corpus._strings(b"/" + b"d" * (1 << 20) + b"/"), BASENAMES: bases, DIRINDEXES: zeros}),
         blobs["extra"][0]: corpus._rpm_rebuild(blobs["extra"][1], {
             DIRNAMES: corpus._strings(b"/" + b"e" * 3990 + b"/"), BASENAMES: bases, DIRINDEXES: zeros}),
+        # more entries than any package has files (a list of pointers to empty strings is as big)
+        blobs["glibc"][0]: corpus._rpm_rebuild(blobs["glibc"][1], {
+            DIRNAMES: corpus._strings(b"/"), BASENAMES: (1_040_000, b"\0" * 1_040_000),
+            DIRINDEXES: (1_040_000, bytes(4 * 1_040_000))}),
     }
     root = rpm_root(tmp_path / "root", rpmroot, hostile)
     path = "/var/lib/rpm/rpmdb.sqlite"
@@ -346,6 +351,9 @@ def test_rpm_file_lists_are_bounded(tmp_path: Path, rpmroot: Path, corpus: Any) 
                 "longer file paths left out") in errs
         assert any(m.startswith("rpm database (sqlite): package 'extra': limit MAX_PACKAGE_FILES_CHARS "
                                 "(67,108,864) reached: file list cut after ") for m in errs)
+        assert got["glibc"]["files"] == 0
+        assert ("rpm database (sqlite): package 'glibc': limit MAX_RPM_HEADER_FILES (1,000,000) reached: a file "
+                "tag of 1,040,000 entries; the package's files were not read") in errs
 
 
 def test_database_file_list_cap_starves_later_packages() -> None:

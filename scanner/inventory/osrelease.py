@@ -2,7 +2,8 @@
 
 Read from ``/etc/os-release``, else ``/usr/lib/os-release`` (the order systemd uses). Values
 follow shell quoting rules (single or double quotes, backslash escapes in double quotes);
-malformed lines are skipped, as systemd skips them.
+malformed lines are skipped, as systemd skips them. Bytes that are not UTF-8 are kept as
+surrogate escapes, the project's one policy (percent-encoded in purls, ``\\xNN`` in the result).
 """
 
 from __future__ import annotations
@@ -61,14 +62,14 @@ def read_os_release(fs: RootFS) -> dict[str, str]:
             data = fs.read(path, 1 << 16)
         except OSError:
             continue
-        return parse_os_release(data.decode("utf-8", "replace"))
+        return parse_os_release(data.decode("utf-8", "surrogateescape"))
     try:
-        line = fs.read("/etc/redhat-release", 4096).decode("utf-8", "replace").splitlines()[0]
+        line = fs.read("/etc/redhat-release", 4096).decode("utf-8", "surrogateescape").splitlines()[0]
         return parse_redhat_release(line)
     except (OSError, IndexError):
         pass
     try:
-        version = fs.read("/etc/debian_version", 256).decode("utf-8", "replace").strip()
+        version = fs.read("/etc/debian_version", 256).decode("utf-8", "surrogateescape").strip()
     except OSError:
         return {}
     return {"ID": "debian", "NAME": "Debian GNU/Linux", "VERSION_ID": version,

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+from scanner import limits
 from scanner.errors import ErrorRecord
 from scanner.inventory import rpmheader
 from scanner.inventory.packages import (Package, PackageDatabase, PathBudget, checked_arch, database_from_memo,
@@ -118,8 +119,13 @@ def header_from_librpm(h: Any, budget: PathBudget) -> rpmheader.RpmHeader:
     if not name:
         raise rpmheader.RpmDbError("header has no NAME")
     problems: list[str] = []
-    files = rpmheader.file_list(h[rpm.RPMTAG_BASENAMES], h[rpm.RPMTAG_DIRNAMES], h[rpm.RPMTAG_DIRINDEXES],
-                                h[rpm.RPMTAG_OLDFILENAMES], budget, problems)
+    largest = rpmheader.largest_file_tag(h.unload())
+    if largest > limits.MAX_RPM_HEADER_FILES:
+        files: tuple[str, ...] = ()
+        problems.append(rpmheader.too_many_files(largest))
+    else:
+        files = rpmheader.file_list(h[rpm.RPMTAG_BASENAMES], h[rpm.RPMTAG_DIRNAMES], h[rpm.RPMTAG_DIRINDEXES],
+                                    h[rpm.RPMTAG_OLDFILENAMES], budget, problems)
     return rpmheader.RpmHeader(name=name, epoch=h["epoch"], version=h["version"] or "", release=h["release"] or "",
                                arch=h["arch"], source=h["sourcerpm"], vendor=h["vendor"], license=h["license"],
                                files=files, problems=tuple(problems))
@@ -270,7 +276,8 @@ def _package(h: rpmheader.RpmHeader, os_release: dict[str, str], db_path: str, p
     )
 
 
-def read_all(fs: RootFS, os_release: dict[str, str], *, prefer: str = "auto", memo: Any = None) -> list[PackageDatabase]:
+def read_all(fs: RootFS, os_release: dict[str, str], *, prefer: str = "auto",
+             memo: Any = None) -> list[PackageDatabase]:
     """Every rpm database of the target. ``memo`` (the scan cache) keeps each read for
     the next scan while the database file (and its WAL) is unchanged. One database that
     cannot be read, whatever the reason, is that database's error record; the others are

@@ -27,13 +27,14 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from scanner import limits
 from scanner.inventory.packages import PathBudget
+from scanner.limits import LimitExceeded
 
 # tags (rpmtag.h)
 NAME, VERSION, RELEASE, EPOCH, LICENSE, VENDOR, ARCH, SOURCERPM = 1000, 1001, 1002, 1003, 1014, 1011, 1022, 1044
 OLDFILENAMES, DIRINDEXES, BASENAMES, DIRNAMES = 1027, 1116, 1117, 1118
-FILEFLAGS = 1037
-RPMFILE_GHOST = 1 << 6
+FILE_TAGS = frozenset({OLDFILENAMES, DIRINDEXES, BASENAMES, DIRNAMES})
 # types
 T_CHAR, T_INT8, T_INT16, T_INT32, T_INT64, T_STRING, T_BIN, T_STRING_ARRAY, T_I18NSTRING = 1, 2, 3, 4, 5, 6, 7, 8, 9
 
@@ -87,15 +88,20 @@ def parse_header(blob: bytes, budget: PathBudget | None = None) -> RpmHeader:
     if data_start + dl > len(blob):
         raise RpmDbError(f"header needs {data_start + dl} bytes, blob has {len(blob)}")
     data = blob[data_start : data_start + dl]
-    want = {NAME, VERSION, RELEASE, EPOCH, LICENSE, VENDOR, ARCH, SOURCERPM, OLDFILENAMES, DIRINDEXES,
-            BASENAMES, DIRNAMES, FILEFLAGS}
+    want = {NAME, VERSION, RELEASE, EPOCH, LICENSE, VENDOR, ARCH, SOURCERPM, *FILE_TAGS}
     values: dict[int, object] = {}
+    problems: list[str] = []
     for i in range(il):
         tag, typ, off, count = struct.unpack_from(">iiii", blob, 8 + 16 * i)
         if tag not in want:
             continue
         if off < 0 or off > dl or count < 0 or count > dl + 1:
             raise RpmDbError(f"tag {tag}: offset {off} or count {count} outside the data")
+        if tag in FILE_TAGS and count > limits.MAX_RPM_HEADER_FILES:
+            problems = [too_many_files(count)]
+            continue
+        if tag not in FILE_TAGS:
+            count = min(count, 1)  # one value is read (an EPOCH of 60 million ints is not)
         if typ in (T_STRING, T_I18NSTRING):
             values[tag] = _strings(data, off, 1)[0]
         elif typ == T_STRING_ARRAY:
@@ -111,9 +117,9 @@ def parse_header(blob: bytes, budget: PathBudget | None = None) -> RpmHeader:
     name = values.get(NAME)
     if not isinstance(name, str):
         raise RpmDbError("header has no NAME")
-    problems: list[str] = []
-    files = file_list(values.get(BASENAMES), values.get(DIRNAMES), values.get(DIRINDEXES), values.get(OLDFILENAMES),
-                      budget if budget is not None else PathBudget(), problems)
+    files = () if problems else file_list(values.get(BASENAMES), values.get(DIRNAMES), values.get(DIRINDEXES),
+                                          values.get(OLDFILENAMES), budget if budget is not None else PathBudget(),
+                                          problems)
     epoch = values.get(EPOCH)
     return RpmHeader(
         name=name,
@@ -127,6 +133,21 @@ def parse_header(blob: bytes, budget: PathBudget | None = None) -> RpmHeader:
         files=files,
         problems=tuple(problems),
     )
+
+
+def largest_file_tag(blob: bytes) -> int:
+    """The largest entry count among a header blob's file tags, from its index alone: what
+    may be asked of librpm's bindings, which build a Python list of a whole tag at once."""
+    il = struct.unpack_from(">i", blob, 0)[0] if len(blob) >= 8 else 0
+    counts = [struct.unpack_from(">i", blob, 8 + 16 * i + 12)[0] for i in range(min(il, MAX_IL, (len(blob) - 8) // 16))
+              if struct.unpack_from(">i", blob, 8 + 16 * i)[0] in FILE_TAGS]
+    return max(counts, default=0)
+
+
+def too_many_files(count: int) -> str:
+    """The problem line of a header whose file tags are past ``MAX_RPM_HEADER_FILES``."""
+    return str(LimitExceeded("MAX_RPM_HEADER_FILES", limits.MAX_RPM_HEADER_FILES,
+                             f"a file tag of {count:,} entries; the package's files were not read"))
 
 
 def _text(values: dict[int, object], tag: int) -> str | None:

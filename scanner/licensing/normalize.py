@@ -289,7 +289,8 @@ def normalize(raw: str | None, tables: LicenseTables) -> LicenseOutcome:
     """The SPDX meaning of one raw license string."""
     if raw is None or not raw.strip():
         return LicenseOutcome(raw, "NOASSERTION", "none", notes=("no license declared",))
-    text = " ".join(raw.split())
+    # (a LICENSE tag may be 200 MB: white space is collapsed only where that can matter)
+    text = " ".join(raw.split()) if len(raw) <= 16 * MAX_RAW else raw[:MAX_RAW + 1]
     st = _State(tables)
     expr: str | None = None
     tokens = _WORD.findall(text) if len(text) <= MAX_RAW else []

@@ -1,12 +1,12 @@
 """Where a repository's bytes come from: a local folder, or an HTTP(S) URL.
 
 Both are confined to the repository: a local path never leaves the folder (symlinks
-included) and only regular files are opened (never a FIFO or a device), and an HTTP request never leaves the URL prefix given on the command line:
-links on index pages to other hosts, other schemes (``javascript:``, ``file:``, ``data:``)
-or parent folders (``../../``) are skipped and reported, and a redirect that leads outside
-the prefix is refused rather than followed. Every request is counted, so the result can
-say what a run cost (and the tests can check that rpm headers were fetched with range
-requests).
+included) and only regular files are opened (never a FIFO or a device), and an HTTP request
+never leaves the URL prefix given on the command line: links on index pages to other hosts,
+other schemes (``javascript:``, ``file:``, ``data:``) or parent folders (``../../``) are
+skipped and reported, and a redirect that leads outside the prefix is refused rather than
+followed. Every request is counted, so the result can say what a run cost (and the tests
+can check that rpm headers were fetched with range requests).
 """
 
 from __future__ import annotations
