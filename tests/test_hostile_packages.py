@@ -190,6 +190,7 @@ def test_hostile_dpkg_status(tmp_path: Path) -> None:
         "deep": f"/.\n{DEEP_PATH}\n{too_long}\n/usr/bin/deep\n".encode(),
         "good": b"/usr/bin/good\n/usr/share/\xff\n",
         "fifo": b"FIFO",
+        "badarch:am\udcffd64": b"/usr/bin/badarch\n",  # named by the architecture as dpkg wrote it
     })
     folder = str(root)
     for name in DEEP_PATH.split("/")[1:-1]:  # a real folder 1,199 levels deep (os.makedirs recurses)
@@ -220,6 +221,7 @@ def _read_hostile_status(tmp_path: Path, root: Path, too_long: str) -> None:
     assert pk["hello"].purl == "pkg:deb/debian/hello@1.0%FF-1?arch=amd64&distro=debian-12"
     assert any("package hello: Version '1.0\\xff-1': invalid character in version number" in m for m in errs)
     assert pk["badarch"].arch is None and pk["badarch"].purl == "pkg:deb/debian/badarch@1.0?distro=debian-12"
+    assert pk["badarch"].files == ("/usr/bin/badarch",)
     assert "package badarch: Architecture 'am\\xffd64' is not an architecture name; left out" in errs
     assert pk["deep"].files == (DEEP_PATH, "/usr/bin/deep")
     assert messages(db, "/var/lib/dpkg/info/deep.list") == [

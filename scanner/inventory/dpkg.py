@@ -247,11 +247,12 @@ def _package(fs: RootFS, os_release: dict[str, str], status: str, n: int, para: 
     except ValueError as exc:
         epoch = None
         problems.append(f"Version {shown(version)}: {exc}; listed with this version as it is")
+    listed_as = f"{name}:{arch}" if arch and "/" not in arch else name  # the .list dpkg wrote, even so
     if arch is not None and not _ARCH_CHARS.fullmatch(arch):
         problems.append(f"Architecture {shown(arch, 64)} is not an architecture name; left out")
         arch = None
     files: tuple[str, ...] = ()
-    for candidate in (f"{ADMINDIR}/info/{name}:{arch}.list", f"{ADMINDIR}/info/{name}.list"):
+    for candidate in dict.fromkeys((f"{ADMINDIR}/info/{listed_as}.list", f"{ADMINDIR}/info/{name}.list")):
         if fs.is_file(candidate):
             files = _read_list(fs, candidate, budget, errors)
             break
