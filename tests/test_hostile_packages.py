@@ -241,6 +241,20 @@ def _read_hostile_status(tmp_path: Path, root: Path, too_long: str) -> None:
     assert messages(doc, "/var/lib/dpkg/info/fifo.list")
 
 
+def test_status_that_is_a_fifo(tmp_path: Path) -> None:
+    """dpkg's status file as a FIFO: never opened (the scan does not wait for a writer), and
+    the database is an error record rather than absent."""
+    root = dpkg_root(tmp_path / "root", b"")
+    (root / "var/lib/dpkg/status").unlink()
+    os.mkfifo(root / "var/lib/dpkg/status")
+    db = dpkg.read_database(DirectoryRoot(root), DEBIAN)
+    assert db is not None and not db.packages
+    assert messages(db) == ["not a regular file; not read"]
+    code, doc, _ = run_cli("scan", str(root), "-j", "1", out=tmp_path / "out")
+    assert code == 0 and doc is not None
+    assert messages(doc, "/var/lib/dpkg/status") == ["not a regular file; not read"]
+
+
 def test_deep_license_expressions(tmp_path: Path) -> None:
     """1,500 nested parentheses (a DEP-5 ``License:`` line here) were a RecursionError:
     now the license could not be read, which is ``unknown``, never a cleaner outcome;

@@ -175,6 +175,8 @@ def read_database(fs: RootFS, os_release: dict[str, str], memo: Any = None) -> P
     the diversions are unchanged."""
     status = f"{ADMINDIR}/status"
     if not fs.is_file(status):
+        if fs.exists(status):  # a FIFO, a device, a folder: never opened, and said
+            return _unreadable(status, "not a regular file; not read")
         return None
     if memo is not None:
         try:
@@ -185,10 +187,18 @@ def read_database(fs: RootFS, os_release: dict[str, str], memo: Any = None) -> P
         hit = memo.memo_get("dpkg", status, st, fp, lambda v: database_from_memo(v, "dpkg", status, "dpkg-status"))
         if hit is not None:
             return hit
-    db = _read_database(fs, os_release, status)
+    try:
+        db = _read_database(fs, os_release, status)
+    except Exception as exc:  # noqa: BLE001 - the database's failure is its error record, not the scan's
+        return _unreadable(status, f"cannot be read ({type(exc).__name__}: {exc})")
     if memo is not None:
         memo.memo_put("dpkg", status, st, database_to_memo(db), fp)
     return db
+
+
+def _unreadable(status: str, why: str) -> PackageDatabase:
+    """A dpkg database that could not be read at all: no packages, one record saying why."""
+    return PackageDatabase("dpkg", status, "dpkg-status", "python-debian", (), (ErrorRecord(status, "inventory", why),))
 
 
 def _read_database(fs: RootFS, os_release: dict[str, str], status: str) -> PackageDatabase:
@@ -196,8 +206,7 @@ def _read_database(fs: RootFS, os_release: dict[str, str], status: str) -> Packa
     try:
         data = fs.read(status, limits.MAX_DPKG_STATUS_BYTES + 1)
     except OSError as exc:
-        return PackageDatabase("dpkg", status, "dpkg-status", "python-debian", (),
-                               (ErrorRecord(status, "inventory", f"cannot read: {exc.strerror or exc}"),))
+        return _unreadable(status, f"cannot read: {exc.strerror or exc}")
     if len(data) > limits.MAX_DPKG_STATUS_BYTES:
         data = data[:data.rfind(b"\n\n") + 1]  # whole paragraphs only
         errors.append(ErrorRecord(status, "inventory", str(LimitExceeded(
