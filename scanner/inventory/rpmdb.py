@@ -248,12 +248,15 @@ def _read(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[st
                 except Exception as exc:  # noqa: BLE001 - one package's failure is its own error record
                     problems.append(_why(exc))
                 errors.extend(f"package {shown(h.name, 100)}: {m}" for m in problems)
+            failed = sum(1 for m in errors if m.startswith("package header "))  # each has its own record
             if use_librpm:
                 stored = _stored_headers(tmp, backend, fname)
-                skipped = stored - read if stored is not None and stored > read else 0
+                skipped = stored - read - failed if stored is not None and stored > read + failed else 0
                 if skipped:
                     errors.append(f"librpm read {read:,} of the {stored:,} package headers stored; "
                                   f"{skipped:,} could not be read")
+            elif failed:
+                errors.append(f"{failed:,} of the {read + failed:,} package headers stored could not be read")
         except OSError as exc:
             errors.append(f"cannot read: {exc.strerror or exc}")
         except Exception as exc:  # noqa: BLE001 - the database stops here; what was read is kept
