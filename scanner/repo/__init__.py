@@ -113,8 +113,7 @@ def _from_files(source: Source, want_files: bool, info: dict[str, Any],
     rels = list(source.packages())
     readers: Counter[str] = Counter()
 
-    def one(rel: str) -> tuple[RpmHeader, list[str]] | ErrorRecord:
-        problems: list[str] = []
+    def one(rel: str) -> RpmHeader | ErrorRecord:
         try:
             h, reader = rpmfile.read_header(source, rel, PathBudget())
         except (RepoError, OSError) as exc:
@@ -122,7 +121,7 @@ def _from_files(source: Source, want_files: bool, info: dict[str, Any],
         except Exception as exc:  # noqa: BLE001 - one file's failure is its own error record
             return ErrorRecord(rel, "inventory", f"rpm file: cannot be read ({type(exc).__name__}: {exc})")
         readers[reader] += 1
-        return h, problems
+        return h
 
     threads = FETCH_THREADS if isinstance(source, HttpSource) else 1
     with ThreadPoolExecutor(threads) as pool:
@@ -133,8 +132,7 @@ def _from_files(source: Source, want_files: bool, info: dict[str, Any],
         if isinstance(r, ErrorRecord):
             errors.append(r)
             continue
-        h, problems = r
-        problems.extend(h.problems)
+        h, problems = r, list(r.problems)
         files = budget.paths((("", f) for f in h.files), problems) if want_files else ()
         try:
             out.append(_package(source, h.name, h.epoch, h.version, h.release, h.arch, h.license, h.vendor,
