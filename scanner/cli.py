@@ -26,7 +26,9 @@ import click
 from scanner import __version__
 from scanner import result as resultmod
 from scanner.inventory.cache import default_path as census_cache_path
-from scanner.checks import FAIL_ON, SEV_RANK, SEVERITIES, PolicyError, effective_rules, load_policy, load_rules
+from scanner.checks import (
+    FAIL_ON, FAILING_STATES, SEV_RANK, SEVERITIES, PolicyError, effective_rules, load_policy, load_rules,
+)
 from scanner.reports import FORMATS, parse_formats, write_reports
 from scanner.scan import ScanOptions, scan as run_scan
 from scanner.target import IMAGE_BACKENDS, TargetError, open_target
@@ -748,10 +750,9 @@ def print_summary(doc: dict[str, Any], dest: Path, seconds: float, console: "Con
                       highlight=False)
     if len(doc["unresolved"]) > 10:
         console.print(f"  ... {len(doc['unresolved']) - 10} more unresolved sonames in the result")
-    fails = [f for f in doc.get("findings", []) if f["state"] == "fail"]
-    by_sev = {s: 0 for s in ("critical", "high", "medium", "low")}
-    for f in fails:
-        by_sev[f["severity"]] = by_sev.get(f["severity"], 0) + 1
+    fails = [f for f in doc.get("findings", []) if f["state"] in FAILING_STATES]
+    counted = s.get("findings", {})
+    by_sev = {sev: counted.get(sev, 0) for sev in ("critical", "high", "medium", "low")}
     lic = s.get("licenses", {})
     if lic:
         console.print(f"  licenses: {markup(lic.get('exact', 0))} exact SPDX, {markup(lic.get('guess', 0))} guessed, "
@@ -761,8 +762,9 @@ def print_summary(doc: dict[str, Any], dest: Path, seconds: float, console: "Con
                   + f" failing; {markup(s.get('waived', 0))} waived", highlight=False)
     worst = sorted(fails, key=lambda f: -SEV_RANK[f["severity"]])[:5]
     for f in worst:
-        console.print(visible(f"  [{f['severity']}] {f['rule']} {f['subject']}: {f['title']}"), highlight=False,
-                      markup=False)
+        unjudged = " (could not be judged: counts as failing)" if f["state"] == "error" else ""
+        console.print(visible(f"  [{f['severity']}] {f['rule']} {f['subject']}: {f['title']}") + unjudged,
+                      highlight=False, markup=False)
     policy = doc.get("policy", {})
     color = "red" if policy.get("verdict") == "fail" else "green"
     console.print(f"verdict: [bold {color}]{markup(str(policy.get('verdict', 'pass')).upper())}[/] "

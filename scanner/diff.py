@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner import __version__
-from scanner.checks import SEV_RANK
+from scanner.checks import FAILING_STATES, SEV_RANK
 from scanner.textsafe import visible_tree
 
 SCHEMA_ID = "flightcheck/diff/1"
@@ -258,7 +258,7 @@ def _finding_index(doc: dict[str, Any]) -> dict[tuple[str, Any], dict[str, Any]]
     for f in doc.get("findings", []) or []:
         subject = f.get("subject")
         key = (str(f.get("rule")), ("package", *pkgs[subject]) if subject in pkgs else subject)
-        if key not in out or f.get("state") == "fail":
+        if key not in out or f.get("state") in FAILING_STATES:
             out[key] = f
     return out
 
@@ -285,12 +285,12 @@ def _diff_findings(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[d
         b, a = before.get(key), after.get(key)
         was = b.get("state") if b else None
         now = a.get("state") if a else None
-        if now == "fail":
-            out["still_failing" if was == "fail" else "new"].append(_finding_row(a, b, a))
+        if now in FAILING_STATES:
+            out["still_failing" if was in FAILING_STATES else "new"].append(_finding_row(a, b, a))
         elif now == "waived":
             if was != "waived":
                 out["newly_waived"].append(_finding_row(a, b, a))
-        elif was == "fail":
+        elif was in FAILING_STATES:
             out["fixed"].append(_finding_row(b, b, a))
     return {k: _sort_findings(v) for k, v in out.items()}
 
@@ -314,7 +314,7 @@ def _side(doc: dict[str, Any], label: str | None) -> dict[str, Any]:
             "started": scan.get("started"), "finished": scan.get("finished"),
             "verdict": (doc.get("policy") or {}).get("verdict"), "fail_on": (doc.get("policy") or {}).get("fail_on"),
             "packages": len(doc.get("packages") or []), "elves": len(doc.get("elves") or []),
-            "failing": sum(1 for f in doc.get("findings") or [] if f.get("state") == "fail")}
+            "failing": sum(1 for f in doc.get("findings") or [] if f.get("state") in FAILING_STATES)}
     if t.get("domain"):
         side["domain"] = t["domain"].get("name")
     if t.get("repository"):

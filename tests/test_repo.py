@@ -180,8 +180,10 @@ def test_three_ways_give_the_same_inventory(repos: Path, manifest: list[dict], n
     failing = {(f["rule"], f["subject"]) for f in by_repodata["findings"] if f["state"] == "fail"}
     assert ("FC-LIC-001", "rpm/agpl-server-3.1-2.noarch") in failing
     assert by_repodata["policy"]["verdict"] == "fail"
+    # package rules only, and FC-ERR-001: an unreadable .rpm or metadata file reaches the gate
     assert {r["id"] for r in by_repodata["rules"]} <= {"FC-LIC-001", "FC-LIC-002", "FC-LIC-004", "FC-LIC-005",
-                                                       "FC-LIC-006"}
+                                                       "FC-LIC-006", "FC-ERR-001"}
+    assert [f["state"] for f in by_repodata["findings"] if f["rule"] == "FC-ERR-001"] == ["pass"]
 
 
 def test_headers_come_by_range_requests(repos: Path, nginx: tuple[str, Path]) -> None:

@@ -40,7 +40,8 @@ from scanner.repo.sources import HttpSource, RepoError, Source, open_source
 __all__ = ["REPO_CHECKS", "RepoError", "RepoOptions", "inventory"]
 
 #: the checks that judge packages alone (the others need a system: ELF files, /boot, /etc)
-REPO_CHECKS = frozenset({"license-denied", "license-review", "license-unknown", "license-guessed", "license-none"})
+REPO_CHECKS = frozenset({"license-denied", "license-review", "license-unknown", "license-guessed", "license-none",
+                         "scan-errors"})
 FETCH_THREADS = 8  # rpm headers over HTTP: latency-bound, so several at a time
 
 
@@ -204,6 +205,6 @@ def inventory(spec: str, options: RepoOptions = RepoOptions()) -> dict[str, Any]
                                             "fail_on": options.fail_on})
     doc = resultmod.build(target, scan_info, Census((), (), 0), Linkage({}, (), "none"), [db], {}, licenses, {})
     del licenses, packages, db
-    findings = evaluate(CheckContext([], doc["packages"], [], policy, None), rules, waivers)
+    findings = evaluate(CheckContext([], doc["packages"], [], policy, None, errors=doc["errors"]), rules, waivers)
     return resultmod.add_findings(doc, rules, findings, policy, options.fail_on,
                                   str(options.waivers) if options.waivers else None)

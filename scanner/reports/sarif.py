@@ -21,9 +21,10 @@ from urllib.parse import quote
 from scanner.textsafe import json_dumps, visible_tree
 
 LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
-#: flightcheck states -> SARIF result.kind (a waived finding is a suppressed fail)
+#: flightcheck states -> SARIF result.kind (a waived finding is a suppressed fail; an error,
+#: a rule that could not judge the target, is an open failure at its severity: fail closed)
 KIND = {"fail": "fail", "waived": "fail", "pass": "pass", "notapplicable": "notApplicable",
-        "error": "review", "informational": "informational"}
+        "error": "fail", "informational": "informational"}
 SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0", "info": "0.0"}
 
 
@@ -53,7 +54,8 @@ def to_sarif(doc: dict[str, Any]) -> dict[str, Any]:
             "level": LEVEL[f["severity"]] if kind == "fail" else "none",
             "message": {"text": f["message"]},
             "partialFingerprints": {"flightcheck/v1": f["id"]},
-            "properties": {"severity": f["severity"], "subject": f["subject"], "evidence": f["evidence"]},
+            "properties": {"severity": f["severity"], "state": f["state"], "subject": f["subject"],
+                           "evidence": f["evidence"]},
         }
         if f["rule"] in index:
             res["ruleIndex"] = index[f["rule"]]
