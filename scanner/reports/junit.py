@@ -26,18 +26,20 @@ def to_junit(doc: dict[str, Any]) -> JUnitXml:
     by_rule: dict[str, list[dict[str, Any]]] = {}
     for f in findings:
         by_rule.setdefault(f["rule"], []).append(f)
-    suites: dict[str, TestSuite] = {}
+    # cases are gathered per suite and added at once: junitparser recounts a suite's
+    # statistics on every add_testcase, quadratic in its size (20,000 packages took minutes)
+    suites: dict[str, tuple[TestSuite, list[TestCase]]] = {}
     rules = {visible(r["id"]): visible_tree(r) for r in doc.get("rules", [])}
     for f_rule in by_rule:
         rules.setdefault(f_rule, {"id": f_rule, "family": "flightcheck", "title": f_rule, "enabled": True})
     for rid, rule in rules.items():
         if not rule.get("enabled", True):
             continue
-        suite = suites.setdefault(rule["family"], TestSuite(f"flightcheck.{rule['family']}"))
+        family = rule["family"]
+        cases = suites.setdefault(family, (TestSuite(f"flightcheck.{family}"), []))[1]
         found = by_rule.get(rid, [])
         if not found:
-            case = TestCase(f"{rid}: no findings", classname=f"flightcheck.{rid}")
-            suite.add_testcase(case)
+            cases.append(TestCase(f"{rid}: no findings", classname=f"flightcheck.{rid}"))
             continue
         for f in found:
             case = TestCase(f"{rid}: {f['subject']}", classname=f"flightcheck.{rid}")
@@ -53,9 +55,10 @@ def to_junit(doc: dict[str, Any]) -> JUnitXml:
                 failure = Failure(f["message"], f"{f['severity']}")
                 failure.text = f"rule: {rid} ({rule.get('title', '')})\nseverity: {f['severity']}\nsubject: {f['subject']}"
                 case.result = [failure]
-            suite.add_testcase(case)
+            cases.append(case)
     xml_doc = JUnitXml("flightcheck")
-    for suite in suites.values():
+    for suite, cases in suites.values():
+        suite.add_testcases(cases)
         xml_doc.add_testsuite(suite)
     _xml_safe(xml_doc)
     return xml_doc
