@@ -59,3 +59,20 @@ def test_undecodable_names_stay_valid_json(tmp_path: Path, rpmroot: Path) -> Non
     assert elf["path"] == "/usr/bin/caf\\xe9-\\xff"
     dest = resultmod.write(doc, tmp_path / "out")
     dest.read_bytes().decode("utf-8")  # strict UTF-8
+
+
+def test_undecodable_bytes_in_options_and_target_facts(rpmroot: Path, tmp_path: Path) -> None:
+    """An option or a target fact holding a byte that is not UTF-8 (a --path or --exclude
+    naming a guest file by its raw bytes) is written in the visible spelling: result.json
+    stays strict UTF-8 JSON instead of the scan failing when it is written."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    argv = [sys.executable.encode(), b"-m", b"scanner", b"scan", str(rpmroot).encode(), b"-o", str(out).encode(),
+            b"--no-progress", b"--fail-on", b"never", b"--exclude", b"/x\xff*", b"--path", b"/usr/bin/\xfe"]
+    run = subprocess.run(argv, capture_output=True)
+    assert run.returncode == 0, run.stderr.decode(errors="replace")
+    doc = json.loads((out / "result.json").read_bytes().decode("utf-8", errors="strict"))
+    assert doc["scan"]["options"]["exclude"] == ["/x\\xff*"]
+    assert doc["scan"]["options"]["paths"] == ["/usr/bin/\\xfe"]

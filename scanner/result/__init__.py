@@ -143,7 +143,7 @@ def package_to_json(p: Package, lic: PackageLicense | None = None) -> dict[str, 
         "epoch": p.epoch,
         "version": text(p.version),
         "release": text(p.release) if p.release is not None else None,
-        "arch": p.arch,
+        "arch": text(p.arch) if p.arch is not None else None,
         "source": text(p.source) if p.source is not None else None,
         "vendor": text(p.vendor) if p.vendor is not None else None,
         "license_raw": text(raw) if raw is not None else None,
@@ -196,31 +196,31 @@ def build(target: TargetInfo, scan: ScanInfo, census: Census, linkage: Linkage,
             "started": scan.started,
             "finished": scan.finished,
             "duration_seconds": round(scan.duration_seconds, 3),
-            "options": scan.options,
+            "options": _jsonable(scan.options),
             **({"timings": {k: round(v, 3) for k, v in scan.timings.items()}} if scan.timings else {}),
         },
         "target": {
             "kind": target.kind,
             "root": text(target.root),
             "os": {k: text(v) for k, v in target.os.items()},
-            "machine": target.machine,
+            "machine": _jsonable(target.machine),
             "loader": {
-                "cache": linkage.cache,
+                "cache": _jsonable(linkage.cache),
                 "interpreters": [
                     {
                         "path": text(c.interpreter),
                         "flavour": c.flavour,
                         "system_dirs": [text(d) for d in c.system_dirs],
                         "system_dirs_from": c.source,
-                        "lib": c.lib,
-                        "platform": c.platform,
+                        "lib": _jsonable(c.lib),
+                        "platform": _jsonable(c.platform),
                     }
                     for c in linkage.loaders
                 ],
             },
-            **({"image": target.image} if target.image else {}),
-            **({"domain": target.domain} if target.domain else {}),
-            **({"repository": target.repository} if target.repository else {}),
+            **({"image": _jsonable(target.image)} if target.image else {}),
+            **({"domain": _jsonable(target.domain)} if target.domain else {}),
+            **({"repository": _jsonable(target.repository)} if target.repository else {}),
         },
         "summary": {
             "files": census.files,
@@ -282,7 +282,7 @@ def add_findings(doc: dict[str, Any], rules: Sequence[Rule], findings: Sequence[
 
 def _jsonable(v: Any) -> Any:
     if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
+        return {text(str(k)): _jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
         return [_jsonable(x) for x in v]
     if isinstance(v, str):
