@@ -11,6 +11,7 @@ and never a raw control character, and every report must parse.
 from __future__ import annotations
 
 import gzip
+import html
 import json
 import os
 import shutil
@@ -154,6 +155,17 @@ def test_junit_parses_and_carries_the_visible_spelling(scanned: dict[str, Any]) 
     assert body is not None and body.text is not None
     assert f"subject: {visible(hostile_path)}" in body.text
     assert visible(hostile_path) in (body.get("message") or "")
+
+
+def test_html_report_shows_the_visible_spelling(scanned: dict[str, Any]) -> None:
+    """Jinja's autoescape leaves control characters and bidi overrides as they are: the
+    report shows every target string as the terminal does, inside the tree data too."""
+    raw = (scanned["out"] / "report.html").read_bytes()
+    assert_no_raw_controls(raw)
+    page = raw.decode("utf-8")
+    hostile_path = "/usr/bin/" + json_spelling(HOSTILE_NAME)
+    assert html.escape(visible(hostile_path), quote=False) in page
+    assert "\\x1b[2J\\x1b[H\\x1b[32mP" in page or "\\x1b[2J" in page
 
 
 def test_sarif_is_valid_and_its_uris_decode_to_the_result_spelling(scanned: dict[str, Any]) -> None:

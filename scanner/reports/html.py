@@ -3,7 +3,11 @@
 The HTML is one self-contained file: CSS, JavaScript, the SVG charts and the data for the
 dependency trees are inline, and a Content-Security-Policy forbids any request, so it
 works offline and as a CI artifact. Every string from the target goes through Jinja2's
-autoescape; the JSON embedded for the trees is escaped for a ``<script>`` element.
+autoescape, and before that through :func:`scanner.textsafe.visible` (every expression's
+value, by the environment's ``finalize``): autoescape leaves control characters, bidi
+overrides and undecodable bytes as they are, and a report must show a name as every other
+output spells it. The JSON embedded for the trees is made of visible strings and escaped for
+a ``<script>`` element.
 
 The PDF is the same template rendered with ``print`` on and ``print.css`` added, by
 weasyprint: a cover page, a table of contents with page numbers (``target-counter``),
@@ -22,6 +26,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescap
 from scanner.checks import FAILING_STATES, SEV_RANK, SEVERITIES, STATES
 from scanner.licensing.categories import ORDER as CATEGORY_ORDER, RANK as CATEGORY_RANK
 from scanner.resources import content_dir
+from scanner.textsafe import visible, visible_tree
 
 SECTIONS = (("summary", "Summary"), ("findings", "Findings"), ("packages", "Packages and licenses"),
             ("executables", "Executables and the licenses they link"),
@@ -115,19 +120,28 @@ def context(doc: dict[str, Any], *, print_: bool, folders: list[Path]) -> dict[s
         "unowned": [e for e in doc["elves"] if e.get("owner") is None and e["type"] != "debuginfo"],
         "severity_chart": bar_chart([(s, n, SEV_COLORS[s]) for s, n in failing.items()]),
         "category_chart": bar_chart([(c, cats.get(c, 0), CAT_COLORS[c]) for c in CATEGORY_ORDER]),
-        "graph_json": _script_json(graph),
+        "graph_json": _script_json(visible_tree(graph)),
         "css": _asset(folders, "report.css"),
         "print_css": _asset(folders, "print.css"),
         "js": _asset(folders, "report.js"),
     }
 
 
+def _finalize(value: Any) -> Any:
+    """Every plain string a template prints, in the visible spelling (markup the code made
+    itself, such as the SVG charts and ``tojson``'s output, is left as it is)."""
+    return visible(value) if type(value) is str else value
+
+
+def _environment(folders: list[Path]) -> Environment:
+    return Environment(loader=ChoiceLoader([FileSystemLoader(str(f)) for f in folders]),
+                       autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
+                       trim_blocks=True, lstrip_blocks=True, finalize=_finalize)
+
+
 def render(doc: dict[str, Any], *, print_: bool = False, template_dir: Path | None = None) -> str:
     folders = _folders(template_dir)
-    env = Environment(loader=ChoiceLoader([FileSystemLoader(str(f)) for f in folders]),
-                      autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
-                      trim_blocks=True, lstrip_blocks=True)
-    return env.get_template("report.html.j2").render(**context(doc, print_=print_, folders=folders))
+    return _environment(folders).get_template("report.html.j2").render(**context(doc, print_=print_, folders=folders))
 
 
 def write_html(doc: dict[str, Any], dest: Path, template_dir: Path | None = None) -> None:
@@ -145,8 +159,5 @@ def render_fleet(guests: list[dict[str, Any]], connect: str | None, verdict: str
     """The fleet report of ``scan --all-domains``: one row per guest, linking to its own
     report; it fails when any guest fails."""
     folders = _folders(template_dir)
-    env = Environment(loader=ChoiceLoader([FileSystemLoader(str(f)) for f in folders]),
-                      autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
-                      trim_blocks=True, lstrip_blocks=True)
-    return env.get_template("fleet.html.j2").render(guests=guests, connect=connect, verdict=verdict,
+    return _environment(folders).get_template("fleet.html.j2").render(guests=guests, connect=connect, verdict=verdict,
                                                     css=_asset(folders, "report.css"))
