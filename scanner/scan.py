@@ -4,6 +4,7 @@ before it."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from collections import Counter
@@ -19,10 +20,15 @@ from scanner import result as resultmod
 from scanner.checks import CheckContext, Policy, effective_rules, evaluate, load_policy, load_rules, load_waivers
 from scanner.inventory import census_file, dpkg, rpmdb, take_census
 from scanner.inventory.cache import CensusCache
-from scanner.inventory.census import Progress, census_paths
+from scanner.inventory.census import Census, Progress, census_paths
 from scanner.inventory.osrelease import read_os_release
 from scanner.inventory.packages import OwnershipIndex, PackageDatabase
-from scanner.licensing import PackageLicense, license_closures, license_packages, load_tables
+from scanner.licensing import (
+    PackageLicense,
+    license_closures,
+    license_packages,
+    load_tables,
+)
 from scanner.linkage.loader import resolve_all
 from scanner.target import DirectoryRoot, RootFS
 
@@ -90,6 +96,7 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
         )
         timings["census"] = time.monotonic() - mark
         os_release, databases, ownership, pkg_licenses, timings["packages"] = packages[0].result()
+    census = _with_target_errors(fs, census)
     mark = time.monotonic()
     if cache is not None:
         cache.commit(prune=tuple(options.paths) == ("/",) and not options.exclude)
@@ -145,6 +152,20 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
     doc["scan"].setdefault("timings", {})["checks"] = round(time.monotonic() - mark, 3)
     return resultmod.add_findings(doc, rules, findings, policy, options.fail_on,
                                   str(options.waivers) if options.waivers else None)
+
+
+def _with_target_errors(fs: RootFS, census: Census) -> Census:
+    """The census with what the target itself could not read (a disk image's partitions,
+    volumes, fstab mounts, damaged file-system metadata: ``fs.target_errors()``) added as
+    error records, so that they reach ``errors`` and FC-ERR-001 like any unread file.
+    Damage a census walk already reported (``cannot walk: ...``) is not repeated."""
+    extra = getattr(fs, "target_errors", None)
+    records = list(extra()) if extra is not None else []
+    if not records:
+        return census
+    seen = {(e.path, e.message.removeprefix("cannot walk: ")) for e in census.errors if e.stage == "target"}
+    new = [e for e in records if (e.path, e.message) not in seen]
+    return dataclasses.replace(census, errors=(*census.errors, *new)) if new else census
 
 
 Packages = tuple[dict[str, str], list[PackageDatabase], OwnershipIndex, dict[str, PackageLicense], float]

@@ -28,6 +28,7 @@ import mmap
 import os
 import posixpath
 import stat as statmod
+import struct
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from scanner import limits
+from scanner.errors import ErrorRecord
 from scanner.limits import LimitExceeded
 from scanner.target.base import RootFS, TargetError, normpath, require_regular
 from scanner.target.qcow2 import (COMPRESSED, L2_OFFSET, ZERO, BackingPolicy, Layer, PlainQcow2, backing_chain, be_u64,
@@ -88,6 +90,8 @@ class FileSystem:
     where: str  # disk image and partition, for people
     partuuid: str | None = None
     devnames: tuple[str, ...] = ()  # the guest's device names, for LVM volumes
+    damage: tuple[str, ...] = ()  # what the file system's own checksums say is damaged
+    checks: ExtChecks | None = None  # ext4 metadata checksums, when the file system has them
 
 
 def _open_container(path: Path, policy: BackingPolicy) -> BinaryIO:
@@ -115,7 +119,7 @@ def _qcow2_chain(layers: list[Layer]) -> BinaryIO:
     opens a file by a name the image holds."""
     from dissect.hypervisor.disk.qcow2 import QCow2
 
-    backing: BinaryIO | None = None
+    backing: Any = None
     for layer in reversed(layers):
         if layer.fmt == "raw":
             backing = layer.fh
@@ -124,9 +128,54 @@ def _qcow2_chain(layers: list[Layer]) -> BinaryIO:
         if why:
             raise TargetError(f"cannot read image {layer.path}: {why}")
         layer.fh.seek(0)
+        if backing is not None:
+            backing = _ZeroPadded(backing, layer.size)
         backing = QCow2(layer.fh, backing_file=backing, allow_no_backing_file=backing is None).open()
     assert backing is not None
     return backing
+
+
+class _ZeroPadded(io.RawIOBase):
+    """A backing layer as its overlay sees it: ``size`` bytes, zeros past the layer's own
+    end (as QEMU reads a backing file shorter than the disk). Without it a read that
+    crosses the end comes up short, and a directory block read there looks cut off."""
+
+    def __init__(self, inner: Any, size: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.size = size
+        self.inner_size = inner.seek(0, io.SEEK_END)
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = offset if whence == 0 else self.pos + offset if whence == 1 else self.size + offset
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def read(self, n: int = -1) -> bytes:
+        end = self.size if n is None or n < 0 else min(self.size, self.pos + n)
+        if end <= self.pos:
+            return b""
+        data = b""
+        if self.pos < self.inner_size:
+            self.inner.seek(self.pos)
+            data = self.inner.read(min(end, self.inner_size) - self.pos)
+        data += bytes(end - self.pos - len(data))
+        self.pos = end
+        return data
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
 
 
 def _vmdk(path: Path, fh: BinaryIO) -> BinaryIO:
@@ -165,7 +214,9 @@ def _filesystem(stream: BinaryIO, where: str, partuuid: str | None = None) -> Fi
         sb = getattr(fs, "sb", None)
         uuid = str(getattr(fs, "uuid", "") or "") or None
         label = getattr(fs, "volume_name", None) or (sb.s_volume_name.rstrip(b"\0").decode() if sb is not None else None)
-        return FileSystem("ext", fs, uuid, label or None, where, partuuid)
+        checks = ExtChecks.of(fs)
+        return FileSystem("ext", fs, uuid, label or None, where, partuuid,
+                          damage=tuple(checks.damage_at_open()) if checks else (), checks=checks)
     stream.seek(0)
     if stream.read(4) == b"XFSB":
         from dissect.xfs import XFS
@@ -180,6 +231,199 @@ def _filesystem(stream: BinaryIO, where: str, partuuid: str | None = None) -> Fi
     return None
 
 
+# ---- ext4's own consistency checks ----------------------------------------------------------
+# dissect.extfs reads what it finds: a flipped bit in an inode, a directory block or a group
+# descriptor is read as if it were data, and a directory entry it cannot parse ends the
+# listing with a log line nobody sees (the rest of the folder is silently gone). The
+# kernel checks what ext4 lets it check; so does flightcheck, and every failure is an
+# error of the path (an inode, a listing) or of the file system (superblock, descriptors).
+
+_EXT4_RO_COMPAT_METADATA_CSUM = 0x0400
+_EXT4_INCOMPAT_CSUM_SEED = 0x2000
+_DIRENT_TAIL = 12  # struct ext4_dir_entry_tail at the end of a leaf block (metadata_csum)
+
+
+def _crc(seed: int, data: bytes) -> int:
+    """ext4's ``ext4_chksum``: crc32c from ``seed``, without the final inversion."""
+    from dissect.util.hash.crc32c import crc32c
+
+    return crc32c(data, seed ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
+
+
+class ExtChecks:
+    """The metadata checksums of one ext4 file system (``metadata_csum``): superblock,
+    group descriptors, inodes and directory leaf blocks, verified as the kernel verifies
+    them before it trusts one."""
+
+    def __init__(self, ext: Any, raw_sb: bytes) -> None:
+        self.ext = ext
+        self.sb = raw_sb
+        incompat = struct.unpack_from("<I", raw_sb, 0x60)[0]
+        if incompat & _EXT4_INCOMPAT_CSUM_SEED:
+            self.seed = struct.unpack_from("<I", raw_sb, 0x270)[0]
+        else:
+            self.seed = _crc(0xFFFFFFFF, raw_sb[0x68:0x78])
+        self.inode_size = int(ext.sb.s_inode_size) or 128
+        from dissect.extfs.c_ext import c_ext
+
+        self.wide_descriptors = ext._group_desc_struct == c_ext.ext4_group_desc
+        self.bad_inodes: dict[int, str] = {}
+        self.good_inodes: set[int] = set()
+
+    @classmethod
+    def of(cls, ext: Any) -> ExtChecks | None:
+        """The checks of ``ext`` when it has metadata checksums (ext4 since e2fsprogs 1.43)."""
+        ext.fh.seek(1024)
+        raw = ext.fh.read(1024)
+        if len(raw) != 1024 or not struct.unpack_from("<I", raw, 0x64)[0] & _EXT4_RO_COMPAT_METADATA_CSUM:
+            return None
+        return cls(ext, raw)
+
+    def damage_at_open(self) -> Iterator[str]:
+        """The superblock's checksum, then every group descriptor's."""
+        if _crc(0xFFFFFFFF, self.sb[:0x3FC]) != struct.unpack_from("<I", self.sb, 0x3FC)[0]:
+            yield "ext4 superblock checksum mismatch (a damaged superblock: its counts and offsets are not trusted)"
+        ext = self.ext
+        size = int(ext._group_desc_size)
+        count = int(ext.groups_count)
+        if not 0 < size <= 1024 or count > limits.MAX_IMAGE_READ_BYTES // size:
+            yield f"ext4 group descriptors unreadable ({count:,} groups of {size} bytes)"
+            return
+        ext.fh.seek(int(ext.groups_offset))
+        table = ext.fh.read(count * size)
+        bad = []
+        for group in range(count):
+            desc = table[group * size:(group + 1) * size]
+            if len(desc) < size:
+                yield f"ext4 group descriptor table cut short at group {group}"
+                return
+            want = struct.unpack_from("<H", desc, 0x1E)[0]
+            got = _crc(_crc(self.seed, struct.pack("<I", group)), desc[:0x1E] + b"\0\0" + desc[0x20:]) & 0xFFFF
+            if got != want:
+                bad.append(group)
+        if bad:
+            yield (f"ext4 group descriptor checksum mismatch in {len(bad)} group(s) (first {bad[0]}): the inodes of "
+                   "those groups are read where a damaged descriptor says they are")
+
+    def inode(self, inum: int) -> str | None:
+        """Why inode ``inum`` is not to be trusted (its checksum), or None."""
+        if inum in self.good_inodes:
+            return None
+        if inum in self.bad_inodes:
+            return self.bad_inodes[inum]
+        ext = self.ext
+        group, index = divmod(inum - 1, int(ext.sb.s_inodes_per_group))
+        desc = ext._read_group_desc(group)
+        table = int(desc.bg_inode_table_lo)
+        if self.wide_descriptors:
+            table |= int(desc.bg_inode_table_hi) << 32
+        ext.fh.seek(table * int(ext.block_size) + index * self.inode_size)
+        raw = ext.fh.read(self.inode_size)
+        why = None
+        if len(raw) != self.inode_size:
+            why = f"inode {inum} lies past the end of the file system"
+        else:
+            want = struct.unpack_from("<H", raw, 0x7C)[0]
+            body = raw[:0x7C] + b"\0\0" + raw[0x7E:]
+            wide = self.inode_size > 128 and 0x84 <= 128 + struct.unpack_from("<H", raw, 0x80)[0]
+            if wide:
+                want |= struct.unpack_from("<H", raw, 0x82)[0] << 16
+                body = body[:0x82] + b"\0\0" + body[0x84:]
+            csum = _crc(_crc(self.seed, struct.pack("<I", inum)), raw[0x64:0x68])
+            got = _crc(csum, body)
+            if (got if wide else got & 0xFFFF) != want:
+                why = f"inode {inum} checksum mismatch (a damaged inode: its type, size and blocks are not trusted)"
+        if why is None:
+            self.good_inodes.add(inum)
+        else:
+            self.bad_inodes[inum] = why
+        return why
+
+    def dirblock(self, inum: int, generation: int, block: bytes) -> bool | None:
+        """Whether a directory leaf block's checksum matches (None: no tail, so an htree
+        node or a block without one)."""
+        tail = block[-_DIRENT_TAIL:]
+        if len(block) < _DIRENT_TAIL or tail[:8] != b"\0\0\0\0\x0c\0\0\xde":
+            return None
+        csum = _crc(_crc(self.seed, struct.pack("<I", inum)), struct.pack("<I", generation))
+        return _crc(csum, block[:-_DIRENT_TAIL]) == struct.unpack_from("<I", tail, 8)[0]
+
+
+def _ext_entries(fs: FileSystem, node: Any, damage: list[str]) -> Iterator[Any]:
+    """The entries of an ext2/3/4 directory, read block by block as the kernel reads them
+    (entries never cross a block): a malformed entry ends its block, not the folder; a
+    block whose checksum fails, a hole, an entry naming an inode out of range each add
+    one line to ``damage``. dissect's own ``iterdir`` stops at the first bad entry and
+    only logs it."""
+    from dissect.extfs.c_ext import FILETYPES
+
+    ext = fs.fs
+    bs = int(ext.block_size)
+    size = int(node.size or 0)
+    if size > limits.MAX_IMAGE_READ_BYTES:
+        raise LimitExceeded("MAX_IMAGE_READ_BYTES", limits.MAX_IMAGE_READ_BYTES, f"a directory of {size:,} bytes")
+    if size % bs:
+        damage.append(f"directory size {size:,} is not a multiple of the block size {bs}")
+    typed = bool(ext.sb.s_feature_incompat & 0x2)  # filetype: ext2_dir_entry_2
+    inodes = int(ext.sb.s_inodes_count)
+    generation = int(node.inode.i_generation)
+    runs = node.dataruns()
+    stream = node.open()
+    at = 0
+    zeroed = 0
+    for blockno, count in runs:
+        for i in range(int(count)):
+            pos = (at + i) * bs
+            if pos >= size:
+                break
+            if blockno is None:
+                damage.append(f"a hole in the directory at offset {pos:#x} (no block where entries must be)")
+                continue
+            stream.seek(pos)
+            block = stream.read(bs)
+            if len(block) != bs:
+                damage.append(f"directory block at offset {pos:#x} lies past the end of the image")
+                return
+            if not block.strip(b"\0"):
+                zeroed += 1
+                continue
+            if fs.checks is not None and fs.checks.dirblock(int(node.inum), generation, block) is False:
+                damage.append(f"directory block at offset {pos:#x}: checksum mismatch (entries read from it may be "
+                              "wrong)")
+            yield from _ext_block(block, pos, bs, typed, inodes, ext, FILETYPES, damage)
+        at += int(count)
+    if zeroed:
+        damage.append(f"{zeroed} directory block(s) read as zeros (unallocated in the image, or wiped): their "
+                      "entries are lost")
+
+
+def _ext_block(block: bytes, pos: int, bs: int, typed: bool, inodes: int, ext: Any,
+               filetypes: dict[int, int], damage: list[str]) -> Iterator[Any]:
+    off = 0
+    while off < bs:
+        if off + 8 > bs:
+            damage.append(f"directory entry at offset {pos + off:#x} runs past its block")
+            return
+        if typed:
+            inum, rec_len, name_len, ftype = struct.unpack_from("<IHBB", block, off)
+        else:
+            inum, rec_len, name_len = struct.unpack_from("<IHH", block, off)
+            ftype = 0
+        if bs >= 65536 and rec_len in (0, 65535):
+            rec_len = bs
+        if rec_len < 12 or rec_len % 4 or off + rec_len > bs or 8 + name_len > rec_len:
+            damage.append(f"malformed directory entry at offset {pos + off:#x} (record length {rec_len}, name "
+                          f"length {name_len}): the rest of its block is not read")
+            return
+        if inum:  # 0: an unused entry (or an htree node's, whose index fills the rest of the block)
+            name = block[off + 8:off + 8 + name_len].decode("utf-8", "surrogateescape")
+            if not 1 <= inum <= inodes:
+                damage.append(f"directory entry {name!r} names inode {inum}, past the {inodes:,} inodes")
+            elif name not in (".", "..") and name_len:
+                yield ext.get_inode(inum, name, filetypes.get(ftype) if typed else None)
+        off += rec_len
+
+
 class ImageRoot(RootFS):
     """Disk images of one machine, assembled into its ``/`` per its fstab."""
 
@@ -191,6 +435,8 @@ class ImageRoot(RootFS):
         self.label = ", ".join(str(p) for p in self.images)
         self.filesystems: list[FileSystem] = []
         self.problems: list[str] = []
+        self._problem_records: list[tuple[str, str]] = []
+        self._damage: dict[tuple[str, str], None] = {}  # (guest path, message): damage met while reading
         for path in self.images:
             if not (path.is_file() or path.is_block_device()):  # a disk, an LV, a loop device...
                 raise TargetError(f"cannot read image {path}: no such file or block device")
@@ -200,8 +446,13 @@ class ImageRoot(RootFS):
             self._read_lvm()
         if not self.filesystems:
             raise TargetError(f"no ext2/3/4 or xfs file system found in {self.label}")
+        for fs in self.filesystems:
+            for line in fs.damage:
+                self._problem(fs.where, line)
         with _whole_target(f"cannot read the file systems of {self.label}"):
             self.mounts = self._assemble()
+        for fs, rel, message in self.__dict__.pop("_early", ()):
+            self._damaged(fs, rel, message)
 
     def __reduce__(self) -> tuple[object, ...]:
         return (ImageRoot, ([str(p) for p in self.images], self.backing))
@@ -217,6 +468,35 @@ class ImageRoot(RootFS):
                 "mounts": [{"path": pt, "source": f"{fs.where} ({fs.kind}, UUID {fs.uuid})"}
                            for pt, fs in sorted(self.mounts, key=lambda m: m[0])],
                 "problems": list(self.problems)}
+
+    def _problem(self, where: str, message: str) -> None:
+        """Something of the disks that is not read (a partition, a volume, a file system
+        the guest mounts), or damage a file system's own checks found: shown in
+        ``target.image.problems`` and an error record of the scan (:meth:`target_errors`)."""
+        self.problems.append(f"{where}: {message}")
+        self._problem_records.append((where, message))
+
+    def target_errors(self) -> list[ErrorRecord]:
+        """What of the disks could not be read, as error records (stage ``target``): the
+        image's problems, then the damage met while reading (a directory's checksum or
+        entries, a block that reads as zeros) in this process. A census worker's own
+        damage reaches the scan through :attr:`walk_errors`."""
+        out = [ErrorRecord(where, "target", message) for where, message in self._problem_records]
+        out += [ErrorRecord(path, "target", message) for path, message in self._damage]
+        return out
+
+    def _damaged(self, fs: FileSystem, rel: str, message: str) -> None:
+        """Damage met while reading ``rel`` of ``fs``: kept for :meth:`target_errors` and
+        told to the walk (whose errors travel back from census workers). Met before the
+        file systems are placed (reading the root's fstab), it waits to be named by its
+        guest path."""
+        if "mounts" not in self.__dict__:
+            self.__dict__.setdefault("_early", []).append((fs, rel, message))
+            return
+        key = (self._guest_path(fs, rel), message)
+        if key not in self._damage:
+            self._damage[key] = None
+            self.walk_errors.append(key)
 
     # ---- discovery ---------------------------------------------------------------------------
     def _find_filesystems(self, stream: BinaryIO, path: Path) -> None:
@@ -238,7 +518,7 @@ class ImageRoot(RootFS):
             try:
                 size = stream.seek(0, io.SEEK_END)
                 if part.offset + part.size > size:
-                    self.problems.append(f"{where}: runs past the end of the disk; skipped")
+                    self._problem(where, "the partition runs past the end of the disk; not read")
                     continue
                 guid = getattr(part, "guid", None)
                 pstream = part.open()
@@ -247,7 +527,7 @@ class ImageRoot(RootFS):
                     continue
                 fs = _filesystem(pstream, where, str(guid) if guid else None)
             except Exception as exc:  # noqa: BLE001
-                self.problems.append(f"{where}: {exc}")
+                self._problem(where, f"unreadable partition: {_described(exc)}")
                 continue
             if fs:
                 self.filesystems.append(fs)
@@ -269,7 +549,7 @@ class ImageRoot(RootFS):
                 dev = LVM2Device(stream)
                 vg = next(k for k, v in dev.metadata.items() if isinstance(v, dict))
             except Exception as exc:  # noqa: BLE001 - a damaged label or metadata area
-                self.problems.append(f"{where}: LVM2 physical volume unreadable: {exc}")
+                self._problem(where, f"LVM2 physical volume unreadable: {_described(exc)}")
                 continue
             groups.setdefault(vg, []).append(dev)
         for vg, devs in groups.items():
@@ -278,18 +558,19 @@ class ImageRoot(RootFS):
                 wanted = {pv.id.replace("-", "") for pv in group.pv if getattr(pv, "id", None)}
                 missing = wanted - {d.id.replace("-", "") for d in devs}
                 if missing:
-                    self.problems.append(f"volume group {vg}: {len(missing)} physical volume(s) not on these disks")
+                    self._problem(f"volume group {vg}", f"{len(missing)} physical volume(s) not on these disks: its volumes are "
+                                  "not read")
                     continue
                 volumes = [lv for lv in group.lv if lv.is_visible]
             except Exception as exc:  # noqa: BLE001
-                self.problems.append(f"volume group {vg}: unreadable metadata: {exc}")
+                self._problem(f"volume group {vg}", f"unreadable metadata: {_described(exc)}")
                 continue
             for lv in volumes:
                 names = (f"/dev/{vg}/{lv.name}", _mapper_name(vg, lv.name))
                 try:
                     fs = _filesystem(lv.open(), names[0])
                 except Exception as exc:  # noqa: BLE001 - thin, cache, raid... volumes
-                    self.problems.append(f"{names[0]} ({lv.type or 'unknown'} volume): {exc}")
+                    self._problem(names[0], f"{lv.type or 'unknown'} volume not read: {_described(exc)}")
                     continue
                 if fs:
                     fs.devnames = names
@@ -320,11 +601,20 @@ class ImageRoot(RootFS):
                 continue
             fs = self._match(fields[0])
             if fs is None:
-                self.problems.append(f"/etc/fstab: {fields[0]} for {fields[1]} is not on these disks")
+                self._problem(normpath(fields[1]), self._unmounted(fields[0], fields[1], fields[2]))
             elif fs is not root:
                 mounts.append((normpath(fields[1]), fs))
         mounts.sort(key=lambda m: -len(m[0]))
         return mounts
+
+    def _unmounted(self, spec: str, point: str, kind: str) -> str:
+        """Why the guest's fstab line for ``point`` gives the scan nothing: it is part of
+        the guest's tree, so its files are unread (an error record, never a silent gap)."""
+        if kind in ("vfat", "msdos", "fat", "exfat", "ntfs", "ntfs3", "iso9660", "btrfs", "zfs", "f2fs"):
+            return (f"/etc/fstab mounts {spec} ({kind}) here; flightcheck reads only ext2/3/4 and xfs, so the "
+                    f"files under {point} are not scanned")
+        return (f"/etc/fstab mounts {spec} ({kind}) here, but no file system of these disks matches it: the "
+                f"files under {point} are not scanned")
 
     def _match(self, spec: str) -> FileSystem | None:
         key, _, value = spec.partition("=")
@@ -352,8 +642,10 @@ class ImageRoot(RootFS):
         entries = cache.get(key)
         if entries is None:
             entries = {}
+            damage: list[str] = []
             try:
-                for entry in node.iterdir():
+                listing = _ext_entries(fs, node, damage) if fs.kind == "ext" else node.iterdir()
+                for entry in listing:
                     name = entry.filename if hasattr(entry, "filename") else entry.name
                     if isinstance(name, bytes):
                         name = name.decode("utf-8", "surrogateescape")
@@ -363,12 +655,23 @@ class ImageRoot(RootFS):
                 raise
             except Exception as exc:  # noqa: BLE001 - a damaged directory block: an I/O error here
                 raise OSError(5, f"cannot read the directory: {exc.__class__.__name__} {exc}".strip(), rel) from exc
+            finally:
+                for line in damage:
+                    self._damaged(fs, rel, f"damaged directory: {line}")
             cache[key] = entries
         return entries
+
+    def _guest_path(self, fs: FileSystem, rel: str) -> str:
+        """Where ``rel`` of ``fs`` is in the guest's tree (its mount point first)."""
+        point = next((pt for pt, f in self.__dict__.get("mounts", ()) if f is fs), None)
+        if point is None:
+            return f"{fs.where}:/{rel}"  # before assembly, or a file system the guest does not mount
+        return normpath(posixpath.join(point, rel))
 
     def _fs_node(self, fs: FileSystem, rel: str) -> Any:
         try:
             node = fs.fs.get("/")
+            self._trusted(fs, node, "")
             walked = ""
             for part in (p for p in rel.split("/") if p):
                 entries = self._entries(fs, walked, node)
@@ -376,11 +679,20 @@ class ImageRoot(RootFS):
                     raise FileNotFoundError(2, "no such file or directory", rel)
                 node = entries[part]
                 walked = f"{walked}/{part}" if walked else part
+                self._trusted(fs, node, walked)
             return node
         except OSError:
             raise
         except Exception as exc:  # noqa: BLE001 - a corrupt inode: an I/O error for this path
             raise OSError(5, f"cannot read: {exc}", rel) from exc
+
+    @staticmethod
+    def _trusted(fs: FileSystem, node: Any, rel: str) -> None:
+        """Refuse an inode whose checksum fails (as the kernel does: EIO)."""
+        if fs.checks is not None:
+            why = fs.checks.inode(int(node.inum))
+            if why:
+                raise OSError(errno.EIO, why, rel)
 
     def _fs_exists(self, fs: FileSystem, rel: str) -> bool:
         try:
@@ -625,6 +937,11 @@ def _pieces(stream: Any, offset: int, length: int, out: list[Piece], depth: int 
     elif isinstance(stream, RangeStream):
         n = max(0, min(length, stream.size - offset))
         _pieces(stream._fh, stream.offset + offset, n, out, depth + 1)
+    elif isinstance(stream, _ZeroPadded):
+        inside = max(0, min(length, stream.inner_size - offset))
+        _pieces(stream.inner, offset, inside, out, depth + 1)
+        if length > inside:
+            out.append((None, 0, length - inside))
     elif isinstance(stream, PlainQcow2):
         for piece in stream.pieces(offset, length):
             if isinstance(piece[0], int):
