@@ -164,7 +164,9 @@ def _with_target_errors(fs: RootFS, census: Census) -> Census:
     if not records:
         return census
     seen = {(e.path, e.message.removeprefix("cannot walk: ")) for e in census.errors if e.stage == "target"}
-    new = [e for e in records if (e.path, e.message) not in seen]
+    reported = {e.path for e in census.errors}
+    new = [e for e in records if (e.path, e.message) not in seen
+           and not (e.message.startswith("inode ") and e.path in reported)]
     return dataclasses.replace(census, errors=(*census.errors, *new)) if new else census
 
 

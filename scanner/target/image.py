@@ -451,8 +451,8 @@ class ImageRoot(RootFS):
                 self._problem(fs.where, line)
         with _whole_target(f"cannot read the file systems of {self.label}"):
             self.mounts = self._assemble()
-        for fs, rel, message in self.__dict__.pop("_early", ()):
-            self._damaged(fs, rel, message)
+        for fs, rel, message, walk in self.__dict__.pop("_early", ()):
+            self._damaged(fs, rel, message, walk)
 
     def __reduce__(self) -> tuple[object, ...]:
         return (ImageRoot, ([str(p) for p in self.images], self.backing))
@@ -485,18 +485,19 @@ class ImageRoot(RootFS):
         out += [ErrorRecord(path, "target", message) for path, message in self._damage]
         return out
 
-    def _damaged(self, fs: FileSystem, rel: str, message: str) -> None:
-        """Damage met while reading ``rel`` of ``fs``: kept for :meth:`target_errors` and
-        told to the walk (whose errors travel back from census workers). Met before the
-        file systems are placed (reading the root's fstab), it waits to be named by its
-        guest path."""
+    def _damaged(self, fs: FileSystem, rel: str, message: str, walk: bool = True) -> None:
+        """Damage met while reading ``rel`` of ``fs``: kept for :meth:`target_errors` and,
+        for a folder's listing (``walk``), told to the walk, whose errors travel back
+        from census workers. Met before the file systems are placed (reading the root's
+        fstab), it waits to be named by its guest path."""
         if "mounts" not in self.__dict__:
-            self.__dict__.setdefault("_early", []).append((fs, rel, message))
+            self.__dict__.setdefault("_early", []).append((fs, rel, message, walk))
             return
         key = (self._guest_path(fs, rel), message)
         if key not in self._damage:
             self._damage[key] = None
-            self.walk_errors.append(key)
+            if walk:
+                self.walk_errors.append(key)
 
     # ---- discovery ---------------------------------------------------------------------------
     def _find_filesystems(self, stream: BinaryIO, path: Path) -> None:
@@ -686,12 +687,14 @@ class ImageRoot(RootFS):
         except Exception as exc:  # noqa: BLE001 - a corrupt inode: an I/O error for this path
             raise OSError(5, f"cannot read: {exc}", rel) from exc
 
-    @staticmethod
-    def _trusted(fs: FileSystem, node: Any, rel: str) -> None:
-        """Refuse an inode whose checksum fails (as the kernel does: EIO)."""
+    def _trusted(self, fs: FileSystem, node: Any, rel: str) -> None:
+        """Refuse an inode whose checksum fails (as the kernel does: EIO). The damage is
+        also kept for :meth:`target_errors`: a reader that only asks whether a file
+        exists would otherwise take it for absent."""
         if fs.checks is not None:
             why = fs.checks.inode(int(node.inum))
             if why:
+                self._damaged(fs, rel, why, walk=False)
                 raise OSError(errno.EIO, why, rel)
 
     def _fs_exists(self, fs: FileSystem, rel: str) -> bool:
