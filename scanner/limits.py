@@ -86,6 +86,11 @@ MAX_IMAGE_HOLE_BYTES = 1 * GiB
 MAX_IMAGE_READ_BYTES = 256 * MiB
 #: bytes of a vmdk descriptor (a text file naming the extents; real ones are under 4 KiB)
 MAX_VMDK_DESCRIPTOR_BYTES = 64 * KiB
+#: seconds the libguestfs appliance may take to boot under KVM before its qemu is killed
+#: and it is launched again under TCG (a KVM launch takes seconds; under some nested
+#: virtualisation it hangs at boot for ever instead of failing). Not applied when the user
+#: sets LIBGUESTFS_BACKEND_SETTINGS; FLIGHTCHECK_GUESTFS_KVM_LAUNCH_SECONDS overrides it
+GUESTFS_KVM_LAUNCH_SECONDS = 60
 
 # ---- package databases (dpkg, rpm) and repositories -----------------------------------------
 #: bytes of dpkg's ``status`` file read (a Debian system of 5,000 packages has about 10 MiB)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from scanner import limits
+from scanner.errors import ErrorRecord
 from scanner.limits import LimitExceeded
 from scanner.target.base import RootFS, TargetError, normpath, require_regular
 from scanner.target.qcow2 import MAGIC, BackingPolicy, Layer, backing_chain, vmdk_refusal
@@ -129,6 +130,82 @@ def checked_drive(path: Path, policy: BackingPolicy, workdir: str) -> tuple[str,
     return below, "qcow2"
 
 
+class _LaunchTimeout(Exception):
+    """The appliance did not boot within the cap; its qemu was killed."""
+
+
+def kvm_launch_seconds() -> float:
+    """The cap on a KVM launch: ``GUESTFS_KVM_LAUNCH_SECONDS``, or the environment's
+    ``FLIGHTCHECK_GUESTFS_KVM_LAUNCH_SECONDS`` (0 or less: unbounded)."""
+    raw = os.environ.get("FLIGHTCHECK_GUESTFS_KVM_LAUNCH_SECONDS", "")
+    try:
+        return float(raw) if raw.strip() else float(limits.GUESTFS_KVM_LAUNCH_SECONDS)
+    except ValueError:
+        return float(limits.GUESTFS_KVM_LAUNCH_SECONDS)
+
+
+def _children() -> dict[int, str]:
+    """This process's child processes, with their program (argv[0]), from /proc."""
+    me = os.getpid()
+    out: dict[int, str] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                stat = fh.read()
+            # the fields after the command name, which may hold spaces and parentheses
+            if int(stat[stat.rindex(b")") + 2:].split()[1]) != me:
+                continue
+            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
+                out[int(entry.name)] = os.path.basename(fh.read().split(b"\0", 1)[0].decode(errors="replace"))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def _launch(g: Any, cap: float) -> None:
+    """``g.launch()``, bounded by ``cap`` seconds (0: unbounded). The bindings release
+    the GIL during the launch, so a watchdog thread can act: past the cap it kills the
+    qemu processes this launch started (children of this process that were not there
+    before, whose program is qemu), the launch then fails, and :class:`_LaunchTimeout`
+    says why. The handle itself cannot be asked (its calls are serialised behind the
+    launch)."""
+    if cap <= 0:
+        g.launch()
+        return
+    import signal
+    import threading
+
+    before = set(_children())
+    done = threading.Event()
+    killed: list[int] = []
+
+    def watchdog() -> None:
+        if done.wait(cap):
+            return
+        for pid, prog in _children().items():
+            if pid not in before and prog.startswith("qemu"):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                except OSError:
+                    pass
+
+    watcher = threading.Thread(target=watchdog, name="flightcheck-guestfs-launch", daemon=True)
+    watcher.start()
+    try:
+        g.launch()
+    except RuntimeError as exc:
+        if killed:
+            raise _LaunchTimeout(f"the appliance did not boot within {cap:g} s under KVM "
+                                 "(GUESTFS_KVM_LAUNCH_SECONDS)") from exc
+        raise
+    finally:
+        done.set()
+        watcher.join()
+
+
 class GuestfsRoot(RootFS):
     """Disk images of one machine, read through one libguestfs appliance."""
 
@@ -157,8 +234,10 @@ class GuestfsRoot(RootFS):
                               ) from None
         os.environ.setdefault("LIBGUESTFS_BACKEND", "direct")
         # KVM when it works, else TCG: /dev/kvm can be there and still fail under nested
-        # virtualisation (qemu dies setting an MSR), so a failed KVM launch is retried once
+        # virtualisation (qemu dies setting an MSR) or hang at boot for ever, so a KVM
+        # launch is bounded (kvm_launch_seconds) and a failed one is retried once under TCG
         tries = [None] if "LIBGUESTFS_BACKEND_SETTINGS" in os.environ else [None, ["force_tcg"]]
+        self.launch_notes: list[str] = []
         for settings in tries:
             g = guestfs.GuestFS(python_return_dict=True, close_on_exit=True)
             self.g = g
@@ -167,12 +246,15 @@ class GuestfsRoot(RootFS):
                     g.set_backend_settings(settings)
                 for drive, fmt in drives:
                     g.add_drive_opts(drive, readonly=True, format=fmt)
-                g.launch()
+                fallback = settings is None and len(tries) > 1
+                _launch(g, kvm_launch_seconds() if fallback else 0.0)
                 break
-            except RuntimeError as exc:
-                self.close()
-                if settings is None and len(tries) > 1 and "launch" in str(exc):
+            except (RuntimeError, _LaunchTimeout) as exc:
+                self._close_handle()
+                if settings is None and len(tries) > 1 and (isinstance(exc, _LaunchTimeout) or "launch" in str(exc)):
+                    self.launch_notes.append(f"the KVM launch failed ({_clean(exc)}); launched under TCG")
                     continue
+                self.close()
                 raise TargetError(f"cannot read image {self.label}: {_clean(exc)} "
                                   "(LIBGUESTFS_DEBUG=1 shows the appliance's log)") from exc
         self.accel = "tcg" if settings else "default"
@@ -187,13 +269,14 @@ class GuestfsRoot(RootFS):
         roots = g.inspect_os()
         if roots:
             if len(roots) > 1:
-                self.problems.append(f"{len(roots)} operating systems on these disks; reading {roots[0]}")
+                self._problem(self.label, f"{len(roots)} operating systems on these disks; only {roots[0]} is read")
             points = g.inspect_get_mountpoints(roots[0])
             for point, dev in sorted(points.items(), key=lambda m: len(m[0])):
                 try:
                     g.mount_ro(dev, point)
                 except RuntimeError as exc:
-                    self.problems.append(f"{dev} for {point}: {_clean(exc)}")
+                    self._problem(normpath(point), f"{dev} cannot be mounted here ({_clean(exc)}): the files under "
+                                                   f"{point} are not scanned")
                     continue
                 self.mounts.append((normpath(point), dev))
             return
@@ -205,10 +288,20 @@ class GuestfsRoot(RootFS):
         g.mount_ro(dev, "/")  # one file system and no operating system: a data disk, read as it is
         self.mounts.append(("/", dev))
 
+    def _problem(self, where: str, message: str) -> None:
+        """Part of the guest that is not read: in ``target.image.problems`` and an error
+        record (:meth:`target_errors`)."""
+        self.problems.append(f"{where}: {message}")
+        self.__dict__.setdefault("_problem_records", []).append((where, message))
+
+    def target_errors(self) -> list[ErrorRecord]:
+        """What of the disks could not be read, as error records (stage ``target``)."""
+        return [ErrorRecord(where, "target", message) for where, message in self.__dict__.get("_problem_records", ())]
+
     def __reduce__(self) -> tuple[object, ...]:  # pragma: no cover - never sent to a worker
         raise TypeError("a libguestfs target cannot cross a process boundary")
 
-    def close(self) -> None:
+    def _close_handle(self) -> None:
         g = self.__dict__.pop("g", None)
         if g is not None:
             try:
@@ -216,6 +309,9 @@ class GuestfsRoot(RootFS):
             except RuntimeError:
                 pass
             g.close()
+
+    def close(self) -> None:
+        self._close_handle()
         workdir = self.__dict__.pop("_workdir", None)
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -289,7 +385,7 @@ class GuestfsRoot(RootFS):
         """How the images were read, for the result's ``target.image``."""
         return {"backend": self.backend, "images": [str(p) for p in self.images],
                 "mounts": [{"path": pt, "source": dev} for pt, dev in sorted(self.mounts)],
-                "problems": list(self.problems)}
+                "problems": list(self.problems), "accel": self.accel, "launch": list(self.launch_notes)}
 
 
 class _GuestFile(io.RawIOBase):
