@@ -228,7 +228,7 @@ def scan(root: str | None, images: tuple[str, ...], image_backend: str, backing_
         if root or images:
             _fail("give ROOT, --image or --domain/--all-domains, not several", debug)
         sys.exit(_scan_domains(domains, all_domains, connect, allow_running, output, options, wanted, template,
-                               progress, quiet, debug, image_backend, history=history))
+                               progress, quiet, debug, image_backend, history=history, backing_dirs=backing_dirs))
     try:
         if root and images:
             raise TargetError("give either ROOT or --image, not both")
@@ -273,8 +273,9 @@ def _scan_one(fs: Any, output: Path, options: ScanOptions, wanted: list[str], te
 def _scan_domains(names: tuple[str, ...], all_domains: bool, connect: str | None, allow_running: bool,
                   output: Path, options: ScanOptions, wanted: list[str], template: Path | None,
                   progress: bool | None, quiet: bool, debug: bool, image_backend: str = "auto",
-                  history: str | None = None) -> int:
-    """Scan libvirt domains, each into OUTPUT/NAME/, and write OUTPUT/fleet.json."""
+                  history: str | None = None, backing_dirs: tuple[str, ...] = ()) -> int:
+    """Scan libvirt domains, each into OUTPUT/NAME/, and write OUTPUT/fleet.json
+    (backing files followed as for --image: the domain's own chain, ``backing_dirs``)."""
     from scanner.target.libvirt import connect as lv_connect, domain_images, list_domains
 
     try:
@@ -305,7 +306,7 @@ def _scan_domains(names: tuple[str, ...], all_domains: bool, connect: str | None
             err.print(visible(f"flightcheck: warning: {dom.name} is {dom.state}; its disks may be inconsistent "
                               "while read"), highlight=False, markup=False)
         try:
-            fs = open_target(images=disks, backend=image_backend)
+            fs = open_target(images=disks, backend=image_backend, backing_dirs=backing_dirs)
             fs.domain = dom.name
             fs.hypervisor = dom.facts()  # its interfaces and their libvirt networks, for the IPv6 rules
         except TargetError as exc:

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -361,3 +362,236 @@ def test_guestfs_reads_of_a_256_gib_inode_are_bounded(guest: dict[str, Path], tm
         fh.seek(limits.MAX_IMAGE_HOLE_BYTES + (1 << 20))
         with pytest.raises(OSError, match="MAX_IMAGE_HOLE_BYTES"):
             fh.read(4096)
+
+
+def test_domain_scans_honour_backing_dir(guest: dict[str, Path], tmp_path: Path) -> None:
+    """--backing-dir applies to --domain scans as to --image: a domain naming no chain,
+    whose image's backing file lies in an allowed folder, is read (it was refused: the
+    domain scan dropped the option)."""
+    pytest.importorskip("libvirt", reason="needs libvirt-python")
+    secret = tmp_path / "allowed" / "secret"
+    secret.parent.mkdir()
+    secret.write_bytes(SECRET)
+    image = leaky(guest, tmp_path / "case", str(secret))
+    uri = domain_node(tmp_path, image, None)
+    cmd = [str(FLIGHTCHECK)] if FLIGHTCHECK.exists() else [sys.executable, "-m", "scanner"]
+    base = [*cmd, "scan", "--domain", "guest", "-c", uri, "-j", "1", "-q"]
+    r = subprocess.run([*base, "-o", str(tmp_path / "out"), "--backing-dir", str(secret.parent)],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode in (0, 1) and "Traceback" not in r.stderr, r.stderr
+    assert json.loads((tmp_path / "out/guest/result.json").read_text())["target"]["os"]["KEY"] == MARKER
+    # a --backing-dir elsewhere allows nothing here
+    r = subprocess.run([*base, "-o", str(tmp_path / "out2"), "--backing-dir", str(tmp_path / "case")],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 2 and "refused backing file" in r.stderr, r.stderr
+
+
+# ---- damage inside the image: every loss is an error record --------------------------------
+def _in_process_scan(image: Path) -> dict[str, Any] | str:
+    """The result document of scanning ``image`` with the dissect backend (one process),
+    or the one line of a TargetError."""
+    from scanner.scan import ScanOptions, scan
+
+    try:
+        fs = open_target(images=[str(image)], backend="dissect")
+    except TargetError as exc:
+        return str(exc)
+    with fs:
+        return scan(fs, ScanOptions(jobs=1, licenses=False))
+
+
+def _target_errors(doc: dict[str, Any]) -> list[dict[str, str]]:
+    return [e for e in doc["errors"] if e["stage"] == "target"]
+
+
+@pytest.fixture(scope="module")
+def corpus(rpmroot: Path) -> dict[str, Any]:
+    from conftest import CACHE, load_builder
+
+    builder = load_builder("build_hostile_corpus")
+    return builder.build_hostile_corpus(CACHE, rpmroot, seed=builder.DEFAULT_SEED)
+
+
+#: mutants of the hostile corpus whose L1 or L2 entries point a folder's clusters at
+#: nothing or at other metadata: the folders read as zeros or as garbage, and dissect only
+#: logged "Zero-length directory entry" while up to all 16 files vanished (the L1 one
+#: passed the gate: exit 0)
+QCOW2_TABLE_MUTANTS = ("qcow2-0005", "qcow2-0011", "qcow2-0024", "qcow2-0032", "qcow2-0043")
+
+
+def test_qcow2_table_damage_is_an_error_record(corpus: dict[str, Any], tmp_path: Path) -> None:
+    """Each of those mutants, scanned as a user scans it: the folders that lost entries
+    are error records (stage target, path, why), FC-ERR-001 fails, and the exit is 1."""
+    entry = Path(corpus["entry"])
+    mutants = {m["name"]: m for m in corpus["mutants"]}
+    seed = _in_process_scan(entry / "qcow2/seed.qcow2")
+    assert isinstance(seed, dict) and not _target_errors(seed)
+    for name in QCOW2_TABLE_MUTANTS:
+        m = mutants[name]
+        assert m["kind"] in ("l1", "l2"), m
+        out = tmp_path / name
+        r = scan_cli(entry / m["target"], out, "--fail-on", "low")
+        assert r.returncode == 1 and "Traceback" not in r.stderr, (name, r.returncode, r.stderr)
+        doc = json.loads((out / "result.json").read_text())
+        errors = _target_errors(doc)
+        assert errors and all(e["message"].startswith("cannot walk: damaged directory: ") for e in errors), (name, errors)
+        assert doc["summary"]["files"] < seed["summary"]["files"], name  # the loss is real, and now explained
+        gate = [f for f in doc["findings"] if f["rule"] == "FC-ERR-001"]
+        assert gate and all(f["state"] == "error" for f in gate), name
+    zeroed = json.loads((tmp_path / "qcow2-0005/result.json").read_text())
+    assert {e["path"] for e in _target_errors(zeroed)} >= {"/etc", "/usr"}
+    assert any("read as zeros" in e["message"] for e in _target_errors(zeroed))
+
+
+def _ext4_flipped(fs: bytes, rng: random.Random, hot: list[tuple[int, int]]) -> tuple[bytes, str]:
+    data = bytearray(fs)
+    lo, hi = rng.choice(hot)
+    if rng.random() < 0.15:
+        lo, hi = 1024, 1024 + 256  # the superblock's own fields
+    flips = rng.choice([1, 4, 16, 64])
+    for _ in range(flips):
+        pos = rng.randrange(lo, hi)
+        data[pos] ^= 1 << rng.randrange(8)
+    return bytes(data), f"{flips} bit flips in [{lo:#x}, {hi:#x})"
+
+
+def test_ext4_bit_flips_never_lose_files_silently(corpus: dict[str, Any], tmp_path: Path) -> None:
+    """Seeded bit flips in the superblock, group descriptors, inode tables and folders of
+    the corpus's ext4 (metadata_csum, 1 KiB blocks): each mutant is one clear line (the
+    file system as a whole unreadable), or reads every file of the seed with no error
+    record, or has error records of the target stage. A mutant that loses files or
+    changes what the census finds without one fails. (The corpus's own ext4 mutants are
+    left unmutated by the builder, so they are made here.)"""
+    seed_fs = (Path(corpus["entry"]) / "ext4/seed.raw").read_bytes()
+    seed = _in_process_scan(Path(corpus["entry"]) / "ext4/seed.raw")
+    assert isinstance(seed, dict) and not _target_errors(seed)
+    seed_elves = {(e["path"], e["sha256"]) for e in seed["elves"]}
+    hot = [(1024, 2048), (2048, 3072)] + [(b * 1024, (b + 1) * 1024) for b in range(3, 300)
+                                          if any(seed_fs[b * 1024:(b + 1) * 1024])]
+    rng = random.Random(20261203)
+    silent, caught, whole = [], 0, 0
+    for i in range(60):
+        data, detail = _ext4_flipped(seed_fs, rng, hot)
+        image = tmp_path / f"m{i}.raw"
+        image.write_bytes(data)
+        doc = _in_process_scan(image)
+        image.unlink()
+        if isinstance(doc, str):
+            whole += 1
+            assert "\n" not in doc
+            continue
+        if _target_errors(doc):
+            caught += 1
+            continue
+        elves = {(e["path"], e["sha256"]) for e in doc["elves"]}
+        if doc["summary"]["files"] != seed["summary"]["files"] or elves != seed_elves:
+            silent.append(f"m{i} ({detail}): {doc['summary']['files']} files, ELF files {sorted(elves ^ seed_elves)}")
+    assert not silent, "files lost or changed without an error record:\n" + "\n".join(silent)
+    assert caught >= 20, (caught, whole)
+
+
+@pytest.fixture()
+def csum_guest(guest: dict[str, Path], tmp_path: Path) -> Path:
+    raw = tmp_path / "fs.raw"
+    shutil.copy(guest["raw"], raw)
+    assert "metadata_csum" in run("dumpe2fs", "-h", raw)
+    return raw
+
+
+def _inode_at(image: Path, path: str) -> int:
+    """The byte offset of ``path``'s inode in the file system image (debugfs imap)."""
+    out = run("debugfs", "-R", f"imap {path}", image)
+    block = int(re.search(r"located at block (\d+), offset (0x[0-9a-f]+)", out).group(1))  # type: ignore[union-attr]
+    offset = int(re.search(r"offset (0x[0-9a-f]+)", out).group(1), 16)  # type: ignore[union-attr]
+    return block * 4096 + offset
+
+
+def _patch(image: Path, at: int, data: bytes) -> None:
+    with open(image, "r+b") as fh:
+        fh.seek(at)
+        fh.write(data)
+
+
+def test_ext4_inode_checksum_refuses_the_inode(csum_guest: Path, tmp_path: Path) -> None:
+    """One byte of /etc/os-release's inode changed (its mtime: the file still reads, so the
+    old reader trusted it): the kernel would refuse the inode (EIO), so does the target,
+    and the scan has an error record for the path (read_os_release only asks whether it
+    exists: the damage is kept by the target and added by the scan)."""
+    at = _inode_at(csum_guest, "/etc/os-release") + 0x10  # i_mtime
+    _patch(csum_guest, at, bytes([csum_guest.read_bytes()[at] ^ 0x01]))
+    with open_target(images=[str(csum_guest)], backend="dissect") as fs:
+        with pytest.raises(OSError, match="inode .* checksum mismatch"):
+            fs.lstat("/etc/os-release")
+        assert fs.lstat("/usr/bin/big").st_size > 0  # the rest reads
+    doc = _in_process_scan(csum_guest)
+    assert isinstance(doc, dict)
+    assert any(e["path"] == "/etc/os-release" and "checksum mismatch" in e["message"] for e in doc["errors"])
+
+
+def test_ext4_folder_damage_ends_a_block_not_the_folder(csum_guest: Path) -> None:
+    """/usr/bin's first entry given record length 0 (what a zeroed or garbled block gives):
+    dissect stopped there and logged; now the block's damage is an error record of
+    /usr/bin (with the checksum mismatch the change also causes) and the scan goes on."""
+    out = run("debugfs", "-R", "blocks /usr/bin", csum_guest).split()
+    block = int(out[0])
+    _patch(csum_guest, block * 4096 + 4, b"\0\0")  # '.' entry: rec_len 0
+    doc = _in_process_scan(csum_guest)
+    assert isinstance(doc, dict)
+    messages = [e["message"] for e in _target_errors(doc) if e["path"] == "/usr/bin"]
+    assert any("record length 0" in m for m in messages), doc["errors"]
+    assert any("checksum mismatch" in m for m in messages), doc["errors"]
+
+
+def test_ext4_superblock_checksum_is_an_error_record(csum_guest: Path) -> None:
+    """A changed byte in the superblock (the last-mounted path: nothing dissect uses) makes
+    its checksum fail, which the kernel refuses to mount: an error record of the image,
+    the files still read."""
+    _patch(csum_guest, 1024 + 0x88, b"X")
+    doc = _in_process_scan(csum_guest)
+    assert isinstance(doc, dict)
+    assert any("superblock checksum mismatch" in e["message"] for e in _target_errors(doc)), doc["errors"]
+    assert doc["summary"]["files"] > 0
+    assert any("superblock checksum mismatch" in p for p in doc["target"]["image"]["problems"])
+
+
+def test_an_fstab_mount_not_read_is_an_error_record(csum_guest: Path, tmp_path: Path) -> None:
+    """The guest's fstab mounts an EFI vfat file system and a /srv that is on no disk given:
+    both are error records naming the mount point (vfat as a kind flightcheck does not
+    read), not only lines in target.image.problems."""
+    fstab = tmp_path / "fstab"
+    fstab.write_text("UUID=0000-ABCD /boot/efi vfat umask=0077 0 1\nLABEL=gone /srv ext4 defaults 0 2\n")
+    run("debugfs", "-w", "-R", f"write {fstab} /etc/fstab", csum_guest)
+    doc = _in_process_scan(csum_guest)
+    assert isinstance(doc, dict)
+    by_path = {e["path"]: e["message"] for e in _target_errors(doc)}
+    assert "vfat" in by_path["/boot/efi"] and "reads only ext2/3/4 and xfs" in by_path["/boot/efi"]
+    assert "no file system of these disks matches" in by_path["/srv"]
+    gate = [f for f in doc["findings"] if f["rule"] == "FC-ERR-001"]
+    assert gate and gate[0]["state"] == "error"
+
+
+@pytest.mark.slow
+def test_guestfs_kvm_launch_is_bounded(guest: dict[str, Path], tmp_path: Path) -> None:
+    """Without LIBGUESTFS_BACKEND_SETTINGS the appliance is launched under KVM first; on a
+    machine where that hangs at boot (this one: /dev/kvm is there, the appliance never
+    comes up) the launch is cut at the cap (5 s here) and made again under TCG: the scan
+    completes, and says how it was launched. Where KVM boots in time it is simply used."""
+    from scanner.target.guestfs import import_guestfs
+
+    try:
+        import_guestfs()
+    except TargetError as exc:
+        pytest.skip(str(exc))
+    env = {k: v for k, v in os.environ.items() if k != "LIBGUESTFS_BACKEND_SETTINGS"}
+    env["FLIGHTCHECK_GUESTFS_KVM_LAUNCH_SECONDS"] = "5"
+    cmd = [str(FLIGHTCHECK)] if FLIGHTCHECK.exists() else [sys.executable, "-m", "scanner"]
+    t0 = time.monotonic()
+    r = subprocess.run([*cmd, "scan", "--image-backend", "guestfs", "--image", str(guest["raw"]), "-o",
+                        str(tmp_path / "out"), "-j", "1", "-q"], capture_output=True, text=True, timeout=240,
+                       check=False, env=env)
+    assert r.returncode in (0, 1) and "Traceback" not in r.stderr, r.stderr
+    image = json.loads((tmp_path / "out/result.json").read_text())["target"]["image"]
+    assert image["backend"] == "guestfs"
+    if image["accel"] == "tcg":
+        assert any("GUESTFS_KVM_LAUNCH_SECONDS" in note for note in image["launch"]), image
+    assert time.monotonic() - t0 < 200
