@@ -335,6 +335,59 @@ def test_hostile_rpm_headers(tmp_path: Path, rpmroot: Path, corpus: Any) -> None
         assert any("could not be read" in m or "package header" in m for m in messages(doc, path))
 
 
+def _mutate_entry(blob: bytes, pick: Any, *, offset: int | None = None, dl: int | None = None) -> bytes:
+    """``blob`` with the offset of the first index entry ``pick(tag, type)`` accepts
+    replaced, or its data length, the rest byte for byte."""
+    out = bytearray(blob)
+    if dl is not None:
+        struct.pack_into(">i", out, 4, dl)
+    if offset is not None:
+        il = struct.unpack_from(">i", blob, 0)[0]
+        i = next(i for i in range(1, il) if pick(*struct.unpack_from(">ii", blob, 8 + 16 * i)))
+        struct.pack_into(">i", out, 8 + 16 * i + 8, offset)
+    return bytes(out)
+
+
+def test_rpm_headers_checked_as_librpm_checks_them(tmp_path: Path, rpmroot: Path) -> None:
+    """Headers librpm's ``headerImport`` refuses, each damaged only where the built-in reader
+    never looked (a data length off by one, a tag it does not read pointing past the data,
+    before it, or at an odd offset for its int32s): the built-in reader refuses them too,
+    each one the database's error record, counted, and the other packages are kept."""
+    import rpm
+
+    blobs = fixture_blobs(rpmroot)
+    not_read = {1000, 1001, 1002, 1003, 1011, 1014, 1022, 1044, 1027, 1116, 1117, 1118}
+    hostile = {
+        "hello": _mutate_entry(blobs["hello"][1], None, dl=struct.unpack_from(">i", blobs["hello"][1], 4)[0] - 1),
+        "extra": _mutate_entry(blobs["extra"][1], lambda tag, typ: tag not in not_read and typ == 6, offset=1 << 20),
+        "glibc": _mutate_entry(blobs["glibc"][1], lambda tag, typ: tag not in not_read and typ == 6, offset=-1),
+        "suidapp": _mutate_entry(blobs["suidapp"][1], lambda tag, typ: tag not in not_read and typ == 4,
+                                 offset=struct.unpack_from(">i", blobs["suidapp"][1], 4)[0] - 2),
+    }
+    for name, blob in hostile.items():
+        assert blob != blobs[name][1]
+        with pytest.raises(rpm.error):  # the oracle: librpm itself refuses each
+            rpm.hdr(blob)
+    root = rpm_root(tmp_path / "root", rpmroot, {blobs[n][0]: b for n, b in hostile.items()})
+    path = "/var/lib/rpm/rpmdb.sqlite"
+    db = rpmdb.read_database(DirectoryRoot(root), "/var/lib/rpm", "sqlite", "rpmdb.sqlite", DEBIAN, prefer="python")
+    assert db.reader == "python"
+    assert {p.name for p in db.packages} == set(blobs) - set(hostile)
+    errs = messages(db, path)
+    assert "rpm database (sqlite): 4 of the 12 package headers stored could not be read" in errs
+    headers = [m for m in errs if m.startswith("rpm database (sqlite): package header ")]
+    assert len(headers) == 4, errs
+    dl = struct.unpack_from(">i", blobs["hello"][1], 4)[0] - 1
+    assert any(f"and {dl} data bytes needs {len(blobs['hello'][1]) - 1} bytes, the blob has "
+               f"{len(blobs['hello'][1])}" in m for m in headers), headers
+    assert any("offset 1048576, count 1): offset outside the" in m for m in headers), headers
+    assert any("offset -1, count 1): overlaps the data of the entry before it" in m for m in headers), headers
+    assert any("type 4, offset" in m and "offset not aligned for its type" in m for m in headers), headers
+    code, doc, _ = run_cli("scan", str(root), "-j", "1", "--rpm-reader", "python", out=tmp_path / "out")
+    assert code == 0 and doc is not None and len(doc["packages"]) == 8
+    assert "rpm database (sqlite): 4 of the 12 package headers stored could not be read" in messages(doc, path)
+
+
 def test_rpm_file_lists_are_bounded(tmp_path: Path, rpmroot: Path, corpus: Any) -> None:
     """A 1 MiB directory name times 150,000 base names (150 GB of paths if built), a
     4,000-character one times 150,000 (600 MB) and 1.04 million empty base names (librpm

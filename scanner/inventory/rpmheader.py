@@ -17,7 +17,10 @@ Python library reads these formats; the formats are from rpm's own sources:
 
 Every length and offset is checked against the data it points into; a malformed database
 raises :class:`RpmDbError` with one line saying what is wrong, and a malformed header in a
-readable database is reported and skipped.
+readable database is reported and skipped. A header blob is checked whole, as librpm's
+``headerImport`` checks it (``hdrblobInit``, ``hdrblobVerifyRegion``, ``hdrblobVerifyInfo``,
+``hdrblobImport``), before any tag is read: a header librpm refuses is refused here too,
+never read as far as it happens to make sense (see :func:`verify_blob`).
 """
 
 from __future__ import annotations
@@ -38,8 +41,18 @@ FILE_TAGS = frozenset({OLDFILENAMES, DIRINDEXES, BASENAMES, DIRNAMES})
 # types
 T_CHAR, T_INT8, T_INT16, T_INT32, T_INT64, T_STRING, T_BIN, T_STRING_ARRAY, T_I18NSTRING = 1, 2, 3, 4, 5, 6, 7, 8, 9
 
-MAX_IL = 0x00FFFF  # rpm's HEADER_MAX_TAGS... generous bounds against hostile counts
+MAX_IL = 0x00FFFF  # rpm's HEADER_TAGS_MAX
 MAX_DL = 256 << 20
+# librpm's own bounds (lib/header.c): HEADER_DATA_MAX, headerMaxbytes, HEADER_I18NTABLE
+_DATA_MAX = 0x0FFFFFFF
+_BLOB_MAX = 256 << 20
+_FIRST_TAG = 100
+# region tags (HEADERIMAGE, HEADERSIGNATURES, HEADERIMMUTABLE), their type and count
+_REGION_TAGS = (61, 62, 63)
+_REGION_TYPE, _REGION_COUNT = T_BIN, 16
+#: per type (0 to 9): the alignment of its data, and its size (None: NUL-terminated strings)
+_ALIGN = (1, 1, 1, 2, 4, 8, 1, 1, 1, 1)
+_SIZE: tuple[int | None, ...] = (0, 1, 1, 2, 4, 8, None, 1, None, None)
 
 
 class RpmDbError(Exception):
@@ -75,24 +88,133 @@ def _strings(data: bytes, off: int, count: int) -> list[str]:
     return out
 
 
-def parse_header(blob: bytes, budget: PathBudget | None = None) -> RpmHeader:
-    """Decode an installed package's header blob (as the databases store it: no lead, no
-    header magic). ``budget``: what the database's file lists may still cost (one of its own
-    when None)."""
+def _strings_end(data: bytes, start: int, count: int) -> int:
+    """The offset just past the ``count``-th NUL at or after ``start`` (-1: fewer there),
+    as rpm's ``strtaglen`` measures a string array. Counted by the chunk in C, not by a
+    Python loop per string: a 256 MiB header may claim 256 million empty strings."""
+    if count <= 64:
+        pos = start
+        for _ in range(count):
+            nul = data.find(b"\0", pos)
+            if nul < 0:
+                return -1
+            pos = nul + 1
+        return pos
+    pos, left, step = start, count, 4096
+    while True:
+        stop = min(len(data), pos + step)
+        found = data.count(b"\0", pos, stop)
+        if found >= left:
+            break
+        if stop >= len(data):
+            return -1
+        pos, left, step = stop, left - found, min(step * 2, 1 << 20)
+    lo, hi = pos + 1, stop  # the smallest end whose [pos, end) holds `left` NULs
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if data.count(b"\0", pos, mid) >= left:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _data_length(data: bytes, typ: int, off: int, count: int) -> int:
+    """Bytes of an entry's data from ``off`` (rpm's ``dataLength`` on disk); -1 when
+    the data does not hold it."""
+    size = _SIZE[typ]
+    if size is None:
+        if typ == T_STRING and count != 1:
+            return -1
+        end = _strings_end(data, off, count)
+        return end - off if end >= 0 else -1
+    return size * count if off + size * count <= len(data) else -1
+
+
+def _align_pad(typ: int, at: int) -> int:
+    """Padding before an entry of type ``typ`` placed at ``at`` (rpm's ``alignDiff``)."""
+    size = _SIZE[typ]
+    return -at % size if size is not None and size > 1 else 0
+
+
+def verify_blob(blob: bytes) -> tuple[list[tuple[int, int, int, int]], bytes]:
+    """The index entries ``(tag, type, offset, count)`` and the data of a header blob,
+    checked as librpm's ``headerImport`` checks a blob before it loads it: the intro's
+    counts in range and the blob exactly ``8 + 16 il + dl`` bytes; a region tag (first
+    entry) of type BIN and count 16 whose trailer lies in the data and repeats it, its
+    negative offset a whole number of entries; every other entry with a tag of at least
+    100, a known type, a count of at least one, an offset in the data, aligned for its
+    type, after the previous entry's data and off the region trailer, its data (strings
+    to their NUL) inside the data; and the data length equal to what the entries span
+    (with their alignment, plus the trailer). :class:`RpmDbError` naming the first
+    check that fails."""
     if len(blob) < 8:
         raise RpmDbError(f"header blob of {len(blob)} bytes is too short")
     il, dl = struct.unpack_from(">ii", blob, 0)
-    if not (0 < il <= MAX_IL) or not (0 <= dl <= MAX_DL):
+    if not (0 < il <= MAX_IL) or not (0 <= dl <= _DATA_MAX):
         raise RpmDbError(f"header claims {il} entries and {dl} data bytes")
-    data_start = 8 + 16 * il
-    if data_start + dl > len(blob):
-        raise RpmDbError(f"header needs {data_start + dl} bytes, blob has {len(blob)}")
-    data = blob[data_start : data_start + dl]
+    need = 8 + 16 * il + dl
+    if need != len(blob) or need >= _BLOB_MAX:
+        raise RpmDbError(f"header of {il} entries and {dl} data bytes needs {need} bytes, the blob has {len(blob)}")
+    entries = list(struct.iter_unpack(">iiii", blob[8 : 8 + 16 * il]))
+    data = blob[8 + 16 * il :]
+    tag0, type0, off0, count0 = entries[0]
+    region = tag0 in _REGION_TAGS
+    rdl = 0
+    if region:
+        if type0 != _REGION_TYPE or count0 != _REGION_COUNT:
+            raise RpmDbError(f"region tag {tag0}: type {type0} count {count0}, not a region")
+        if not 0 <= off0 <= dl - _REGION_COUNT:
+            raise RpmDbError(f"region tag {tag0}: trailer offset {off0} outside the {dl} data bytes")
+        ttag, ttype, toff, tcount = struct.unpack_from(">iiii", data, off0)
+        if (ttag, ttype, tcount) != (tag0, _REGION_TYPE, _REGION_COUNT):
+            raise RpmDbError(f"region tag {tag0}: its trailer is not a region trailer (tag {ttag} type {ttype} "
+                             f"count {tcount})")
+        rdl = off0 + _REGION_COUNT
+        ril, rest = divmod(-toff, 16)
+        if rest or not 0 <= ril <= il:
+            raise RpmDbError(f"region tag {tag0}: its trailer claims {-toff} bytes of index, the header has {il} "
+                             f"entries")
+    end = 0
+    span = 0  # what the entries take, aligned, in index order (rpm's regionSwab)
+    for i, (tag, typ, off, count) in enumerate(entries[1:] if region else entries, 1 if region else 0):
+        what = f"entry {i} (tag {tag}, type {typ}, offset {off}, count {count})"
+        if off < end:
+            raise RpmDbError(f"{what}: overlaps the data of the entry before it")
+        if tag < _FIRST_TAG:
+            raise RpmDbError(f"{what}: tag below {_FIRST_TAG}")
+        if not 0 <= typ < len(_SIZE):
+            raise RpmDbError(f"{what}: unknown type")
+        if not 0 < count <= dl:
+            raise RpmDbError(f"{what}: count outside 1..{dl}")
+        if off % _ALIGN[typ]:
+            raise RpmDbError(f"{what}: offset not aligned for its type")
+        if not 0 <= off <= dl:
+            raise RpmDbError(f"{what}: offset outside the {dl} data bytes")
+        length = _data_length(data, typ, off, count)
+        if length <= 0:
+            raise RpmDbError(f"{what}: its data runs past the {dl} data bytes")
+        end = off + length
+        if region and end > rdl - _REGION_COUNT and off < rdl:
+            raise RpmDbError(f"{what}: its data overlaps the region trailer")
+        span += _align_pad(typ, span) + length
+    if region:
+        span += _REGION_COUNT
+    if span != dl:
+        raise RpmDbError(f"header claims {dl} data bytes, its entries span {span}")
+    return entries, data
+
+
+def parse_header(blob: bytes, budget: PathBudget | None = None) -> RpmHeader:
+    """Decode an installed package's header blob (as the databases store it: no lead, no
+    header magic), checked whole first (:func:`verify_blob`). ``budget``: what the
+    database's file lists may still cost (one of its own when None)."""
+    entries, data = verify_blob(blob)
+    dl = len(data)
     want = {NAME, VERSION, RELEASE, EPOCH, LICENSE, VENDOR, ARCH, SOURCERPM, *FILE_TAGS}
     values: dict[int, object] = {}
     problems: list[str] = []
-    for i in range(il):
-        tag, typ, off, count = struct.unpack_from(">iiii", blob, 8 + 16 * i)
+    for tag, typ, off, count in entries:
         if tag not in want:
             continue
         if off < 0 or off > dl or count < 0 or count > dl + 1:
