@@ -95,6 +95,9 @@ GUESTFS_KVM_LAUNCH_SECONDS = 60
 # ---- package databases (dpkg, rpm) and repositories -----------------------------------------
 #: bytes of dpkg's ``status`` file read (a Debian system of 5,000 packages has about 10 MiB)
 MAX_DPKG_STATUS_BYTES = 64 * MiB
+#: bytes of the target's os-release (or redhat-release, debian_version) read: real ones are
+#: under 1 KiB; its fields name the distribution in every purl
+MAX_OS_RELEASE_BYTES = 64 * KiB
 #: characters of one package version (a dpkg ``Version``): real ones are under 100; 5,000
 #: digits of epoch cost Python's ``int()`` a ValueError and every report a line of garbage
 MAX_PACKAGE_VERSION_CHARS = 256

@@ -30,7 +30,8 @@ from typing import Any
 
 import pytest
 
-from scanner.inventory import dpkg, rpmdb
+from scanner import limits
+from scanner.inventory import dpkg, osrelease, rpmdb
 from scanner.inventory.packages import OwnershipIndex, PathBudget
 from scanner.licensing import license_packages, load_tables, normalize
 from scanner.repo import RepoOptions, inventory
@@ -587,3 +588,46 @@ def test_fifos_in_a_repository_never_block(tmp_path: Path, rpmroot: Path) -> Non
         "rpm file: Packages/evil-1.0-1.x86_64.rpm: not a regular file: FIFO; not read"]
     (msg,) = messages(docs["fifo-repomd"], "repodata/repomd.xml")
     assert msg == "repodata: repodata/repomd.xml: not a regular file: FIFO; not read; read the .rpm files instead"
+
+
+# ---- os-release --------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["fifo", "chardev"])
+def test_os_release_that_is_not_a_file(kind: str, tmp_path: Path) -> None:
+    """A FIFO or a character device at /etc/os-release is never opened (a FIFO would block)
+    and is an error record naming its type, not a silently unknown OS; the identity is
+    then taken from /usr/lib/os-release, as for a missing one."""
+    if kind == "chardev" and os.geteuid() != 0:
+        pytest.skip("making a character device (mknod) needs root")
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "usr/lib").mkdir(parents=True)
+    (tmp_path / "usr/lib/os-release").write_text('ID=fedora\nVERSION_ID="40"\n')
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "etc/os-release")
+    else:
+        os.mknod(tmp_path / "etc/os-release", 0o600 | 0o020000, os.makedev(1, 3))
+    errors: list[Any] = []
+    assert osrelease.read_os_release(DirectoryRoot(tmp_path), errors) == {"ID": "fedora", "VERSION_ID": "40"}
+    name = "FIFO" if kind == "fifo" else "character device"
+    assert [(e.path, e.stage) for e in errors] == [("/etc/os-release", "inventory")]
+    assert f"not a regular file: {name}" in errors[0].message, errors[0].message
+    (tmp_path / "usr/lib/os-release").unlink()  # nothing else: an unknown OS, and still said
+    errors.clear()
+    assert osrelease.read_os_release(DirectoryRoot(tmp_path), errors) == {}
+    assert [e.path for e in errors] == ["/etc/os-release"]
+
+
+def test_os_release_past_its_cap(tmp_path: Path) -> None:
+    """An os-release larger than MAX_OS_RELEASE_BYTES is read up to the cap (whole lines)
+    and an error record names the cap; the fields before it are kept."""
+    cap = limits.MAX_OS_RELEASE_BYTES
+    filler = b"".join(b"X_%06d=%s\n" % (i, b"y" * 50) for i in range(cap // 40))
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/os-release").write_bytes(b'ID=debian\nVERSION_ID="12"\n' + filler + b"ID=evil\n")
+    errors: list[Any] = []
+    fields = osrelease.read_os_release(DirectoryRoot(tmp_path), errors)
+    assert fields["ID"] == "debian" and fields["VERSION_ID"] == "12"
+    assert [e.path for e in errors] == ["/etc/os-release"]
+    assert errors[0].message.startswith(f"limit MAX_OS_RELEASE_BYTES ({cap:,}) reached: read only its first ")
+    (tmp_path / "etc/os-release").write_bytes(b"ID=debian\n" + b"#" * (cap - 10))  # exactly the cap: all of it
+    errors.clear()
+    assert osrelease.read_os_release(DirectoryRoot(tmp_path), errors) == {"ID": "debian"} and not errors
