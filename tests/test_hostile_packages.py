@@ -631,3 +631,35 @@ def test_os_release_past_its_cap(tmp_path: Path) -> None:
     (tmp_path / "etc/os-release").write_bytes(b"ID=debian\n" + b"#" * (cap - 10))  # exactly the cap: all of it
     errors.clear()
     assert osrelease.read_os_release(DirectoryRoot(tmp_path), errors) == {"ID": "debian"} and not errors
+
+
+# ---- links out of the root ---------------------------------------------------------------------
+def test_dpkg_admin_folder_linked_out_of_the_root(tmp_path: Path) -> None:
+    """/var/lib/dpkg an absolute link to a folder of the host holding a status file and
+    file lists: it is resolved inside the root (where the same path holds the target's own
+    database), so the host's files are never read, listed or fingerprinted, with or
+    without the scan cache."""
+    from scanner.inventory.cache import CensusCache
+
+    host = tmp_path / "host-dpkg"  # outside the root
+    (host / "info").mkdir(parents=True)
+    (host / "status").write_bytes(stanza(b"hostonly", b"6.6"))
+    (host / "info/hostonly.list").write_bytes(b"/usr/bin/hostonly\n")
+    root = tmp_path / "root"
+    inside = root / str(host).lstrip("/")  # the link's target as the target sees it
+    (inside / "info").mkdir(parents=True)
+    (inside / "status").write_bytes(stanza(b"guest", b"1.0"))
+    (inside / "info/guest.list").write_bytes(b"/usr/bin/guest\n")
+    (root / "var/lib").mkdir(parents=True)
+    (root / "var/lib/dpkg").symlink_to(host)  # absolute: the host kernel would follow it out
+    fs = DirectoryRoot(root)
+    fp = dpkg._fingerprint(fs, DEBIAN)
+    (host / "info/more.list").write_bytes(b"/x\n")  # the host's folder changes, the target's does not
+    assert dpkg._fingerprint(fs, DEBIAN) == fp
+    (inside / "info/more.list").write_bytes(b"/x\n")  # the target's own folder is what is listed
+    assert dpkg._fingerprint(fs, DEBIAN) != fp
+    for memo in (None, CensusCache(tmp_path / "cache.db", "DirectoryRoot:test")):
+        db = dpkg.read_database(fs, DEBIAN, memo)
+        assert db is not None and [(p.name, p.files) for p in db.packages] == [("guest", ("/usr/bin/guest",))]
+    (root / str(host).lstrip("/")).rename(root / "elsewhere")  # no database inside: none at all
+    assert dpkg.read_database(DirectoryRoot(root), DEBIAN, CensusCache(tmp_path / "c2.db", "DirectoryRoot:t")) is None

@@ -156,8 +156,8 @@ def _fingerprint(fs: RootFS, os_release: dict[str, str]) -> str:
     from scanner.inventory.cache import file_key
 
     h = hashlib.sha256(repr(sorted(os_release.items())).encode())
-    try:
-        for name, kind, st in sorted(fs.listdir_stat(f"{ADMINDIR}/info")):
+    try:  # listed by its path inside the root: the host would follow a link in it out of the root
+        for name, kind, st in sorted(fs.listdir_stat(fs.resolve(f"{ADMINDIR}/info"))):
             if name.endswith(".list"):
                 h.update(f"{name}\0{kind}\0{file_key(st) if st else '-'}\n".encode("utf-8", "surrogateescape"))
     except OSError:
