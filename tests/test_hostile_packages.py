@@ -663,3 +663,25 @@ def test_dpkg_admin_folder_linked_out_of_the_root(tmp_path: Path) -> None:
         assert db is not None and [(p.name, p.files) for p in db.packages] == [("guest", ("/usr/bin/guest",))]
     (root / str(host).lstrip("/")).rename(root / "elsewhere")  # no database inside: none at all
     assert dpkg.read_database(DirectoryRoot(root), DEBIAN, CensusCache(tmp_path / "c2.db", "DirectoryRoot:t")) is None
+
+
+def test_too_many_rpm_macro_files(tmp_path: Path, rpmroot: Path) -> None:
+    """10,002 files named /etc/rpm/macros.* (one of which may name a database elsewhere):
+    the glob stops at MAX_GLOB_MATCHES and says so, with the database found at the
+    default place and also with none found (then as a database of unknown backend with
+    no packages, never silently nothing), through the library and the CLI."""
+    blobs = fixture_blobs(rpmroot)
+    with_db = rpm_root(tmp_path / "with-db", rpmroot, {})
+    without = tmp_path / "without-db"
+    for root in (with_db, without):
+        (root / "etc/rpm").mkdir(parents=True, exist_ok=True)
+        for i in range(limits.MAX_GLOB_MATCHES + 2):
+            (root / f"etc/rpm/macros.{i}").write_bytes(b"")
+    want = ("rpm macro files: limit MAX_GLOB_MATCHES (10,000) reached: glob /etc/rpm/macros.*")
+    (db,) = rpmdb.read_all(DirectoryRoot(with_db), DEBIAN, prefer="python")
+    assert len(db.packages) == len(blobs) and messages(db, "/etc/rpm/macros.*") == [want]
+    (db,) = rpmdb.read_all(DirectoryRoot(without), DEBIAN, prefer="python")
+    assert (db.path, db.backend, db.packages) == ("/etc/rpm/macros.*", "unknown", ())
+    assert messages(db) == [want]
+    code, doc, _ = run_cli("scan", str(without), "-j", "1", out=tmp_path / "out")
+    assert code == 0 and doc is not None and messages(doc, "/etc/rpm/macros.*") == [want]

@@ -284,12 +284,18 @@ def read_all(fs: RootFS, os_release: dict[str, str], *, prefer: str = "auto",
     """Every rpm database of the target. ``memo`` (the scan cache) keeps each read for
     the next scan while the database file (and its WAL) is unchanged. One database that
     cannot be read, whatever the reason, is that database's error record; the others are
-    read. Macro files that could not be looked at are recorded with the first database
-    (with none found, there is no record to hold them: the scan then reports no rpm
-    packages, and every ELF file as unowned)."""
+    read. Macro files that could not be looked at (one may have named a database
+    elsewhere) are recorded with the first database; with none found, they are the
+    records of a database of backend ``unknown`` holding no packages, named by the first
+    of them: a database that may have been missed is never silently absent."""
     errors: list[ErrorRecord] = []
     out = []
-    for folder, backend, fname in find_databases(fs, errors):
+    try:
+        found = find_databases(fs, errors)
+    except Exception as exc:  # noqa: BLE001 - looking for databases failed: said, not a crash
+        errors.append(ErrorRecord("/", "inventory", f"rpm databases could not be looked for: {_why(exc)}"))
+        found = []
+    for folder, backend, fname in found:
         try:
             out.append(_remembered(fs, folder, backend, fname, os_release, prefer, memo))
         except Exception as exc:  # noqa: BLE001 - a database's failure is its own error record
@@ -298,6 +304,9 @@ def read_all(fs: RootFS, os_release: dict[str, str], *, prefer: str = "auto",
                                        (ErrorRecord(db_path, "inventory", f"rpm database ({backend}): {_why(exc)}"),)))
     if out and errors:
         out[0] = replace(out[0], errors=(*errors, *out[0].errors))
+    elif errors:
+        out.append(PackageDatabase("rpm", errors[0].path, "unknown", "python" if prefer == "python" else "librpm",
+                                   (), tuple(errors)))
     return out
 
 
