@@ -50,6 +50,12 @@ MAX_GLOB_MATCHES = 10_000
 #: directories one glob (or one reader's globs together) may visit: ``include /x/*/*/*/*``
 #: over links to ``.`` visits exponentially many
 MAX_GLOB_DIRS = 4_096
+#: bytes of the target's ``/etc/ld.so.cache`` read (a large system's is under 1 MiB); a larger
+#: one is not parsed cut short: its ld.so.conf folders stand in for it, and that is said
+MAX_LD_SO_CACHE_BYTES = 64 * MiB
+#: bytes of a program interpreter (glibc's ``ld.so``, about 250 KiB) read to find the search
+#: folders compiled into it; past it the distribution's usual folders stand in, and that is said
+MAX_INTERPRETER_BYTES = 64 * MiB
 
 # ---- the ELF census -----------------------------------------------------------------------
 #: apparent size of one file the census parses and hashes. Needed because hashing is linear in

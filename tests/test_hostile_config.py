@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -343,3 +344,64 @@ def test_glob_is_bounded(tmp_path: Path) -> None:
         fs.glob("/many/*")
     assert exc.value.cap == "MAX_GLOB_MATCHES"
     assert fs.glob("/many/f1000*") == ["/many/f1000", "/many/f10000"]  # under the caps: every match
+
+
+# ---- the loader's own files ----------------------------------------------------------------------
+def _over_the_cap(path: Path, head: bytes, cap: int) -> None:
+    """``head`` (a real file's bytes), then a hole up to one byte past ``cap`` (sparse: no
+    disk, and the old reader took the first ``cap`` bytes as the whole file)."""
+    path.write_bytes(head)
+    os.truncate(path, cap + 1)
+
+
+def test_ld_so_cache_over_its_cap(rpmroot: Path, tmp_path: Path) -> None:
+    """An /etc/ld.so.cache larger than MAX_LD_SO_CACHE_BYTES (a real cache, then a hole):
+    not parsed cut short, an error record naming the cap, and ld.so.conf stands in."""
+    root = tmp_path / "root"
+    shutil.copytree(rpmroot, root, symlinks=True)
+    _over_the_cap(root / "etc/ld.so.cache", Path("/etc/ld.so.cache").read_bytes(), limits.MAX_LD_SO_CACHE_BYTES)
+    doc = scan_root(root)
+    assert doc["target"]["loader"]["cache"] == "ld.so.conf"
+    errs = [e["message"] for e in doc["errors"] if e["path"] == "/etc/ld.so.cache"]
+    assert errs == [f"limit MAX_LD_SO_CACHE_BYTES ({limits.MAX_LD_SO_CACHE_BYTES:,}) reached: not read; "
+                    "using ld.so.conf instead"], errs
+    assert {e["stage"] for e in doc["errors"] if e["path"] == "/etc/ld.so.cache"} == {"linkage"}
+
+
+def test_interpreter_over_its_cap(rpmroot: Path, tmp_path: Path) -> None:
+    """The target's ld.so (the real one, then a hole past MAX_INTERPRETER_BYTES): its
+    search folders are not taken from its first 64 MiB as if that were all of it; an error
+    record names the cap and the distribution's usual folders stand in."""
+    root = tmp_path / "root"
+    shutil.copytree(rpmroot, root, symlinks=True)
+    ldso = root / "usr/lib64/ld-linux-x86-64.so.2"
+    _over_the_cap(ldso, ldso.read_bytes(), limits.MAX_INTERPRETER_BYTES)
+    doc = scan_root(root)
+    interps = {i["path"]: i for i in doc["target"]["loader"]["interpreters"]}
+    assert interps["/lib64/ld-linux-x86-64.so.2"]["system_dirs_from"] == "fallback"
+    errs = [e["message"] for e in doc["errors"] if e["path"] == "/lib64/ld-linux-x86-64.so.2"]
+    assert f"limit MAX_INTERPRETER_BYTES ({limits.MAX_INTERPRETER_BYTES:,}) reached: the interpreter was not " \
+           "read; its search folders were guessed" in errs, errs
+
+
+@pytest.mark.parametrize("kind", ["fifo", "chardev"])
+def test_musl_path_file_that_is_not_a_file(kind: str, rpmroot: Path, tmp_path: Path) -> None:
+    """/etc/ld-musl-x86_64.path a FIFO or a device: never opened, musl's built-in path
+    stands in, and the loader's error records say so (they were dropped)."""
+    need_mknod(kind)
+    root = tmp_path / "root"
+    shutil.copytree(rpmroot, root, symlinks=True)
+    (root / "lib/ld-musl-x86_64.so.1").symlink_to("/usr/lib64/ld-linux-x86-64.so.2")
+    node(root / "etc/ld-musl-x86_64.path", kind)
+    from scanner.inventory.census import census_file
+    from scanner.linkage.loader import Loader
+
+    fs = DirectoryRoot(root)
+    (rec,) = census_file(fs, "/usr/bin/hello")
+    loader = Loader(fs, {rec.path: rec}, lambda p: census_file(fs, p))
+    cfg = loader.config_for("/lib/ld-musl-x86_64.so.1", rec)
+    assert cfg.flavour == "musl" and cfg.system_dirs == ("/lib", "/usr/local/lib", "/usr/lib")
+    name = "FIFO" if kind == "fifo" else "character device"
+    assert [(e.path, e.stage, e.message) for e in loader.errors.values()] == [
+        ("/etc/ld-musl-x86_64.path", "linkage",
+         f"cannot read: not a regular file: {name}; using musl's built-in path")]

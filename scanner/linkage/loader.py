@@ -39,8 +39,10 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from scanner import limits
 from scanner.errors import ErrorRecord
 from scanner.inventory.elf import ElfRecord
+from scanner.limits import LimitExceeded
 from scanner.linkage import config as cfgmod
 from scanner.target import PathLoop, RootFS
 
@@ -115,12 +117,17 @@ class Loader:
         self.errors.setdefault((path, message), ErrorRecord(path, "linkage", message))
 
     def _load_cache(self) -> tuple[str, dict[str, list[str]] | list[str]]:
+        cap = limits.MAX_LD_SO_CACHE_BYTES
         try:
-            data = self.fs.read("/etc/ld.so.cache", 64 << 20)
+            data = self.fs.read("/etc/ld.so.cache", cap + 1)
         except FileNotFoundError:
             data = None
         except OSError as exc:
             self._error("/etc/ld.so.cache", f"cannot read: {exc.strerror or exc}")
+            data = None
+        if data is not None and len(data) > cap:  # a cache cut short would be misread: not parsed
+            self._error("/etc/ld.so.cache", str(LimitExceeded("MAX_LD_SO_CACHE_BYTES", cap,
+                                                              "not read; using ld.so.conf instead")))
             data = None
         if data is not None:
             try:
@@ -178,20 +185,40 @@ class Loader:
         platform = cfgmod.PLATFORMS.get(rec.machine, rec.machine)
         arch = cfgmod.musl_arch(interpreter or "")
         if arch:
-            dirs = cfgmod.musl_search_path(self.fs, arch)
+            errs: list[tuple[str, str]] = []
+            dirs = cfgmod.musl_search_path(self.fs, arch, errs)
+            for p, msg in errs:
+                self._error(p, msg)
             return LoaderConfig(interpreter or "", "musl", tuple(dirs), "lib", platform, "musl-path")
         dirs = None
         if interpreter:
-            try:
-                dirs = cfgmod.system_dirs_from_ld_so(self.fs.read(interpreter, 64 << 20))
-            except OSError:
-                dirs = None
+            dirs = self._interpreter_dirs(interpreter)
         source = "ld.so"
         if not dirs:
             dirs = cfgmod.fallback_system_dirs(self.fs, rec.machine, rec.elf_class)
             source = "fallback"
         lib = dirs[0].strip("/") or "lib"
         return LoaderConfig(interpreter or "", "glibc", tuple(dirs), lib, platform, source)
+
+    def _interpreter_dirs(self, interpreter: str) -> list[str] | None:
+        """The search folders compiled into the glibc interpreter at ``interpreter`` (None:
+        it does not tell). One that is there but cannot be read, or is larger than
+        ``MAX_INTERPRETER_BYTES`` (not read: it is never held whole past the cap), is an
+        error record; the usual folders then stand in."""
+        cap = limits.MAX_INTERPRETER_BYTES
+        try:
+            data = self.fs.read(interpreter, cap + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._error(interpreter, f"cannot read the interpreter: {exc.strerror or exc}; "
+                                     "its search folders were guessed")
+            return None
+        if len(data) > cap:
+            self._error(interpreter, str(LimitExceeded("MAX_INTERPRETER_BYTES", cap, "the interpreter was not read; "
+                                                                                     "its search folders were guessed")))
+            return None
+        return cfgmod.system_dirs_from_ld_so(data)
 
     # ---- files ----------------------------------------------------------------------
     def canonical(self, path: str) -> str | None:
