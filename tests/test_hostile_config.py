@@ -363,8 +363,8 @@ def test_ld_so_cache_over_its_cap(rpmroot: Path, tmp_path: Path) -> None:
     doc = scan_root(root)
     assert doc["target"]["loader"]["cache"] == "ld.so.conf"
     errs = [e["message"] for e in doc["errors"] if e["path"] == "/etc/ld.so.cache"]
-    assert errs == [f"limit MAX_LD_SO_CACHE_BYTES ({limits.MAX_LD_SO_CACHE_BYTES:,}) reached: not read; "
-                    "using ld.so.conf instead"], errs
+    want = f"limit MAX_LD_SO_CACHE_BYTES ({limits.MAX_LD_SO_CACHE_BYTES:,}) reached: not read; using ld.so.conf instead"
+    assert errs == [want], errs
     assert {e["stage"] for e in doc["errors"] if e["path"] == "/etc/ld.so.cache"} == {"linkage"}
 
 

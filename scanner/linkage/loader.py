@@ -186,13 +186,11 @@ class Loader:
         arch = cfgmod.musl_arch(interpreter or "")
         if arch:
             errs: list[tuple[str, str]] = []
-            dirs = cfgmod.musl_search_path(self.fs, arch, errs)
+            musl_dirs = cfgmod.musl_search_path(self.fs, arch, errs)
             for p, msg in errs:
                 self._error(p, msg)
-            return LoaderConfig(interpreter or "", "musl", tuple(dirs), "lib", platform, "musl-path")
-        dirs = None
-        if interpreter:
-            dirs = self._interpreter_dirs(interpreter)
+            return LoaderConfig(interpreter or "", "musl", tuple(musl_dirs), "lib", platform, "musl-path")
+        dirs = self._interpreter_dirs(interpreter) if interpreter else None
         source = "ld.so"
         if not dirs:
             dirs = cfgmod.fallback_system_dirs(self.fs, rec.machine, rec.elf_class)
