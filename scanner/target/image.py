@@ -39,8 +39,8 @@ from scanner import limits
 from scanner.errors import ErrorRecord
 from scanner.limits import LimitExceeded
 from scanner.target.base import RootFS, TargetError, normpath, require_regular
-from scanner.target.qcow2 import (COMPRESSED, L2_OFFSET, ZERO, BackingPolicy, Layer, PlainQcow2, backing_chain, be_u64,
-                                  open_plain, read_pieces, refused, vmdk_refusal)
+from scanner.target.qcow2 import (COMPRESSED, L2_OFFSET, ZERO, BackingPolicy, Layer, PlainQcow2, Qcow2Error, backing_chain,
+                                  be_u64, check_entry, open_plain, read_pieces, refused, vmdk_refusal)
 
 
 def _described(exc: BaseException) -> str:
@@ -1007,6 +1007,8 @@ def _qcow2_pieces(stream: Any, offset: int, length: int, out: list[Piece], depth
         n = min(length, csize - within)
         l1_index, l2_index = divmod(cluster, per_l2)
         l2_at = (int(l1[l1_index]) & L2_OFFSET) if l1_index < len(l1) else 0
+        if l2_at:
+            check_entry(int(l1[l1_index]) & ~ZERO, csize, 2, f"L1 entry {l1_index}")
         entry = 0
         if l2_at:
             table = tables.get(l2_at)
@@ -1018,6 +1020,8 @@ def _qcow2_pieces(stream: Any, offset: int, length: int, out: list[Piece], depth
                 table = tables[l2_at] = be_u64(raw)
             entry = table[l2_index]
         host = entry & L2_OFFSET
+        if not entry & COMPRESSED:
+            check_entry(entry, csize, int(q.header.version), f"L2 entry of guest cluster {cluster}")
         if entry & COMPRESSED:
             out.append((stream, offset, n))  # dissect decompresses it
         elif entry & ZERO and q.header.version >= 3:
@@ -1041,6 +1045,8 @@ def _mapped_read(stream: Any, offset: int, length: int) -> bytes | None:
     pieces: list[Piece] = []
     try:
         _pieces(stream, offset, length, pieces)
+    except Qcow2Error:
+        raise  # a corrupt table: dissect would read zeros there
     except Exception:  # noqa: BLE001 - anything unusual: dissect's own streams read it
         return None
     return read_pieces(pieces, length, _read_layer, "the image file ends inside a file's data")

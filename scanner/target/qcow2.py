@@ -50,11 +50,24 @@ _COMPRESSION_TYPE_BIT = 1 << 3
 L2_OFFSET = 0x00FFFFFFFFFFFE00  # bits 9-55 of an L1 or L2 entry: the host offset
 COMPRESSED = 1 << 62
 ZERO = 1  # version 3: the cluster reads as zeros
+COPIED = 1 << 63  # the cluster (or L2 table) is in use, referenced once
 MAX_L1_BYTES = 32 << 20  # QEMU's own limit on the L1 table
 
 
 class Qcow2Error(OSError):
     """The file says it is qcow2 but its header or tables cannot be right."""
+
+
+def check_entry(entry: int, cluster_size: int, version: int, what: str) -> None:
+    """Refuse an L1 or uncompressed L2 entry that QEMU itself refuses or calls corrupt
+    (``qemu-img check``): a host offset not on a cluster boundary (QEMU: EIO), or the
+    in-use flag (COPIED) on an entry that names no cluster and is no zero cluster. Such
+    an entry is damage: read as zeros, the guest's bytes there would silently be lost."""
+    host = entry & L2_OFFSET
+    if host & (cluster_size - 1):
+        raise Qcow2Error(5, f"corrupt qcow2 table: {what} names host offset {host:#x}, not on a cluster boundary")
+    if not host and entry & COPIED and not (entry & ZERO and version >= 3):
+        raise Qcow2Error(5, f"corrupt qcow2 table: {what} is marked in use ({entry:#018x}) but names no cluster")
 
 
 class PlainQcow2(io.RawIOBase):
@@ -117,6 +130,8 @@ class PlainQcow2(io.RawIOBase):
             n = min(length, csize - within)
             entry = self._entry(cluster)
             host = entry & L2_OFFSET
+            if not entry & COMPRESSED:
+                check_entry(entry, self.cluster_size, self.version, f"L2 entry of guest cluster {cluster}")
             if entry & COMPRESSED:
                 out.append((self, offset, n))
             elif (entry & ZERO and self.version >= 3) or not host:
@@ -137,6 +152,7 @@ class PlainQcow2(io.RawIOBase):
         if l1_index >= len(self.l1):
             return 0
         l2_at = self.l1[l1_index] & L2_OFFSET
+        check_entry(self.l1[l1_index] & ~ZERO, self.cluster_size, 2, f"L1 entry {l1_index}")
         if not l2_at:
             return 0
         table = self._l2.get(l2_at)
