@@ -349,10 +349,25 @@ def _mutate_entry(blob: bytes, pick: Any, *, offset: int | None = None, dl: int 
     return bytes(out)
 
 
+def _retyped_as_bin(blob: bytes, tag: int) -> bytes:
+    """``blob`` with the string entry ``tag`` declared BIN of as many bytes (its data, its
+    length and every offset unchanged: only the type rpm declares for the tag is broken)."""
+    out = bytearray(blob)
+    il = struct.unpack_from(">i", blob, 0)[0]
+    data = 8 + 16 * il
+    i = next(i for i in range(il) if struct.unpack_from(">i", blob, 8 + 16 * i)[0] == tag)
+    off = struct.unpack_from(">i", blob, 8 + 16 * i + 8)[0]
+    length = blob.index(b"\0", data + off) - (data + off) + 1
+    struct.pack_into(">i", out, 8 + 16 * i + 4, 7)
+    struct.pack_into(">i", out, 8 + 16 * i + 12, length)
+    return bytes(out)
+
+
 def test_rpm_headers_checked_as_librpm_checks_them(tmp_path: Path, rpmroot: Path) -> None:
     """Headers librpm's ``headerImport`` refuses, each damaged only where the built-in reader
     never looked (a data length off by one, a tag it does not read pointing past the data,
-    before it, or at an odd offset for its int32s): the built-in reader refuses them too,
+    before it, or at an odd offset for its int32s, a string tag stored as binary): the
+    built-in reader refuses them too,
     each one the database's error record, counted, and the other packages are kept."""
     import rpm
 
@@ -364,6 +379,7 @@ def test_rpm_headers_checked_as_librpm_checks_them(tmp_path: Path, rpmroot: Path
         "glibc": _mutate_entry(blobs["glibc"][1], lambda tag, typ: tag not in not_read and typ == 6, offset=-1),
         "suidapp": _mutate_entry(blobs["suidapp"][1], lambda tag, typ: tag not in not_read and typ == 4,
                                  offset=struct.unpack_from(">i", blobs["suidapp"][1], 4)[0] - 2),
+        "libgplcalc": _retyped_as_bin(blobs["libgplcalc"][1], 1007),  # BUILDHOST: a string, same bytes
     }
     for name, blob in hostile.items():
         assert blob != blobs[name][1]
@@ -375,9 +391,10 @@ def test_rpm_headers_checked_as_librpm_checks_them(tmp_path: Path, rpmroot: Path
     assert db.reader == "python"
     assert {p.name for p in db.packages} == set(blobs) - set(hostile)
     errs = messages(db, path)
-    assert "rpm database (sqlite): 4 of the 12 package headers stored could not be read" in errs
+    assert "rpm database (sqlite): 5 of the 12 package headers stored could not be read" in errs
     headers = [m for m in errs if m.startswith("rpm database (sqlite): package header ")]
-    assert len(headers) == 4, errs
+    assert len(headers) == 5, errs
+    assert any("(tag 1007, type 7, offset" in m and "rpm declares this tag of type 6" in m for m in headers), headers
     dl = struct.unpack_from(">i", blobs["hello"][1], 4)[0] - 1
     assert any(f"and {dl} data bytes needs {len(blobs['hello'][1]) - 1} bytes, the blob has "
                f"{len(blobs['hello'][1])}" in m for m in headers), headers
@@ -385,8 +402,8 @@ def test_rpm_headers_checked_as_librpm_checks_them(tmp_path: Path, rpmroot: Path
     assert any("offset -1, count 1): overlaps the data of the entry before it" in m for m in headers), headers
     assert any("type 4, offset" in m and "offset not aligned for its type" in m for m in headers), headers
     code, doc, _ = run_cli("scan", str(root), "-j", "1", "--rpm-reader", "python", out=tmp_path / "out")
-    assert code == 0 and doc is not None and len(doc["packages"]) == 8
-    assert "rpm database (sqlite): 4 of the 12 package headers stored could not be read" in messages(doc, path)
+    assert code == 0 and doc is not None and len(doc["packages"]) == 7
+    assert "rpm database (sqlite): 5 of the 12 package headers stored could not be read" in messages(doc, path)
 
 
 def test_rpm_file_lists_are_bounded(tmp_path: Path, rpmroot: Path, corpus: Any) -> None:

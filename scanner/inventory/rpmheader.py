@@ -53,6 +53,31 @@ _REGION_TYPE, _REGION_COUNT = T_BIN, 16
 #: per type (0 to 9): the alignment of its data, and its size (None: NUL-terminated strings)
 _ALIGN = (1, 1, 1, 2, 4, 8, 1, 1, 1, 1)
 _SIZE: tuple[int | None, ...] = (0, 1, 1, 2, 4, 8, None, 1, None, None)
+#: the type rpm declares for each tag it knows (``rpmTagGetTagType`` of librpm 4.18, by type): a
+#: header whose region is HEADERIMMUTABLE or HEADERIMAGE must store a known tag with that type,
+#: or for a string tag with any string type (rpm's ``hdrchkTagType``); unknown tags are allowed
+_TAG_TYPES: dict[int, tuple[int, ...]] = {
+    1: (1029,),
+    3: (1030, 1033),
+    4: (257, 277, 1003, 1006, 1008, 1009, 1028, 1034, 1037, 1045, 1046, 1048, 1051, 1052, 1053, 1068, 1069,
+         1080, 1095, 1096, 1106, 1112, 1114, 1116, 1119, 1127, 1128, 1129, 1134, 1140, 1141, 1143, 1144, 1145,
+         1158, 1161, 1195, 5011, 5017, 5018, 5019, 5020, 5021, 5022, 5023, 5024, 5025, 5026, 5027, 5032, 5033,
+         5037, 5045, 5048, 5051, 5054, 5057, 5068, 5070, 5072, 5078, 5080, 5082, 5084, 5085, 5091, 5093),
+    5: (270, 271, 5008, 5009),
+    6: (269, 273, 1000, 1001, 1002, 1007, 1010, 1011, 1014, 1015, 1020, 1021, 1022, 1023, 1024, 1025, 1026,
+         1044, 1064, 1079, 1094, 1122, 1123, 1124, 1125, 1126, 1132, 1151, 1152, 1155, 1196, 5012, 5013, 5014,
+         5015, 5016, 5034, 5062, 5096, 5098, 5099, 5100, 5101),
+    7: (259, 261, 262, 267, 268, 1012, 1013, 1043, 1146),
+    8: (100, 266, 276, 1018, 1019, 1027, 1035, 1036, 1039, 1040, 1047, 1049, 1050, 1054, 1055, 1059, 1060, 1061,
+         1062, 1065, 1066, 1067, 1081, 1082, 1085, 1086, 1087, 1088, 1089, 1090, 1091, 1092, 1097, 1098, 1099,
+         1113, 1115, 1117, 1118, 1120, 1121, 1133, 1135, 1142, 1147, 1148, 1149, 1150, 1153, 1154, 1156, 1157,
+         1159, 1160, 5000, 5001, 5002, 5005, 5006, 5007, 5010, 5030, 5031, 5035, 5036, 5040, 5041, 5042, 5043,
+         5044, 5046, 5047, 5049, 5050, 5052, 5053, 5055, 5056, 5058, 5059, 5060, 5061, 5066, 5067, 5069, 5071,
+         5076, 5077, 5079, 5081, 5086, 5087, 5088, 5089, 5090, 5092, 5097),
+    9: (1004, 1005, 1016),
+}
+_STRING_TYPES = frozenset({T_STRING, T_STRING_ARRAY, T_I18NSTRING})
+_TAG_TYPE = {tag: typ for typ, tags in _TAG_TYPES.items() for tag in tags}
 
 
 class RpmDbError(Exception):
@@ -144,8 +169,9 @@ def verify_blob(blob: bytes) -> tuple[list[tuple[int, int, int, int]], bytes]:
     entry) of type BIN and count 16 whose trailer lies in the data and repeats it, its
     negative offset a whole number of entries; every other entry with a tag of at least
     100, a known type, a count of at least one, an offset in the data, aligned for its
-    type, after the previous entry's data and off the region trailer, its data (strings
-    to their NUL) inside the data; and the data length equal to what the entries span
+    type (and of the type rpm declares for the tag, in a package header), after the
+    previous entry's data and off the region trailer, its data (strings to their NUL)
+    inside the data; and the data length equal to what the entries span
     (with their alignment, plus the trailer). :class:`RpmDbError` naming the first
     check that fails."""
     if len(blob) < 8:
@@ -175,6 +201,7 @@ def verify_blob(blob: bytes) -> tuple[list[tuple[int, int, int, int]], bytes]:
         if rest or not 0 <= ril <= il:
             raise RpmDbError(f"region tag {tag0}: its trailer claims {-toff} bytes of index, the header has {il} "
                              f"entries")
+    typechk = tag0 in (61, 63)  # (a signature header's tags cannot be checked: rpm does not either)
     end = 0
     span = 0  # what the entries take, aligned, in index order (rpm's regionSwab)
     for i, (tag, typ, off, count) in enumerate(entries[1:] if region else entries, 1 if region else 0):
@@ -191,6 +218,9 @@ def verify_blob(blob: bytes) -> tuple[list[tuple[int, int, int, int]], bytes]:
             raise RpmDbError(f"{what}: offset not aligned for its type")
         if not 0 <= off <= dl:
             raise RpmDbError(f"{what}: offset outside the {dl} data bytes")
+        declared = _TAG_TYPE.get(tag, typ) if typechk else typ
+        if declared != typ and not (declared in _STRING_TYPES and typ in _STRING_TYPES):
+            raise RpmDbError(f"{what}: rpm declares this tag of type {declared}")
         length = _data_length(data, typ, off, count)
         if length <= 0:
             raise RpmDbError(f"{what}: its data runs past the {dl} data bytes")
