@@ -627,3 +627,56 @@ def test_a_qcow2_entry_in_use_without_a_cluster_is_an_error_record(guest: dict[s
     corrupt = {e["path"] for e in doc["errors"] if "corrupt qcow2 table" in e["message"]}
     assert corrupt & {"/usr", "/usr/bin", "/usr/bin/big"}, doc["errors"]
     assert not any(e["path"] == "/usr/bin/big" for e in doc["elves"])
+
+
+def test_a_gpt_whose_crc_fails_is_an_error_record(corpus: dict[str, Any], tmp_path: Path) -> None:
+    """One byte of the first partition's name changed in the corpus's GPT disk, CRCs left
+    as they were: dissect reads the entries as it finds them (the guest's kernel would
+    refuse them and read the backup), so the damage is an error record of the disk, and
+    the file system is still read. The intact seed has none."""
+    seed = Path(corpus["entry"]) / "gpt/seed.raw"
+    clean = _in_process_scan(seed)
+    assert isinstance(clean, dict) and not _target_errors(clean)
+    image = tmp_path / "disk.raw"
+    shutil.copy(seed, image)
+    _patch(image, 1024 + 56, b"X")  # entry 1's name (UTF-16LE), first character
+    doc = _in_process_scan(image)
+    assert isinstance(doc, dict)
+    assert [e["message"] for e in _target_errors(doc) if e["path"] == str(image)] == [
+        "the GPT partition entries' CRC32 does not match: partitions may be read from damaged entries"]
+    assert doc["summary"]["files"] == clean["summary"]["files"]
+
+
+def test_two_threads_reading_one_image_see_the_same_inodes(corpus: dict[str, Any]) -> None:
+    """The scan reads an image from two threads (package databases beside the census
+    walk), and every layer below seeks one shared position: unserialised, one thread's
+    seek moved the other's read, so an intact inode read as garbage (now: failed its
+    checksum, an error record on a clean image). Caches are emptied each round so the
+    inodes are really read again."""
+    with open_target(images=[str(Path(corpus["entry"]) / "ext4/seed.raw")], backend="dissect") as fs:
+        files = sorted(e.path for e in fs.walk("/") if e.kind == "file")
+        want = {p: fs.lstat(p) for p in files}
+        bad: list[tuple[str, str]] = []
+
+        def work(k: int) -> None:
+            for _ in range(100):
+                for f in fs.filesystems:  # type: ignore[attr-defined]
+                    if getattr(f, "checks", None) is not None:
+                        f.checks.good_inodes.clear()
+                    f.fs.get_inode.cache_clear()
+                fs.__dict__.get("_dirs", {}).clear()
+                for p in files[k::2]:
+                    try:
+                        if fs.lstat(p) != want[p]:
+                            bad.append((p, "another stat"))
+                    except OSError as exc:
+                        bad.append((p, str(exc)))
+
+        import threading
+
+        workers = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+    assert not bad, bad[:5]

@@ -30,6 +30,8 @@ import posixpath
 import stat as statmod
 import struct
 import sys
+import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,6 +190,40 @@ def _vmdk(path: Path, fh: BinaryIO) -> BinaryIO:
         raise TargetError(f"cannot read image {path}: {why}")
     vmdk = VMDK(fh)
     return vmdk.open() if hasattr(vmdk, "open") else vmdk
+
+
+#: bytes of GPT partition entries checked (128 entries of 128 bytes is what every tool writes)
+_GPT_ENTRIES_MAX = 1 << 20
+
+
+def _gpt_damage(stream: BinaryIO) -> list[str]:
+    """What the CRC32s of a GPT say is damaged (the primary header, its partition
+    entries): dissect reads the primary table as it finds it, where the kernel would
+    refuse it and read the backup; either way what the scan reads may not be what the
+    guest sees. Empty for an intact GPT or another kind of table."""
+    stream.seek(512)
+    head = stream.read(512)
+    if head[:8] != b"EFI PART":
+        return []
+    size = struct.unpack_from("<I", head, 12)[0]
+    if not 92 <= size <= 512:
+        return [f"the GPT header gives its own size as {size} bytes (92 to 512): damaged"]
+    out = []
+    if zlib.crc32(head[:16] + b"\0\0\0\0" + head[20:size]) != struct.unpack_from("<I", head, 16)[0]:
+        out.append("the primary GPT header's CRC32 does not match: it is damaged (the guest's kernel would read "
+                   "the backup GPT instead)")
+    entries_at, count, entry_size, crc = struct.unpack_from("<QIII", head, 72)
+    total = count * entry_size
+    if entry_size < 128 or total > _GPT_ENTRIES_MAX:
+        out.append(f"the GPT header names {count:,} partition entries of {entry_size} bytes: damaged")
+        return out
+    stream.seek(entries_at * 512)
+    data = stream.read(total)
+    if len(data) != total:
+        out.append("the GPT partition entries lie past the end of the disk")
+    elif zlib.crc32(data) != crc:
+        out.append("the GPT partition entries' CRC32 does not match: partitions may be read from damaged entries")
+    return out
 
 
 def _is_lvm_pv(stream: BinaryIO) -> bool:
@@ -436,6 +472,11 @@ class ImageRoot(RootFS):
         self.filesystems: list[FileSystem] = []
         self.problems: list[str] = []
         self._problem_records: list[tuple[str, str]] = []
+        # one reader at a time: every layer below (dissect's streams, the qcow2 reader)
+        # seeks and reads one shared position, and the scan reads from two threads (the
+        # package databases beside the census walk): interleaved, one thread's seek
+        # moved the other's read (an intact inode then failed its checksum)
+        self._lock = threading.RLock()
         self._damage: dict[tuple[str, str], None] = {}  # (guest path, message): damage met while reading
         for path in self.images:
             if not (path.is_file() or path.is_block_device()):  # a disk, an LV, a loop device...
@@ -514,6 +555,8 @@ class ImageRoot(RootFS):
             if fs:
                 self.filesystems.append(fs)
             return
+        for line in _gpt_damage(stream):
+            self._problem(str(path), line)
         for part in disk.partitions:
             where = f"{path} partition {getattr(part, 'number', '?')} ({getattr(part, 'name', '') or ''})"
             try:
@@ -705,8 +748,8 @@ class ImageRoot(RootFS):
             return False
 
     def _fs_read(self, fs: FileSystem, rel: str) -> bytes:
-        with _per_file(rel):
-            return _Closing(self._fs_node(fs, rel).open(), rel).read(1 << 20)
+        with self._lock, _per_file(rel):
+            return _Closing(self._fs_node(fs, rel).open(), rel, self._lock).read(1 << 20)
 
     def _locate(self, path: str) -> tuple[FileSystem, str]:
         p = normpath(path)
@@ -734,11 +777,11 @@ class ImageRoot(RootFS):
 
     # ---- primitives ----------------------------------------------------------------------------
     def lstat(self, path: str) -> os.stat_result:
-        with _per_file(path):
+        with self._lock, _per_file(path):
             return self._stat(self._node(path))
 
     def readlink(self, path: str) -> str:
-        with _per_file(path):
+        with self._lock, _per_file(path):
             node = self._node(path)
             if not statmod.S_ISLNK(self._stat(node).st_mode):
                 raise OSError(22, "not a symbolic link", path)
@@ -746,7 +789,7 @@ class ImageRoot(RootFS):
             return link.decode("utf-8", "surrogateescape") if isinstance(link, bytes) else str(link)
 
     def listdir(self, path: str) -> list[tuple[str, str]]:
-        with _per_file(path, "cannot list"):
+        with self._lock, _per_file(path, "cannot list"):
             return self._listdir(normpath(path))
 
     def _listdir(self, p: str) -> list[tuple[str, str]]:
@@ -773,11 +816,11 @@ class ImageRoot(RootFS):
         return out
 
     def open_resolved(self, path: str) -> tuple[BinaryIO, os.stat_result]:
-        with _per_file(path, "cannot open"):
+        with self._lock, _per_file(path, "cannot open"):
             node = self._node(path)
             st = self._stat(node)
             require_regular(st, path)
-            return _Closing(node.open(), path), st
+            return _Closing(node.open(), path, self._lock), st
 
 
 class _Closing(io.RawIOBase):
@@ -793,10 +836,11 @@ class _Closing(io.RawIOBase):
     up to at most ``MAX_IMAGE_HOLE_BYTES``, and whatever dissect raises on damaged
     structures is an ``OSError`` for the file."""
 
-    def __init__(self, stream: Any, path: str) -> None:
+    def __init__(self, stream: Any, path: str, lock: Any = None) -> None:
         super().__init__()
         self._s = stream
         self._path = path
+        self._lock = lock if lock is not None else contextlib.nullcontext()
         self._hole_budget = limits.MAX_IMAGE_HOLE_BYTES
         self._holes: list[tuple[int, int]] | None = None
 
@@ -807,7 +851,7 @@ class _Closing(io.RawIOBase):
         return True
 
     def read(self, size: int = -1) -> bytes:
-        with _per_file(self._path):
+        with self._lock, _per_file(self._path):
             return self._read(-1 if size is None else size)
 
     def _read(self, size: int) -> bytes:
@@ -850,7 +894,8 @@ class _Closing(io.RawIOBase):
             return None
         pieces: list[Piece] = []
         try:
-            _pieces(self._s, 0, total, pieces)
+            with self._lock:
+                _pieces(self._s, 0, total, pieces)
         except Exception:  # noqa: BLE001 - anything unusual: read the ordinary way
             return None
         if len(pieces) != 1 or not isinstance(pieces[0][0], int):
@@ -863,7 +908,7 @@ class _Closing(io.RawIOBase):
         return mmap.mmap(fd, n, offset=offset, access=mmap.ACCESS_READ)
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        with _per_file(self._path):
+        with self._lock, _per_file(self._path):
             return self._s.seek(offset, whence)
 
     def tell(self) -> int:
