@@ -290,28 +290,28 @@ def _scan_domains(names: tuple[str, ...], all_domains: bool, connect: str | None
               debug)
     chosen = known if all_domains else [by_name[n] for n in names]
     fleet, worst = [], EXIT_PASS
-    err = _console(stderr=True)
     for dom in chosen:
         entry: dict[str, Any] = {"domain": dom.name, "uuid": dom.uuid, "state": dom.state}
         try:
             disks = domain_images(dom, allow_running=allow_running)
         except TargetError as exc:
             entry.update(outcome="skipped", reason=str(exc))
-            err.print(visible(f"flightcheck: skipped: {exc}"), highlight=False, markup=False)
+            click.echo(visible(f"flightcheck: skipped: {exc}"), err=True)
             if not all_domains:
                 worst = EXIT_ERROR
             fleet.append(entry)
             continue
         if dom.active:
-            err.print(visible(f"flightcheck: warning: {dom.name} is {dom.state}; its disks may be inconsistent "
-                              "while read"), highlight=False, markup=False)
+            click.echo(visible(f"flightcheck: warning: {dom.name} is {dom.state}; its disks may be inconsistent "
+                               "while read"), err=True)
         try:
             fs = open_target(images=disks, backend=image_backend, backing_dirs=backing_dirs)
             fs.domain = dom.name
             fs.hypervisor = dom.facts()  # its interfaces and their libvirt networks, for the IPv6 rules
         except TargetError as exc:
             entry.update(outcome="error", reason=str(exc))
-            err.print(visible(f"flightcheck: error: {dom.name}: {exc}"), highlight=False, markup=False)
+            # one line each, never wrapped to the terminal's width (scripts grep these)
+            click.echo(visible(f"flightcheck: error: {dom.name}: {exc}"), err=True)
             worst = EXIT_ERROR
             fleet.append(entry)
             continue
