@@ -21,6 +21,7 @@ from scanner.checks import CheckContext, Policy, effective_rules, evaluate, load
 from scanner.inventory import census_file, dpkg, rpmdb, take_census
 from scanner.inventory.cache import CensusCache
 from scanner.inventory.census import Census, Progress, census_paths
+from scanner.errors import ErrorRecord
 from scanner.inventory.osrelease import read_os_release
 from scanner.inventory.packages import OwnershipIndex, PackageDatabase
 from scanner.licensing import (
@@ -95,8 +96,10 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
             cache=cache,
         )
         timings["census"] = time.monotonic() - mark
-        os_release, databases, ownership, pkg_licenses, timings["packages"] = packages[0].result()
+        os_release, databases, ownership, pkg_licenses, timings["packages"], os_errors = packages[0].result()
     census = _with_target_errors(fs, census)
+    if os_errors:  # an os-release that is there but could not be read
+        census = dataclasses.replace(census, errors=(*census.errors, *os_errors))
     mark = time.monotonic()
     if cache is not None:
         cache.commit(prune=tuple(options.paths) == ("/",) and not options.exclude)
@@ -170,21 +173,23 @@ def _with_target_errors(fs: RootFS, census: Census) -> Census:
     return dataclasses.replace(census, errors=(*census.errors, *new)) if new else census
 
 
-Packages = tuple[dict[str, str], list[PackageDatabase], OwnershipIndex, dict[str, PackageLicense], float]
+Packages = tuple[dict[str, str], list[PackageDatabase], OwnershipIndex, dict[str, PackageLicense], float,
+                 tuple[ErrorRecord, ...]]
 
 
 def _packages(fs: RootFS, options: ScanOptions, policy: Policy, cache: CensusCache | None = None) -> Packages:
     """The target's identity, package databases, ownership index and package licenses
     (by the shipped name tables and the policy's own), and the seconds it took."""
     t0 = time.monotonic()
-    os_release = read_os_release(fs)
+    os_errors: list[ErrorRecord] = []
+    os_release = read_os_release(fs, os_errors)
     databases = read_package_databases(fs, os_release, options.rpm_reader, cache) if options.packages else []
     ownership = OwnershipIndex(fs, databases)
     licenses: dict[str, PackageLicense] = {}
     if options.licenses:
         tables = load_tables().with_overrides(policy.names, policy.exceptions)
         licenses = license_packages(fs, databases, tables, policy.network_copyleft, cache)
-    return os_release, databases, ownership, licenses, time.monotonic() - t0
+    return os_release, databases, ownership, licenses, time.monotonic() - t0, tuple(os_errors)
 
 
 def read_package_databases(fs: RootFS, os_release: dict[str, str], rpm_reader: str = "auto",

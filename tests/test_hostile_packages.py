@@ -633,6 +633,24 @@ def test_os_release_that_is_not_a_file(kind: str, tmp_path: Path) -> None:
     assert [e.path for e in errors] == ["/etc/os-release"]
 
 
+def test_unreadable_os_release_reaches_the_result_and_the_gate(tmp_path: Path) -> None:
+    """Through the whole scan: the FIFO at /etc/os-release is an error record of the result,
+    and FC-ERR-001 puts it before the gate (at --fail-on medium the scan fails)."""
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "usr/lib").mkdir(parents=True)
+    (tmp_path / "usr/lib/os-release").write_text("ID=fedora\n")
+    os.mkfifo(tmp_path / "etc/os-release")
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "scanner", "scan", str(tmp_path), "-o", str(out), "--no-progress",
+                          "--fail-on", "medium", "--exclude", "/out/*"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr
+    doc = json.loads((out / "result.json").read_text())
+    assert doc["target"]["os"] == {"ID": "fedora"}
+    assert [e["path"] for e in doc["errors"] if e["stage"] == "inventory"] == ["/etc/os-release"]
+    gate = [f for f in doc["findings"] if f["rule"] == "FC-ERR-001"]
+    assert [f["state"] for f in gate] == ["error"] and "/etc/os-release" in json.dumps(gate[0]["evidence"])
+
+
 def test_os_release_past_its_cap(tmp_path: Path) -> None:
     """An os-release larger than MAX_OS_RELEASE_BYTES is read up to the cap (whole lines)
     and an error record names the cap; the fields before it are kept."""
