@@ -4,7 +4,6 @@ cases, and programs compiled here for the IPv4-only API check."""
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 from pathlib import Path

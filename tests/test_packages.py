@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.inventory import dpkg, rpmdb
+from scanner.inventory import rpmdb
 from scanner.inventory.osrelease import read_os_release
 from scanner.inventory.packages import OwnershipIndex, Package, PackageDatabase
 from scanner.scan import read_package_databases
@@ -209,7 +209,8 @@ def test_bad_databases_are_error_records_and_the_rest_goes_on(tmp_path: Path, rp
         "Package: other\nStatus: install ok installed\nVersion: 3:2.0\nArchitecture: all\nSource: src (1)\n\n"
         "Package: gone\nStatus: deinstall ok config-files\nVersion: 1\nArchitecture: all\n"
     )
-    (root / "var/lib/dpkg/info/good:amd64.list").write_text("/.\n/usr\n/usr/bin\n/usr/bin/good\n../../etc/passwd\n/usr/../../etc/shadow\nrelative/path\n")
+    (root / "var/lib/dpkg/info/good:amd64.list").write_text(
+        "/.\n/usr\n/usr/bin\n/usr/bin/good\n../../etc/passwd\n/usr/../../etc/shadow\nrelative/path\n")
     (root / "var/lib/dpkg/diversions").write_text("/usr/bin/good\n/usr/bin/good.real\nother\n/dangling\n")
     (root / "usr/bin").mkdir(parents=True)
     shutil.copy2(rpmroot / "usr/bin/static-app", root / "usr/bin/good.real")

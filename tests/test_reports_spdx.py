@@ -279,7 +279,7 @@ def test_strings_that_look_like_syntax(rpmroot_result: dict[str, Any], tmp_path:
 def test_invalid_input_is_refused_and_nothing_written(rpmroot_result: dict[str, Any], tmp_path: Path) -> None:
     doc = copy.deepcopy(rpmroot_result)
     doc["elves"][0]["sha1"] = "not a checksum"
-    for fmt, (name, writer) in FORMATS.items():
+    for name, writer in FORMATS.values():
         with pytest.raises(ValueError, match="not valid"):
             writer(doc, tmp_path / name)
         assert not (tmp_path / name).exists()

@@ -146,7 +146,8 @@ def _diversions(fs: RootFS, errors: list[ErrorRecord]) -> list[tuple[str, str, s
         errors.append(ErrorRecord(path, "inventory", f"cannot read: {exc.strerror or exc}; diversions not applied"))
         return []
     if len(lines) % 3:
-        errors.append(ErrorRecord(path, "inventory", f"{len(lines)} lines is not a whole number of diversions; the last is ignored"))
+        errors.append(ErrorRecord(path, "inventory",
+                                  f"{len(lines)} lines is not a whole number of diversions; the last is ignored"))
     return [(lines[i], lines[i + 1], lines[i + 2]) for i in range(0, len(lines) - 2, 3)]
 
 

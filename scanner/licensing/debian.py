@@ -23,7 +23,8 @@ MAX_COPYRIGHT = 4 << 20
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _COMMON = re.compile(r"/usr/share/common-licenses/([A-Za-z0-9.+_-]+)")
 _TITLES = (
-    (re.compile(r"GNU (?:LESSER|Lesser|LIBRARY|Library) GENERAL PUBLIC LICENSE|GNU (?:Lesser|Library) General Public License", re.I), "LGPL"),
+    (re.compile(r"GNU (?:LESSER|Lesser|LIBRARY|Library) GENERAL PUBLIC LICENSE"
+                r"|GNU (?:Lesser|Library) General Public License", re.I), "LGPL"),
     (re.compile(r"Apache License,? Version 2\.0", re.I), "Apache-2.0"),
     (re.compile(r"Permission is hereby granted, free of charge, to any person obtaining a copy", re.I), "Expat"),
     (re.compile(r"Mozilla Public License,? (?:v\.? ?|version )2\.0", re.I), "MPL-2.0"),

@@ -350,7 +350,8 @@ class Loader:
                 return got
         return None
 
-    def _cache_lookup(self, name: str, want: tuple[int, str, str], nodeflib: bool, cfg: LoaderConfig) -> tuple[str, str] | None | bool:
+    def _cache_lookup(self, name: str, want: tuple[int, str, str], nodeflib: bool,
+                      cfg: LoaderConfig) -> tuple[str, str] | None | bool:
         if self.cache_kind == "ld.so.cache":
             assert isinstance(self._cache, dict)
             for path in self._cache.get(name, ()):
@@ -387,17 +388,17 @@ class Loader:
         the loader would search them for a name ``obj`` needs."""
         chain_rpath: list[tuple[str, ...]] = []
         if cfg.flavour == "musl":
-            l: _Loaded | None = obj
-            while l is not None:
-                chain_rpath.append(tuple(self._dirs(l.record.runpath or l.record.rpath, l, cfg, secure)))
-                l = l.loader
+            link: _Loaded | None = obj
+            while link is not None:
+                chain_rpath.append(tuple(self._dirs(link.record.runpath or link.record.rpath, link, cfg, secure)))
+                link = link.loader
             return tuple(chain_rpath), ()
         if not obj.record.runpath:
-            l = obj
-            while l is not None:
-                if not l.record.runpath:
-                    chain_rpath.append(tuple(self._dirs(l.record.rpath, l, cfg, secure)))
-                l = l.loader
+            link = obj
+            while link is not None:
+                if not link.record.runpath:
+                    chain_rpath.append(tuple(self._dirs(link.record.rpath, link, cfg, secure)))
+                link = link.loader
         return tuple(chain_rpath), tuple(self._dirs(obj.record.runpath, obj, cfg, secure))
 
     def search(self, name: str, obj: _Loaded, cfg: LoaderConfig, want: tuple[int, str, str], secure: bool,

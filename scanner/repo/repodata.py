@@ -137,7 +137,7 @@ _MAGIC = ((b"\x1f\x8b", "gzip"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", 
 
 def _decompressed(stream: io.BufferedReader) -> tuple[BinaryIO, str]:
     head = stream.peek(8)[:8]
-    for magic, kind in _MAGIC:
+    for magic, kind in _MAGIC:  # noqa: B007 - the loop breaks with the kind found, used below
         if head.startswith(magic):
             break
     else:

@@ -409,7 +409,8 @@ def backing_chain(path: str | os.PathLike[str], fh: BinaryIO, policy: BackingPol
     while name is not None:
         naming = layers[-1].path
         if len(layers) >= limits.MAX_BACKING_CHAIN:
-            raise TargetError(f"{path}: {LimitExceeded('MAX_BACKING_CHAIN', limits.MAX_BACKING_CHAIN, 'images in its backing chain')}")
+            cap = LimitExceeded("MAX_BACKING_CHAIN", limits.MAX_BACKING_CHAIN, "images in its backing chain")
+            raise TargetError(f"{path}: {cap}")
         text = name.decode("utf-8", "surrogateescape")
         bfh, real = open_confined(text, naming, policy)
         bst = os.fstat(bfh.fileno())
