@@ -21,7 +21,7 @@ from scanner.target import DirectoryRoot
 
 from conftest import REPO, by_path, scan_root
 
-SHARED = REPO.parent / "shared" / "data" / "rpmdb"
+SHARED = REPO / "fixtures" / "data" / "rpmdb"  # real databases, provenance in fixtures/data/README.md
 DATABASES = [("cbl-mariner-2.0", "sqlite", "rpmdb.sqlite"), ("libuuid-bdb", "bdb", "Packages"),
              ("sle15-bci", "ndb", "Packages.db")]
 
@@ -43,8 +43,6 @@ CASES = [(*d, "python") for d in DATABASES] + [(*d, "librpm") for d in DATABASES
 
 @pytest.mark.parametrize("folder,backend,fname,reader", CASES)
 def test_real_databases_yield_expected_packages(folder: str, backend: str, fname: str, reader: str) -> None:
-    if not SHARED.is_dir():
-        pytest.skip(f"the shared rpm databases are not at {SHARED}")
     if reader == "librpm" and not rpmdb.librpm_available():
         pytest.skip("the rpm bindings are not importable (make installs python3-rpm and the rpm shim)")
     where = SHARED / folder
@@ -60,8 +58,6 @@ def test_real_databases_yield_expected_packages(folder: str, backend: str, fname
 
 
 def test_ndb_goes_to_the_builtin_reader() -> None:
-    if not SHARED.is_dir():
-        pytest.skip(f"the shared rpm databases are not at {SHARED}")
     fs = DirectoryRoot(SHARED / "sle15-bci")
     forced = rpmdb.read_database(fs, "/", "ndb", "Packages.db", {}, prefer="librpm")
     assert not forced.packages and "librpm cannot read this backend" in forced.errors[0].message
@@ -198,9 +194,8 @@ def test_bad_databases_are_error_records_and_the_rest_goes_on(tmp_path: Path, rp
     (root / "var/lib/rpm").mkdir(parents=True)
     (root / "usr/lib/sysimage/rpm").mkdir(parents=True)
     (root / "var/lib/dpkg/info").mkdir(parents=True)
-    if SHARED.is_dir():
-        data = (SHARED / "cbl-mariner-2.0/rpmdb.sqlite").read_bytes()
-        (root / "var/lib/rpm/rpmdb.sqlite").write_bytes(data[: len(data) // 3])  # truncated sqlite
+    data = (SHARED / "cbl-mariner-2.0/rpmdb.sqlite").read_bytes()
+    (root / "var/lib/rpm/rpmdb.sqlite").write_bytes(data[: len(data) // 3])  # truncated sqlite
     (root / "usr/lib/sysimage/rpm/Packages").write_bytes(random.Random(1).randbytes(65536))  # random bytes
     (root / "var/lib/dpkg/status").write_text(
         "Package: good\nStatus: install ok installed\nVersion: 1.0-1\nArchitecture: amd64\nMaintainer: A <a@b>\n\n"
@@ -217,8 +212,7 @@ def test_bad_databases_are_error_records_and_the_rest_goes_on(tmp_path: Path, rp
     shutil.copy2(rpmroot / "usr/bin/static-app", root / "usr/bin/good")
     doc = scan_root(root)
     errs = [(e["path"], e["message"]) for e in doc["errors"]]
-    if SHARED.is_dir():
-        assert any(p == "/var/lib/rpm/rpmdb.sqlite" for p, _ in errs)
+    assert any(p == "/var/lib/rpm/rpmdb.sqlite" for p, _ in errs)
     assert any(p == "/usr/lib/sysimage/rpm/Packages" and "Berkeley DB" in m for p, m in errs)
     assert sum(1 for p, m in errs if p == "/var/lib/dpkg/status" and "paragraph" in m) == 2
     bad_lines = [m for p, m in errs if p == "/var/lib/dpkg/info/good:amd64.list"]
