@@ -226,7 +226,11 @@ def _diff_packages(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> tupl
         return out
 
     before, after = group(old), group(new)
-    added, removed, upgraded, downgraded, licenses = [], [], [], [], []
+    added: list[dict[str, Any]] = []
+    removed: list[dict[str, Any]] = []
+    upgraded: list[dict[str, Any]] = []
+    downgraded: list[dict[str, Any]] = []
+    licenses: list[dict[str, Any]] = []
     for key in sorted(set(before) | set(after), key=lambda k: (k[1], str(k[2]), k[0])):
         was, now = before.get(key, {}), after.get(key, {})
         for v in sorted(set(was) & set(now)):
@@ -275,7 +279,8 @@ def _finding_row(f: dict[str, Any], before: dict[str, Any] | None, after: dict[s
 
 
 def _sort_findings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(rows, key=lambda r: (-SEV_RANK.get(r.get("severity"), 0), str(r.get("rule")), str(r.get("subject"))))
+    return sorted(rows, key=lambda r: (-SEV_RANK.get(r.get("severity") or "", 0),
+                                       str(r.get("rule")), str(r.get("subject"))))
 
 
 def _diff_findings(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -286,11 +291,14 @@ def _diff_findings(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[d
         was = b.get("state") if b else None
         now = a.get("state") if a else None
         if now in FAILING_STATES:
+            assert a is not None  # a state came from it
             out["still_failing" if was in FAILING_STATES else "new"].append(_finding_row(a, b, a))
         elif now == "waived":
+            assert a is not None
             if was != "waived":
                 out["newly_waived"].append(_finding_row(a, b, a))
         elif was in FAILING_STATES:
+            assert b is not None
             out["fixed"].append(_finding_row(b, b, a))
     return {k: _sort_findings(v) for k, v in out.items()}
 

@@ -226,7 +226,9 @@ def store(doc: dict[str, Any], db: str | os.PathLike[str]) -> int:
                     raise HistoryError(f"history {where}: {_one_line(exc)}") from exc
         with engine.begin() as conn:
             _check_shape(conn, where)
-            new_id = conn.execute(scans.insert().values(**row)).inserted_primary_key[0]
+            key = conn.execute(scans.insert().values(**row)).inserted_primary_key
+            assert key is not None  # an INSERT of one row has its key
+            new_id = key[0]
     return int(new_id)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from fnmatch import fnmatchcase
 from typing import Any
 
-from scanner.checks import CheckContext, Outcome, Rule, check
+from scanner.checks import Check, CheckContext, Outcome, Rule, check
 from scanner.checks.sysconf import (
     DEFAULTS,
     ENTRIES,
@@ -63,12 +63,12 @@ def _boot(ctx: CheckContext, rule: Rule, kinds: tuple[str, ...] = ALL_LOADERS) -
     return cfg
 
 
-def boot_check(name: str, kinds: tuple[str, ...] = ALL_LOADERS) -> Callable[[Callable[..., Out]], Callable[..., Out]]:
+def boot_check(name: str, kinds: tuple[str, ...] = ALL_LOADERS) -> Callable[[Callable[..., Out]], Check]:
     """Register a check that judges the boot loader configuration: it runs only when the
     target has one of ``kinds``; otherwise the rule gets the error or notapplicable
     result :func:`_boot` gives."""
 
-    def deco(fn: Callable[[CheckContext, Rule, BootConfig], Out]) -> Callable[..., Out]:
+    def deco(fn: Callable[[CheckContext, Rule, BootConfig], Out]) -> Check:
         def run(ctx: CheckContext, rule: Rule) -> Out:
             cfg = _boot(ctx, rule, kinds)
             if isinstance(cfg, Outcome):

@@ -154,7 +154,7 @@ def license_closures(elves: Iterable[ElfRecord], closures: Mapping[str, Mapping[
         for soname, path in closure.items():
             row = known.get((soname, path))
             if row is None:
-                pkg = owners.get(path) if path in owners else (owner_of(path) if path else None)
+                pkg = owners.get(path) if path is not None and path in owners else (owner_of(path) if path else None)
                 lic = licenses.get(pkg) if pkg else None
                 row = known[soname, path] = LinkedLicense(soname, path, pkg, lic.outcome.spdx if lic else None,
                                                           lic.category if lic else "unknown")

@@ -68,7 +68,7 @@ def text(s: str) -> str:
         return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _ascii_record(rec: ElfRecord, closure: dict[str, str | None]) -> bool:
+def _ascii_record(rec: ElfRecord, closure: Mapping[str, str | None]) -> bool:
     """Whether every name of a record and its closure is ASCII: then :func:`text` has
     nothing to do, and a record of hundreds of names skips it name by name
     (``str.isascii`` reads a flag CPython keeps, it does not scan the string)."""
@@ -80,7 +80,7 @@ def _ascii_record(rec: ElfRecord, closure: dict[str, str | None]) -> bool:
             and all(map(isascii, closure)) and all(map(isascii, filter(None, closure.values()))))
 
 
-def elf_to_json(rec: ElfRecord, closure: dict[str, str | None] | None, owner: str | None = None,
+def elf_to_json(rec: ElfRecord, closure: Mapping[str, str | None] | None, owner: str | None = None,
                 own: PackageLicense | None = None, linked: Sequence[LinkedLicense] = (),
                 shared: dict[LinkedLicense, dict[str, Any]] | None = None) -> dict[str, Any]:
     closure = closure or {}
