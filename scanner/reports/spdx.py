@@ -48,7 +48,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from license_expression import (
     ExpressionError,
@@ -98,7 +98,7 @@ UNOWNED_ID = "SPDXRef-Package-unowned-files"
 NAMESPACE_BASE = "https://flightcheck.invalid/spdx/"
 TRANSITIVE = "transitive: loaded for a library this file links, not one of its own DT_NEEDED entries"
 
-LicenseValue = LicenseExpression | SpdxNoAssertion | SpdxNone
+LicenseValue: TypeAlias = LicenseExpression | SpdxNoAssertion | SpdxNone
 
 # --------------------------------------------------------------------------- text
 
@@ -605,15 +605,17 @@ def validation_messages(document: Document) -> list[ValidationMessage]:
     present = set(get_list_of_all_spdx_ids(document))
     file_ids = {f.spdx_id for f in document.files}
     unanalysed = {p.spdx_id for p in document.packages if not p.files_analyzed}
-    absent = (SpdxNone(), SpdxNoAssertion())
     for rel in rels:
         context = ValidationContext(element_type=SpdxElementType.RELATIONSHIP, full_element=rel)
-        ends = [rel.spdx_element_id] + ([] if rel.related_spdx_element_id in absent else [rel.related_spdx_element_id])
+        related = rel.related_spdx_element_id
+        ends = [rel.spdx_element_id] + ([] if isinstance(related, (SpdxNone, SpdxNoAssertion)) else [related])
         for spdx_id in ends:
             found = validate_spdx_id(spdx_id, document)
             if ":" not in spdx_id and spdx_id not in present:
                 found.append(f'did not find the referenced spdx_id "{spdx_id}" in the SPDX document')
             messages.extend(ValidationMessage(m, context) for m in found)
+        package_id: object  # an id, or NONE / NOASSERTION on the related side
+        file_id: object
         if rel.relationship_type == RelationshipType.CONTAINS:
             package_id, file_id = rel.spdx_element_id, rel.related_spdx_element_id
         elif rel.relationship_type == RelationshipType.CONTAINED_BY:
