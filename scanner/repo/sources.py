@@ -288,7 +288,8 @@ class HttpSource(Source):
     def packages(self) -> Iterator[str]:
         """Every ``.rpm`` link of the index page and, recursively, of the index pages of
         its subfolders; only inside the prefix."""
-        seen_pages, seen_rpms = set(), set()
+        seen_pages: set[str] = set()
+        seen_rpms: set[str] = set()
         todo = [(self.base, 0)]
         while todo:
             page, depth = todo.pop(0)
