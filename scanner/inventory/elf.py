@@ -76,7 +76,7 @@ class ElfRecord:
         return self.type == "shared-library"
 
 
-def machine_name(e_machine: object, elf_class: int, little: bool) -> str:
+def machine_name(e_machine: int | str, elf_class: int, little: bool) -> str:
     """``uname -m``-style machine name for an ELF header's ``e_machine``."""
     if isinstance(e_machine, int):
         base = _NUMERIC_MACHINES.get(e_machine, f"em{e_machine}")

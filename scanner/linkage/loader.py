@@ -369,9 +369,9 @@ class Loader:
         # soname (no symlink shipped) is still found in a folder ld.so.conf names
         index = self._sonames_by_dir()
         for d in dirs:
-            path = index.get(d, {}).get(name)
-            if path and self.records[path].abi == want:
-                return path, path
+            found = index.get(d, {}).get(name)
+            if found and self.records[found].abi == want:
+                return found, found
         return None
 
     def _sonames_by_dir(self) -> dict[str, dict[str, str]]:
@@ -407,16 +407,16 @@ class Loader:
         ``dirs``: :meth:`_search_dirs` for ``obj``, when the caller already has them."""
         if "/" in name:
             p = self._expand(name, obj, cfg, secure)
-            got = self._try(p, want) if p else None
-            return got if isinstance(got, tuple) else None
+            hit = self._try(p, want) if p else None
+            return hit if isinstance(hit, tuple) else None
         chain_rpath, runpath = dirs if dirs is not None else self._search_dirs(obj, cfg, secure)
         nodeflib = obj.record.nodeflib and cfg.flavour == "glibc"
         key = (name, chain_rpath, runpath, nodeflib, want, cfg.interpreter)
         if key in self._search:
             return self._search[key]
         got: tuple[str, str] | None | bool = None
-        for dirs in chain_rpath:
-            got = self._in_dirs(name, dirs, want)
+        for folders in chain_rpath:
+            got = self._in_dirs(name, folders, want)
             if got is not None:
                 break
         if got is None and runpath:
@@ -471,7 +471,7 @@ class Loader:
         if interp:
             canon = self.canonical(interp)
             irec = self.record(canon) if canon else None
-            if irec is None:
+            if canon is None or irec is None:
                 missing = f"interpreter {interp} not found in the target"
                 self._error(rec.path, missing)
             else:

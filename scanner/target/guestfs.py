@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -212,7 +213,7 @@ class GuestfsRoot(RootFS):
     backend = "guestfs"
     forkable = False
 
-    def __init__(self, images: list[str | os.PathLike[str]], backing: BackingPolicy | None = None) -> None:
+    def __init__(self, images: Sequence[str | os.PathLike[str]], backing: BackingPolicy | None = None) -> None:
         self.images = [Path(p) for p in images]
         self.label = ", ".join(str(p) for p in self.images)
         self.problems: list[str] = []

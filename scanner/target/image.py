@@ -32,7 +32,7 @@ import struct
 import sys
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -465,7 +465,7 @@ class ImageRoot(RootFS):
 
     backend = "dissect"
 
-    def __init__(self, images: list[str | os.PathLike[str]], backing: BackingPolicy | None = None) -> None:
+    def __init__(self, images: Sequence[str | os.PathLike[str]], backing: BackingPolicy | None = None) -> None:
         self.images = [Path(p) for p in images]
         self.backing = backing or BackingPolicy()
         self.label = ", ".join(str(p) for p in self.images)
