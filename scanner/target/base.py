@@ -23,7 +23,7 @@ import stat as statmod
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from fnmatch import fnmatchcase
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from scanner import limits
 from scanner.limits import LimitExceeded
@@ -110,6 +110,10 @@ class RootFS(ABC):
     label: str = ""
     #: whether forked census workers may read it (each through :meth:`for_worker`)
     forkable: bool = True
+    #: for the disks of a libvirt domain: its name and what the hypervisor says of it
+    #: (set by ``scan --domain``; None for any other target)
+    domain: str | None = None
+    hypervisor: dict[str, Any] | None = None
 
     # ---- primitives -------------------------------------------------------------
     @abstractmethod

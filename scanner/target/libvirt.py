@@ -148,8 +148,8 @@ def connect(uri: str | None) -> Any:
 def _disk(conn: Any, el: ET.Element) -> DomainDisk:
     kind = el.get("type", "file")
     device = el.get("device", "disk")
-    target = (el.find("target").get("dev") if el.find("target") is not None else "?") or "?"
-    fmt = el.find("driver").get("type") if el.find("driver") is not None else None
+    target = (target_el.get("dev") if (target_el := el.find("target")) is not None else "?") or "?"
+    fmt = driver_el.get("type") if (driver_el := el.find("driver")) is not None else None
     src = el.find("source")
     if kind == "network":
         proto = src.get("protocol") if src is not None else "?"
@@ -241,8 +241,8 @@ def _interface(conn: Any, el: ET.Element, seen: dict[str, HypervisorNetwork | st
     src = el.find("source")
     key = {"network": "network", "bridge": "bridge", "direct": "dev"}.get(kind)
     source = src.get(key) if src is not None and key else None
-    mac = el.find("mac").get("address") if el.find("mac") is not None else None
-    model = el.find("model").get("type") if el.find("model") is not None else None
+    mac = mac_el.get("address") if (mac_el := el.find("mac")) is not None else None
+    model = model_el.get("type") if (model_el := el.find("model")) is not None else None
     if kind != "network":
         return DomainInterface(kind, source, mac, model)
     if not source:
