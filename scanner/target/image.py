@@ -643,11 +643,11 @@ class ImageRoot(RootFS):
             if len(fields) < 3 or not fields[1].startswith("/") or fields[1] == "/" or fields[2] in (
                     "swap", "tmpfs", "proc", "sysfs", "devpts", "nfs", "nfs4", "cifs"):
                 continue
-            fs = self._match(fields[0])
-            if fs is None:
+            match = self._match(fields[0])
+            if match is None:
                 self._problem(normpath(fields[1]), self._unmounted(fields[0], fields[1], fields[2]))
-            elif fs is not root:
-                mounts.append((normpath(fields[1]), fs))
+            elif match is not root:
+                mounts.append((normpath(fields[1]), match))
         mounts.sort(key=lambda m: -len(m[0]))
         return mounts
 
