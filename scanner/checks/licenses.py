@@ -104,14 +104,14 @@ def _license_hits(ctx: CheckContext, globs: tuple[str, ...]) -> Found:
 
 @check("license-denied")
 def license_denied(ctx: CheckContext, rule: Rule) -> Found:
-    for pid, hits, spdx in _license_hits(ctx, ctx.policy.deny):  # type: ignore[misc]
+    for pid, hits, spdx in _license_hits(ctx, ctx.policy.deny):
         yield pid, (f"Package {pid} is licensed {spdx}; the policy denies {', '.join(sorted(set(hits)))}. "
                     f"It may not ship unless legal review grants a waiver."), {"license": spdx, "denied": sorted(set(hits))}
 
 
 @check("license-review")
 def license_review(ctx: CheckContext, rule: Rule) -> Found:
-    for pid, hits, spdx in _license_hits(ctx, ctx.policy.review):  # type: ignore[misc]
+    for pid, hits, spdx in _license_hits(ctx, ctx.policy.review):
         yield pid, (f"Package {pid} is licensed {spdx}, which the policy asks legal to review "
                     f"({', '.join(sorted(set(hits)))})."), {"license": spdx, "review": sorted(set(hits))}
 

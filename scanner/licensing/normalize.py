@@ -56,7 +56,7 @@ class _Syntax(Exception):
 
 
 @lru_cache(maxsize=1)
-def spdx_licensing():  # type: ignore[no-untyped-def]
+def spdx_licensing():
     """license-expression's SPDX licensing, built once (building it takes tens of ms)."""
     return get_spdx_licensing()
 

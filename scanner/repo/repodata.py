@@ -310,15 +310,15 @@ def _rpm_text(fmt: Any, tag: str) -> str | None:
 def primary_packages(source: Source, repomd: Repomd) -> Iterator[RepoPackage]:
     """Every package of primary.xml, in document order."""
     for el in _elements(source, repomd, "primary", f"{NS_COMMON}package"):
-        if el.get("type", "rpm") != "rpm":  # type: ignore[attr-defined]
+        if el.get("type", "rpm") != "rpm":
             continue
-        name = el.findtext(f"{NS_COMMON}name")  # type: ignore[attr-defined]
+        name = el.findtext(f"{NS_COMMON}name")
         if not name:
             continue
-        ver = el.find(f"{NS_COMMON}version")  # type: ignore[attr-defined]
-        fmt = el.find(f"{NS_COMMON}format")  # type: ignore[attr-defined]
-        ck = el.find(f"{NS_COMMON}checksum")  # type: ignore[attr-defined]
-        loc = el.find(f"{NS_COMMON}location")  # type: ignore[attr-defined]
+        ver = el.find(f"{NS_COMMON}version")
+        fmt = el.find(f"{NS_COMMON}format")
+        ck = el.find(f"{NS_COMMON}checksum")
+        loc = el.find(f"{NS_COMMON}location")
 
         epoch = _int(ver.get("epoch")) if ver is not None else None
         yield RepoPackage(
@@ -327,7 +327,7 @@ def primary_packages(source: Source, repomd: Repomd) -> Iterator[RepoPackage]:
             epoch=epoch or None,
             version=(ver.get("ver") or "") if ver is not None else "",
             release=ver.get("rel") if ver is not None else None,
-            arch=el.findtext(f"{NS_COMMON}arch"),  # type: ignore[attr-defined]
+            arch=el.findtext(f"{NS_COMMON}arch"),
             license=_rpm_text(fmt, "license"),
             vendor=_rpm_text(fmt, "vendor"),
             sourcerpm=_rpm_text(fmt, "sourcerpm"),
@@ -338,5 +338,5 @@ def primary_packages(source: Source, repomd: Repomd) -> Iterator[RepoPackage]:
 def filelists(source: Source, repomd: Repomd) -> Iterator[tuple[str, tuple[str, ...]]]:
     """``(pkgid, files)`` for every package of filelists.xml."""
     for el in _elements(source, repomd, "filelists", f"{NS_FILELISTS}package"):
-        files = tuple(f.text or "" for f in el.findall(f"{NS_FILELISTS}file"))  # type: ignore[attr-defined]
-        yield el.get("pkgid") or "", files  # type: ignore[attr-defined]
+        files = tuple(f.text or "" for f in el.findall(f"{NS_FILELISTS}file"))
+        yield el.get("pkgid") or "", files

@@ -177,7 +177,7 @@ class _Confined(urllib.request.HTTPRedirectHandler):
     def __init__(self, source: "HttpSource") -> None:
         self.source = source
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         target = urllib.parse.urljoin(req.full_url, newurl)
         if not self.source.inside(target):
             raise RepoError(f"{req.full_url} redirects to {target}, outside the repository")
