@@ -937,14 +937,15 @@ MAPPED_MAX = limits.MAX_IMAGE_READ_BYTES  # a file mapped whole is at most one r
 
 # ---- the mapped read path ----
 @functools.lru_cache(maxsize=None)
-def _util_streams() -> tuple[type, type]:
-    """dissect.util's stream classes the mapped path knows, imported once (it runs per read)."""
+def _util_streams() -> tuple[Any, Any]:
+    """dissect.util's stream classes the mapped path knows, imported once (it runs per read).
+    Typed Any: dissect ships no type information, and a bare ``type`` would hide their attributes."""
     from dissect.util.stream import RangeStream, RunlistStream
 
     return RangeStream, RunlistStream
 
 
-def _dissect_qcow2_stream() -> type | None:
+def _dissect_qcow2_stream() -> Any:  # a class or None; Any as for _util_streams
     """dissect.hypervisor's qcow2 stream class, once something imported it (an image with
     a backing chain): its import costs more than reading a plain image."""
     return getattr(sys.modules.get("dissect.hypervisor.disk.qcow2"), "QCow2Stream", None)
