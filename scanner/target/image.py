@@ -765,12 +765,13 @@ class ImageRoot(RootFS):
     @staticmethod
     def _stat(node: Any) -> os.stat_result:
         raw = getattr(node, "inode", None)
-        mode = getattr(raw, "i_mode", None)
+        mode: Any = getattr(raw, "i_mode", None)
         if mode is None:
             mode = getattr(raw, "di_mode", 0)
         uid = getattr(raw, "i_uid", getattr(raw, "di_uid", 0))
         gid = getattr(raw, "i_gid", getattr(raw, "di_gid", 0))
-        mtime = int(getattr(node, "mtime", 0).timestamp()) if hasattr(getattr(node, "mtime", None), "timestamp") else 0
+        stamp = getattr(node, "mtime", None)
+        mtime = int(stamp.timestamp()) if hasattr(stamp, "timestamp") else 0
         # dissect hands out its own integer types: plain ints cross process boundaries
         return os.stat_result((int(mode), int(getattr(node, "inum", 0) or 0), 0, 1, int(uid), int(gid),
                                int(node.size or 0), mtime, mtime, mtime))
