@@ -770,7 +770,7 @@ class ImageRoot(RootFS):
             mode = getattr(raw, "di_mode", 0)
         uid = getattr(raw, "i_uid", getattr(raw, "di_uid", 0))
         gid = getattr(raw, "i_gid", getattr(raw, "di_gid", 0))
-        stamp = getattr(node, "mtime", None)
+        stamp: Any = getattr(node, "mtime", None)
         mtime = int(stamp.timestamp()) if hasattr(stamp, "timestamp") else 0
         # dissect hands out its own integer types: plain ints cross process boundaries
         return os.stat_result((int(mode), int(getattr(node, "inum", 0) or 0), 0, 1, int(uid), int(gid),
