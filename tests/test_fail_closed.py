@@ -206,7 +206,7 @@ def test_an_unreadable_boot_configuration_is_not_a_pass(rpmroot: Path, tmp_path:
     by_sev = {sev: sum(1 for f in errored if f["severity"] == sev) for sev in doc["summary"]["findings"]}
     assert doc["summary"]["findings"] == by_sev
     # the HTML report counts them as failing too, and lists them first
-    ctx = html.context(doc, print_=False, folders=html._folders(None))
+    ctx = html.context(doc, print_=False, folders=html.template_folders(None))
     assert ctx["verdict"] == "fail" and ctx["failing_by_rule"]["FC-BOOT-006"] == 1
     assert ctx["score"] < 100
     assert ctx["findings"][0]["state"] == "error"  # no waived or passing finding listed before it

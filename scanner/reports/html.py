@@ -18,6 +18,7 @@ repeats on every page.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,15 @@ SCORE_WEIGHTS = {"critical": 25, "high": 10, "medium": 3, "low": 1, "info": 0}
 STATE_ORDER = ("fail", "error", "waived", "pass", "notapplicable", "informational")
 
 
-def _folders(template_dir: Path | None) -> list[Path]:
+def template_folders(template_dir: Path | None) -> list[Path]:
+    """Where templates and assets are looked up: the user's ``--template`` folder first,
+    then the shipped ``reports/``."""
     default = content_dir("reports")
     return [template_dir, default] if template_dir else [default]
 
 
-def _asset(folders: list[Path], name: str) -> str:
+def asset(folders: list[Path], name: str) -> str:
+    """The text of asset ``name`` (a CSS or JavaScript file) from the first folder that has it."""
     for folder in folders:
         if (folder / name).is_file():
             return (folder / name).read_text(encoding="utf-8")
@@ -121,9 +125,9 @@ def context(doc: dict[str, Any], *, print_: bool, folders: list[Path]) -> dict[s
         "severity_chart": bar_chart([(s, n, SEV_COLORS[s]) for s, n in failing.items()]),
         "category_chart": bar_chart([(c, cats.get(c, 0), CAT_COLORS[c]) for c in CATEGORY_ORDER]),
         "graph_json": _script_json(visible_tree(graph)),
-        "css": _asset(folders, "report.css"),
-        "print_css": _asset(folders, "print.css"),
-        "js": _asset(folders, "report.js"),
+        "css": asset(folders, "report.css"),
+        "print_css": asset(folders, "print.css"),
+        "js": asset(folders, "report.js"),
     }
 
 
@@ -133,15 +137,18 @@ def _finalize(value: Any) -> Any:
     return visible(value) if type(value) is str else value
 
 
-def _environment(folders: list[Path]) -> Environment:
+def environment(folders: list[Path], finalize: Callable[[Any], Any] | None = _finalize) -> Environment:
+    """The Jinja2 environment every HTML page is rendered in: templates from ``folders``,
+    autoescape on; ``finalize`` (by default: every printed string in its visible spelling)
+    as the caller needs it."""
     return Environment(loader=ChoiceLoader([FileSystemLoader(str(f)) for f in folders]),
                        autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
-                       trim_blocks=True, lstrip_blocks=True, finalize=_finalize)
+                       trim_blocks=True, lstrip_blocks=True, finalize=finalize)
 
 
 def render(doc: dict[str, Any], *, print_: bool = False, template_dir: Path | None = None) -> str:
-    folders = _folders(template_dir)
-    return _environment(folders).get_template("report.html.j2").render(**context(doc, print_=print_, folders=folders))
+    folders = template_folders(template_dir)
+    return environment(folders).get_template("report.html.j2").render(**context(doc, print_=print_, folders=folders))
 
 
 def write_html(doc: dict[str, Any], dest: Path, template_dir: Path | None = None) -> None:
@@ -153,11 +160,3 @@ def write_pdf(doc: dict[str, Any], dest: Path, template_dir: Path | None = None)
 
     HTML(string=render(doc, print_=True, template_dir=template_dir)).write_pdf(str(dest))
 
-
-def render_fleet(guests: list[dict[str, Any]], connect: str | None, verdict: str,
-                 template_dir: Path | None = None) -> str:
-    """The fleet report of ``scan --all-domains``: one row per guest, linking to its own
-    report; it fails when any guest fails."""
-    folders = _folders(template_dir)
-    return _environment(folders).get_template("fleet.html.j2").render(guests=guests, connect=connect, verdict=verdict,
-                                                    css=_asset(folders, "report.css"))
