@@ -341,7 +341,7 @@ def test_cli_reports(repos: Path, nginx: tuple[str, Path], tmp_path: Path) -> No
     # SPDX wants a host name with a top-level domain: an address like 127.0.0.1 is left out
     assert pkgs["agpl-server"]["downloadLocation"] == "NOASSERTION"
     assert "package file Packages/a/agpl-server-3.1-2.noarch.rpm" in pkgs["agpl-server"]["comment"]
-    from scanner.reports.spdx import _download
+    from scanner.reports.spdx.values import download_location as _download
 
     mirror = {"repository": {"kind": "http", "source": "https://mirror.example.org/fedora/41/"}}
     assert _download(mirror, {"location": "Packages/a/a b.rpm"}) == \
