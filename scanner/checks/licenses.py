@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from fnmatch import fnmatchcase
 from functools import lru_cache
-from typing import Any, Union
+from typing import Any
 
 from scanner.checks import CheckContext, Rule, check
 from scanner.licensing.categories import STRONG_COPYLEFT
+from scanner.licensing.expression import Node, parse as parse_expression
 
 Found = Iterator[tuple[str, str, dict[str, Any]]]
-
-#: a parsed expression: a license id, or ("AND" | "OR", parts)
-Node = Union[str, tuple[str, tuple["Node", ...]]]
 
 
 def _matches(node: Node, globs: tuple[str, ...], allow: tuple[str, ...]) -> list[str] | None:
@@ -36,58 +33,13 @@ def _hit(key: str, globs: tuple[str, ...], allow: tuple[str, ...]) -> bool:
     return not any(fnmatchcase(key, a) for a in allow) and any(fnmatchcase(key, g) for g in globs)
 
 
-_TOKENS = re.compile(r"\(|\)|[^\s()]+")
-
-
 @lru_cache(maxsize=8192)
 def _parsed(spdx: str) -> Node:
     """An SPDX expression parsed once per scan, not once per package and rule. The
     expression is the normaliser's output, already valid SPDX, and is read as written (the
-    policy's globs match the ids the result shows): ids, ``WITH`` (whose exception is not
-    a license), then ``AND``, then ``OR``, as the SPDX grammar binds them. Raises
-    ValueError on anything else."""
-    tokens = _TOKENS.findall(spdx)
-    tokens.reverse()
-    node = _or(tokens)
-    if tokens:
-        raise ValueError(f"unexpected {tokens[-1]!r} in license expression {spdx!r}")
-    return node
-
-
-def _chain(tokens: list[str], op: str, part: Callable[[list[str]], Node]) -> Node:
-    """``part (op part)*``: one level of the grammar."""
-    parts = [part(tokens)]
-    while tokens and tokens[-1].upper() == op:
-        tokens.pop()
-        parts.append(part(tokens))
-    return parts[0] if len(parts) == 1 else (op, tuple(parts))
-
-
-def _or(tokens: list[str]) -> Node:
-    return _chain(tokens, "OR", _and)
-
-
-def _and(tokens: list[str]) -> Node:
-    return _chain(tokens, "AND", _atom)
-
-
-def _atom(tokens: list[str]) -> Node:
-    if not tokens:
-        raise ValueError("license expression ends too soon")
-    tok = tokens.pop()
-    if tok == "(":
-        node = _or(tokens)
-        if not tokens or tokens.pop() != ")":
-            raise ValueError("unbalanced parenthesis in license expression")
-        return node
-    if tok == ")" or tok.upper() in ("AND", "OR", "WITH"):
-        raise ValueError(f"unexpected {tok!r} in license expression")
-    if tokens and tokens[-1].upper() == "WITH":
-        tokens.pop()
-        exc = tokens.pop() if tokens else ")"
-        if exc in ("(", ")") or exc.upper() in ("AND", "OR", "WITH"):
-            raise ValueError("WITH needs an exception id")
-    return tok
+    policy's globs match the ids the result shows): :func:`scanner.licensing.expression.parse`.
+    Raises ValueError on anything else."""
+    return parse_expression(spdx)
 
 
 def _license_hits(ctx: CheckContext, globs: tuple[str, ...]) -> Found:

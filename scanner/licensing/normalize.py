@@ -3,7 +3,8 @@
 Input: Fedora/RHEL "Callaway" short names (``GPLv2+``, ``ASL 2.0``, ``GPL+ or Artistic``),
 SUSE's SPDX with lower-case operators and deprecated ids, Yocto's ``&``/``|`` and names
 (``CLOSED``), Debian DEP-5 short names, and plain SPDX. The name tables are data, in
-``rules/licenses/names.toml`` and ``exceptions.toml``; this module only parses.
+``rules/licenses/names.toml`` and ``exceptions.toml``; this module only reads the names:
+the grammar is :class:`scanner.licensing.expression.Parser`, shared with the checks.
 
 The grammar is SPDX's, made lenient: operators ``and``/``or``/``with`` in any case, ``&``
 and ``|`` (Yocto), ``,`` and ``;`` read as ``and``; ``AND`` binds tighter than ``OR``. A
@@ -26,9 +27,10 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from license_expression import ExpressionError, get_spdx_licensing
+from license_expression import ExpressionError
 
 from scanner import limits
+from scanner.licensing.expression import ExpressionSyntaxError, Parser, canonical, spdx_licensing
 from scanner.licensing.tables import LicenseTables, NameEntry
 from scanner.limits import LimitExceeded
 
@@ -49,16 +51,6 @@ class LicenseOutcome:
     notes: tuple[str, ...] = ()  # what was guessed or not understood, for people
     proprietary: bool = False
     public_domain: bool = False
-
-
-class _Syntax(Exception):
-    pass
-
-
-@lru_cache(maxsize=1)
-def spdx_licensing():
-    """license-expression's SPDX licensing, built once (building it takes tens of ms)."""
-    return get_spdx_licensing()
 
 
 @lru_cache(maxsize=1)
@@ -111,89 +103,53 @@ def _lookup(words: list[str], tables: LicenseTables, exception: bool) -> NameEnt
     return None
 
 
-class _Parser:
-    """Recursive descent over the word tokens (SPDX precedence: WITH, AND, OR)."""
+class _Names:
+    """The operands of a package database's license string (:class:`Parser`'s lenient
+    side): a license name is the longest run of words that is a known name, else the
+    words up to the next operator, kept as a LicenseRef; the parts are joined as SPDX
+    text, which :func:`canonical` then renders."""
 
-    def __init__(self, tokens: list[str], state: _State) -> None:
-        self.toks = tokens
-        self.i = 0
+    def __init__(self, state: _State) -> None:
         self.st = state
 
-    def peek(self) -> str | None:
-        return self.toks[self.i] if self.i < len(self.toks) else None
+    def with_exception(self, lic: str, exc: str) -> str:
+        if exc.startswith("LicenseRef-") or " " in lic:
+            # SPDX 2.3 allows no LicenseRef after WITH, nor WITH after a compound:
+            # the exception's text is kept alongside instead (as Fedora writes it)
+            return f"{lic} AND {exc}"
+        return f"{lic} WITH {exc}"
 
-    def op(self) -> str | None:
-        t = self.peek()
-        return _OPS.get(t.lower()) if t is not None else None
-
-    def parse(self) -> str:
-        expr = self.expr()
-        if self.peek() is not None:
-            raise _Syntax(f"unexpected {self.peek()!r}")
-        return expr
-
-    def expr(self) -> str:
-        parts = [self.term()]
-        while self.op() == "OR":
-            self.i += 1
-            parts.append(self.term())
-        return parts[0] if len(parts) == 1 else " OR ".join(parts)
-
-    def term(self) -> str:
-        parts = [self.factor()]
-        while self.op() == "AND":
-            self.i += 1
-            parts.append(self.factor())
-        if len(parts) == 1:
-            return parts[0]
+    def all_of(self, parts: list[str]) -> str:
         return " AND ".join(f"({p})" if " OR " in p else p for p in parts)
 
-    def factor(self) -> str:
-        t = self.peek()
-        if t is None:
-            raise _Syntax("expression ends where a license was expected")
-        if t == "(":
-            self.i += 1
-            inner = self.expr()
-            if self.peek() != ")":
-                raise _Syntax("unbalanced parentheses")
-            self.i += 1
-            return f"({inner})"
-        if t == ")" or self.op() is not None:
-            raise _Syntax(f"{t!r} where a license was expected")
-        lic = self.name(exception=False)
-        if (self.peek() or "").lower() == "with":
-            self.i += 1
-            exc = self.name(exception=True)
-            if exc.startswith("LicenseRef-") or " " in lic:
-                # SPDX 2.3 allows no LicenseRef after WITH, nor WITH after a compound:
-                # the exception's text is kept alongside instead (as Fedora writes it)
-                return f"{lic} AND {exc}"
-            return f"{lic} WITH {exc}"
-        return lic
+    def any_of(self, parts: list[str]) -> str:
+        return " OR ".join(parts)
 
-    def name(self, exception: bool) -> str:
+    def group(self, inner: str) -> str:
+        return f"({inner})"
+
+    def operand(self, parser: Parser[str], exception: bool) -> str:
         """The longest run of words that is a known name; else the words up to the next
         operator, as a LicenseRef."""
         run: list[str] = []
-        j = self.i
-        while j < len(self.toks) and len(run) < _MAX_NAME_WORDS:
-            t = self.toks[j]
+        j = parser.i
+        while j < len(parser.toks) and len(run) < _MAX_NAME_WORDS:
+            t = parser.toks[j]
             if t in ("(", ")") or t in ("&", "&&", "|", "||", ",", ";"):
                 break
             run.append(t)
             j += 1
         if not run:
-            raise _Syntax("a license name is missing")
+            raise ExpressionSyntaxError("a license name is missing")
         for k in range(len(run), 0, -1):
             entry = _lookup(run[:k], self.st.tables, exception)
             if entry is not None:
-                self.i += k
+                parser.i += k
                 return self.use(entry, " ".join(run[:k]))
         # unknown: take words up to the first operator word
         k = next((n for n, w in enumerate(run) if w.lower() in ("and", "or", "with")), len(run)) or 1
         words = " ".join(run[:k])
-        self.i += k
+        parser.i += k
         ref = license_ref(words, "LicenseRef-" + ("exception-" if exception else ""))
         self.st.refs[ref] = words
         self.st.unknown = True
@@ -212,9 +168,6 @@ class _Parser:
         for ref in re.findall(r"LicenseRef-[A-Za-z0-9.-]+", entry.spdx):
             self.st.refs.setdefault(ref, words)
         return f"({entry.spdx})" if re.search(r"\s(AND|OR)\s", entry.spdx) else entry.spdx
-
-
-_REF = re.compile(r"LicenseRef-[A-Za-z0-9.-]+")
 
 
 def _dep5_commas(tokens: list[str]) -> list[str]:
@@ -247,7 +200,7 @@ def _dep5_commas(tokens: list[str]) -> list[str]:
             segments[-1].append(t)
             i += 1
         if not closed:
-            raise _Syntax("unbalanced parentheses")
+            raise ExpressionSyntaxError("unbalanced parentheses")
         if not ops:
             return segments[0]
         res: list[str] = ["(", *segments[0], ")"]
@@ -256,19 +209,6 @@ def _dep5_commas(tokens: list[str]) -> list[str]:
         return res
 
     return group(False)
-
-
-def _canonical(expr: str) -> str:
-    """license-expression's canonical rendering, with LicenseRef ids left exactly as we
-    made them (it would otherwise rewrite some to its own ScanCode refs)."""
-    refs: dict[str, str] = {}
-
-    def hide(m: re.Match[str]) -> str:
-        return refs.setdefault(m.group(0), f"flightcheck-ref-{len(refs)}")
-
-    rendered = spdx_licensing().parse(_REF.sub(hide, expr)).render()
-    back = {v: k for k, v in refs.items()}
-    return re.sub(r"flightcheck-ref-\d+", lambda m: back[m.group(0)], rendered)
 
 
 def _nesting(tokens: list[str]) -> int:
@@ -301,16 +241,16 @@ def normalize(raw: str | None, tables: LicenseTables) -> LicenseOutcome:
             "MAX_LICENSE_NESTING", limits.MAX_LICENSE_NESTING, f"parentheses {_nesting(tokens):,} deep")))
     else:
         try:
-            expr = _Parser(_dep5_commas(tokens), st).parse()
-        except _Syntax as exc:
+            expr = Parser(_dep5_commas(tokens), _Names(st), _OPS).parse()
+        except ExpressionSyntaxError as exc:
             st.notes[:] = [f"cannot parse as a license expression: {exc}"]
     if expr is None:
         ref = license_ref(text[:200])
         return LicenseOutcome(raw, ref, "unknown", {ref: raw}, tuple(st.notes))
     try:
-        canonical = _canonical(expr)
+        spdx = canonical(expr)
     except ExpressionError as exc:  # pragma: no cover - the parser builds valid syntax
         ref = license_ref(text[:200])
         return LicenseOutcome(raw, ref, "unknown", {ref: raw}, (f"license-expression: {exc}",))
     status = "unknown" if st.unknown else "guess" if st.guess else "exact"
-    return LicenseOutcome(raw, canonical, status, st.refs, tuple(st.notes), st.proprietary, st.public_domain)
+    return LicenseOutcome(raw, spdx, status, st.refs, tuple(st.notes), st.proprietary, st.public_domain)
