@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from scanner import result as resultmod
-from scanner.checks import CheckContext, Policy, effective_rules, evaluate, load_policy, load_rules, load_waivers
+from scanner.checks import (
+    CheckContext, Policy, effective_rules, evaluate, load_policy, load_rules, load_waivers, rules_for,
+)
 from scanner.inventory import census_file, dpkg, rpmdb, take_census
 from scanner.inventory.cache import CensusCache
 from scanner.inventory.census import Census, Progress, census_paths
@@ -149,6 +151,7 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
         },
     )
     mark = time.monotonic()
+    rules = rules_for(rules, target.kind, waivers)
     doc = resultmod.build(target, info, census, linkage, databases, owners, pkg_licenses, linked)
     findings = evaluate(CheckContext(doc["elves"], doc["packages"], doc["unresolved"], policy, fs,
                                      errors=doc["errors"]), rules, waivers)
