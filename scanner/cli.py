@@ -305,9 +305,8 @@ def _scan_domains(names: tuple[str, ...], all_domains: bool, connect: str | None
             click.echo(visible(f"flightcheck: warning: {dom.name} is {dom.state}; its disks may be inconsistent "
                                "while read"), err=True)
         try:
-            fs = open_target(images=disks, backend=image_backend, backing_dirs=backing_dirs)
-            fs.domain = dom.name
-            fs.hypervisor = dom.facts()  # its interfaces and their libvirt networks, for the IPv6 rules
+            # its identity carries the domain's facts: its interfaces and their libvirt networks, for the IPv6 rules
+            fs = open_target(images=disks, backend=image_backend, backing_dirs=backing_dirs, domain=dom.facts())
         except TargetError as exc:
             entry.update(outcome="error", reason=str(exc))
             # one line each, never wrapped to the terminal's width (scripts grep these)

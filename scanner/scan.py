@@ -122,13 +122,14 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
 
     timings["licensing"] = time.monotonic() - mark
     machines = Counter(r.machine for r in census.elves if r.is_executable)
+    identity = fs.identity
     target = resultmod.TargetInfo(
-        kind=("domain" if getattr(fs, "domain", None) else "image") if hasattr(fs, "images") else "directory",
-        root=getattr(fs, "host_root", fs.label),
+        kind=identity.kind,
+        root=identity.root,
         os=os_release,
         machine=machines.most_common(1)[0][0] if machines else None,
-        image=getattr(fs, "description", None),
-        domain=getattr(fs, "hypervisor", None),
+        image=identity.image,
+        domain=identity.domain,
     )
     info = resultmod.ScanInfo(
         started=started,
@@ -154,7 +155,7 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
     rules = rules_for(rules, target.kind, waivers)
     doc = resultmod.build(target, info, census, linkage, databases, owners, pkg_licenses, linked)
     findings = evaluate(CheckContext(doc["elves"], doc["packages"], doc["unresolved"], policy, fs,
-                                     errors=doc["errors"]), rules, waivers)
+                                     errors=doc["errors"], domain=identity.domain), rules, waivers)
     doc["scan"].setdefault("timings", {})["checks"] = round(time.monotonic() - mark, 3)
     return resultmod.add_findings(doc, rules, findings, policy, options.fail_on,
                                   str(options.waivers) if options.waivers else None)
@@ -165,8 +166,7 @@ def _with_target_errors(fs: RootFS, census: Census) -> Census:
     volumes, fstab mounts, damaged file-system metadata: ``fs.target_errors()``) added as
     error records, so that they reach ``errors`` and FC-ERR-001 like any unread file.
     Damage a census walk already reported (``cannot walk: ...``) is not repeated."""
-    extra = getattr(fs, "target_errors", None)
-    records = list(extra()) if extra is not None else []
+    records = fs.target_errors()
     if not records:
         return census
     seen = {(e.path, e.message.removeprefix("cannot walk: ")) for e in census.errors if e.stage == "target"}
