@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from scanner import result as resultmod
-from scanner.checks import CheckContext, Policy, effective_rules, evaluate, load_policy, load_rules, load_waivers
+from scanner.checks import (
+    CheckContext, Policy, effective_rules, evaluate, load_policy, load_rules, load_waivers, rules_for,
+)
 from scanner.inventory import census_file, dpkg, rpmdb, take_census
 from scanner.inventory.cache import CensusCache
 from scanner.inventory.census import Census, Progress, census_paths
@@ -120,13 +122,14 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
 
     timings["licensing"] = time.monotonic() - mark
     machines = Counter(r.machine for r in census.elves if r.is_executable)
+    identity = fs.identity
     target = resultmod.TargetInfo(
-        kind=("domain" if getattr(fs, "domain", None) else "image") if hasattr(fs, "images") else "directory",
-        root=getattr(fs, "host_root", fs.label),
+        kind=identity.kind,
+        root=identity.root,
         os=os_release,
         machine=machines.most_common(1)[0][0] if machines else None,
-        image=getattr(fs, "description", None),
-        domain=getattr(fs, "hypervisor", None),
+        image=identity.image,
+        domain=identity.domain,
     )
     info = resultmod.ScanInfo(
         started=started,
@@ -149,9 +152,10 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
         },
     )
     mark = time.monotonic()
+    rules = rules_for(rules, target.kind, waivers)
     doc = resultmod.build(target, info, census, linkage, databases, owners, pkg_licenses, linked)
     findings = evaluate(CheckContext(doc["elves"], doc["packages"], doc["unresolved"], policy, fs,
-                                     errors=doc["errors"]), rules, waivers)
+                                     errors=doc["errors"], domain=identity.domain), rules, waivers)
     doc["scan"].setdefault("timings", {})["checks"] = round(time.monotonic() - mark, 3)
     return resultmod.add_findings(doc, rules, findings, policy, options.fail_on,
                                   str(options.waivers) if options.waivers else None)
@@ -162,8 +166,7 @@ def _with_target_errors(fs: RootFS, census: Census) -> Census:
     volumes, fstab mounts, damaged file-system metadata: ``fs.target_errors()``) added as
     error records, so that they reach ``errors`` and FC-ERR-001 like any unread file.
     Damage a census walk already reported (``cannot walk: ...``) is not repeated."""
-    extra = getattr(fs, "target_errors", None)
-    records = list(extra()) if extra is not None else []
+    records = fs.target_errors()
     if not records:
         return census
     seen = {(e.path, e.message.removeprefix("cannot walk: ")) for e in census.errors if e.stage == "target"}

@@ -186,3 +186,52 @@ def test_policy_globs_read_expressions_as_license_expression_does() -> None:
     for bad in ["MIT AND", "(MIT", "MIT)", "AND MIT", "MIT WITH", "MIT OR OR GPL-2.0-only", "", "MIT WITH (X)"]:
         with pytest.raises(ValueError):
             _parsed(bad)
+
+
+def test_rules_say_which_targets_they_apply_to() -> None:
+    """``applies_to`` in the rule files: the package-only rules judge repositories, the
+    system rules do not; FC-WVR-001 is a rule in its own family, listed only when there are
+    waivers to judge; FC-INV-001 and FC-LNK-001 are in their own families."""
+    from scanner.checks import Waiver, load_rules, rules_for
+
+    rules = load_rules()
+    fam = {r.id: r.family for r in rules}
+    assert fam["FC-INV-001"] == "inventory" and fam["FC-LNK-001"] == "linkage" and fam["FC-WVR-001"] == "waivers"
+    repo = {r.id for r in rules_for(rules, "repository")}
+    assert repo == {"FC-LIC-001", "FC-LIC-002", "FC-LIC-004", "FC-LIC-005", "FC-LIC-006", "FC-ERR-001"}
+    system = {r.id for r in rules_for(rules, "directory")}
+    assert {"FC-BOOT-001", "FC-INV-001", "FC-LIC-003", "FC-ERR-001"} <= system and "FC-WVR-001" not in system
+    w = Waiver("FC-LIC-003", "*", "reason", None, "w.toml#1")
+    assert "FC-WVR-001" in {r.id for r in rules_for(rules, "repository", [w])}
+
+
+def test_an_unknown_target_kind_in_applies_to_is_refused(tmp_path: Path) -> None:
+    import pytest
+
+    from scanner.checks import PolicyError, load_rules
+
+    (tmp_path / "x.toml").write_text('[[rule]]\nid = "X-1"\ncheck = "scan-errors"\ntitle = "t"\n'
+                                     'severity = "low"\napplies_to = ["container"]\n')
+    with pytest.raises(PolicyError, match="applies_to"):
+        load_rules(tmp_path)
+
+
+def test_the_expired_waiver_rule_runs_last_and_unwaived() -> None:
+    """FC-WVR-001 via the engine: one finding per expired waiver, saying whether it still
+    matched a failing finding; a catch-all waiver does not waive it."""
+    import datetime as dt
+
+    from scanner.checks import CheckContext, Policy, Waiver, evaluate, load_rules, rules_for
+
+    rules = [r for r in load_rules() if r.id in ("FC-WVR-001", "FC-ERR-001")]
+    errors = [{"path": "/x", "stage": "census", "message": "cannot read"}]
+    old = dt.date(2020, 1, 1)
+    waivers = [Waiver("FC-ERR-001", "*", "r1", old, "w#1"), Waiver("FC-NONE", "*", "r2", old, "w#2"),
+               Waiver("*", "*", "r3", None, "w#3")]
+    ctx = CheckContext([], [], [], Policy(), errors=errors)
+    found = evaluate(ctx, rules_for(rules, "directory", waivers), waivers, dt.date(2024, 1, 1))
+    assert [f.rule for f in found] == ["FC-ERR-001", "FC-WVR-001", "FC-WVR-001"]
+    one, two = found[1:]
+    assert one.state == two.state == "fail" and one.severity == "low" and one.title == "A waiver has expired"
+    assert "no longer matches" not in one.message and "It no longer matches any finding." in two.message
+    assert one.subject == "waiver:FC-ERR-001:*" and two.evidence["source"] == "w#2"

@@ -97,3 +97,18 @@ def test_bad_roots_are_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(TargetError, match="not a directory"):
         open_target(tmp_path / "file")
+
+
+def test_a_target_gives_its_identity_as_a_typed_value(tmp_path: Path) -> None:
+    """``fs.identity``: a folder is a directory with no image or domain facts and no
+    errors of its own; the domain facts given to open_target make it a domain."""
+    from scanner.target import TargetIdentity
+
+    fs = open_target(str(tmp_path))
+    assert fs.identity == TargetIdentity(kind="directory", label=str(tmp_path), root=str(tmp_path))
+    assert fs.target_errors() == []
+    facts = {"name": "web1", "uuid": "u", "state": "shut off", "active": False, "interfaces": []}
+    dom = open_target(str(tmp_path), domain=facts)
+    assert dom.identity.kind == "domain" and dom.identity.domain == facts and dom.identity.image is None
+    with pytest.raises(AttributeError):
+        dom.identity.kind = "image"  # type: ignore[misc]

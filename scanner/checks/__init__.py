@@ -16,8 +16,11 @@ must not be able to make a verdict better that way.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
+import importlib
+import pkgutil
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +33,10 @@ from scanner.resources import content_dir
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 SEV_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 FAIL_ON = ("low", "medium", "high", "critical", "never")
+#: the kinds of target a rule may apply to (``applies_to`` in its TOML)
+TARGET_KINDS = ("directory", "image", "domain", "repository")
+#: a rule without ``applies_to`` judges systems: a repository has no ELF files, /boot or /etc
+DEFAULT_APPLIES_TO = ("directory", "image", "domain")
 
 
 class PolicyError(Exception):
@@ -48,6 +55,7 @@ class Rule:
     references: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     enabled: bool = True
+    applies_to: tuple[str, ...] = DEFAULT_APPLIES_TO
 
 
 @dataclass(frozen=True)
@@ -117,16 +125,30 @@ class Outcome:
 
 Check = Callable[["CheckContext", Rule], Iterator["tuple[str, str, dict[str, Any]] | Outcome"]]
 REGISTRY: dict[str, Check] = {}
+#: checks that judge the waivers against the other rules' outcome (FC-WVR-001): run after
+#: every other rule, with ``CheckContext.expired_matched`` filled in, never waived
+#: themselves, and left out of a scan given no waivers (they have nothing to judge)
+AFTER_FINDINGS: set[str] = set()
 
 
-def check(name: str) -> Callable[[Check], Check]:
-    """Register a check function under the name rules refer to."""
+def check(name: str, after_findings: bool = False) -> Callable[[Check], Check]:
+    """Register a check function under the name rules refer to. ``after_findings``: the
+    check judges the other rules' findings (which waivers they used), so it runs last."""
 
     def deco(fn: Check) -> Check:
         REGISTRY[name] = fn
+        if after_findings:
+            AFTER_FINDINGS.add(name)
         return fn
 
     return deco
+
+
+def discover_checks() -> None:
+    """Import every module of this package, so that each registers its checks: a new
+    check module is found by being here, not by a list to keep in step."""
+    for mod in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{mod.name}")
 
 
 @dataclass(frozen=True)
@@ -137,11 +159,20 @@ class CheckContext:
     packages: list[dict[str, Any]]
     unresolved: list[dict[str, Any]]
     policy: Policy
-    fs: Any = None  # the target (a RootFS), for checks that read its configuration
+    fs: Any = None  # the target (a RootFS), for checks that read its configuration (until they read records)
     cache: dict[str, Any] = field(default_factory=dict)  # what several checks read, read once
     # the scan-level error records ({path, stage, message}: what the stages could not
     # read), so that the gate sees them (scanner/checks/scanerrors.py)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    # the libvirt domain's facts (``TargetIdentity.domain``), for the IPv6 libvirt-network rule
+    domain: dict[str, Any] | None = None
+    # the configuration records the rules read (boot loaders, sysctl, ...), from inventory
+    system: Any = None
+    # the waivers given and the day they are judged on, for FC-WVR-001 (evaluate fills
+    # them in), and the sources of expired waivers that still matched a failing finding
+    waivers: tuple[Waiver, ...] = ()
+    today: dt.date | None = None
+    expired_matched: frozenset[str] = frozenset()
 
 
 # ---- loading ----------------------------------------------------------------------------------
@@ -178,11 +209,15 @@ def load_rules(folder: Path | None = None) -> list[Rule]:
             try:
                 rule = Rule(id=r["id"], check=r["check"], title=r["title"], severity=r["severity"], family=family,
                             rationale=r.get("rationale", ""), fix=r.get("fix", ""),
-                            references=r.get("references", {}), params=r.get("params", {}))
+                            references=r.get("references", {}), params=r.get("params", {}),
+                            applies_to=tuple(r.get("applies_to", DEFAULT_APPLIES_TO)))
             except KeyError as exc:
                 raise PolicyError(f"{path}: a rule lacks {exc}") from exc
             if rule.severity not in SEVERITIES:
                 raise PolicyError(f"{path}: rule {rule.id}: unknown severity {rule.severity!r}")
+            if not rule.applies_to or not set(rule.applies_to) <= set(TARGET_KINDS):
+                raise PolicyError(f"{path}: rule {rule.id}: applies_to must list target kinds "
+                                  f"({', '.join(TARGET_KINDS)}), not {list(rule.applies_to)!r}")
             rules.append(rule)
     return rules
 
@@ -243,6 +278,13 @@ def load_waivers(path: Path) -> list[Waiver]:
 
 
 # ---- evaluation -------------------------------------------------------------------------------
+def rules_for(rules: list[Rule], kind: str, waivers: list[Waiver] | None = None) -> list[Rule]:
+    """The rules that apply to a kind of target (``applies_to``); the rules that judge the
+    waivers (:data:`AFTER_FINDINGS`) only when there are waivers to judge."""
+    discover_checks()
+    return [r for r in rules if kind in r.applies_to and (waivers or r.check not in AFTER_FINDINGS)]
+
+
 def effective_rules(rules: list[Rule], policy: Policy) -> list[Rule]:
     out = []
     for r in rules:
@@ -256,57 +298,64 @@ def effective_rules(rules: list[Rule], policy: Policy) -> list[Rule]:
 def evaluate(ctx: CheckContext, rules: list[Rule], waivers: list[Waiver],
              today: dt.date | None = None) -> list[Finding]:
     """Run every enabled rule; apply waivers to failing findings (never to errors: a
-    waiver that would match an error is named in its evidence, unapplied); report
-    expired waivers."""
-    from scanner.checks import (  # noqa: F401  (register)
-        boot as _boot, ipv6 as _ipv6, licenses as _licenses, scanerrors as _scanerrors,
-    )
-
+    waiver that would match an error is named in its evidence, unapplied). The rules whose
+    check judges the others' findings (FC-WVR-001, expired waivers) run last, unwaived."""
+    discover_checks()
     today = today or dt.date.today()
+    ctx = dataclasses.replace(ctx, waivers=tuple(waivers), today=today)
     findings: list[Finding] = []
     expired_seen: set[str] = set()
     for rule in rules:
-        if not rule.enabled:
-            continue
-        fn = REGISTRY.get(rule.check)
-        if fn is None:
-            raise PolicyError(f"rule {rule.id} names an unknown check {rule.check!r}")
-        try:
-            produced = list(fn(ctx, rule))
-        except Exception as exc:  # noqa: BLE001 - one broken check is an error result, not a crash
-            produced = [Outcome("error", rule.id, f"the check could not run: {type(exc).__name__}: {exc}")]
-        for item in produced:
-            if isinstance(item, Outcome):
-                state, subject, message, evidence = item.state, item.subject, item.message, item.evidence
-            else:
-                (subject, message, evidence), state = item, "fail"
-            waiver_info = None
-            for w in waivers if state in FAILING_STATES else ():
-                if not w.matches(rule.id, subject):
-                    continue
-                if w.expired(today):
-                    expired_seen.add(w.source)
-                    continue
-                if state == "error":
-                    # the waiver accepted a known failure; what this error hides is unknown
-                    evidence = {**evidence, "waiver_not_applied": {
-                        "source": w.source, "why": "a waiver accepts a known failure; an error means the rule "
-                                                   "could not judge the target, so it stays failing"}}
-                    break
-                state = "waived"
-                waiver_info = {"reason": w.reason, "expires": w.expires.isoformat() if w.expires else "",
-                               "source": w.source}
+        if rule.enabled and _check_of(rule) not in AFTER_FINDINGS:
+            findings += _run(ctx, rule, waivers, today, expired_seen)
+    after = dataclasses.replace(ctx, expired_matched=frozenset(expired_seen))
+    for rule in rules:
+        if rule.enabled and rule.check in AFTER_FINDINGS:
+            findings += _run(after, rule, [], today, set())
+    return findings
+
+
+def _check_of(rule: Rule) -> str:
+    """The rule's check name, known to be registered."""
+    if rule.check not in REGISTRY:
+        raise PolicyError(f"rule {rule.id} names an unknown check {rule.check!r}")
+    return rule.check
+
+
+def _run(ctx: CheckContext, rule: Rule, waivers: list[Waiver], today: dt.date,
+         expired_seen: set[str]) -> list[Finding]:
+    """One rule's findings, with the waivers applied (the sources of expired waivers that
+    matched a failing finding are added to ``expired_seen``)."""
+    fn = REGISTRY[_check_of(rule)]
+    try:
+        produced = list(fn(ctx, rule))
+    except Exception as exc:  # noqa: BLE001 - one broken check is an error result, not a crash
+        produced = [Outcome("error", rule.id, f"the check could not run: {type(exc).__name__}: {exc}")]
+    findings = []
+    for item in produced:
+        if isinstance(item, Outcome):
+            state, subject, message, evidence = item.state, item.subject, item.message, item.evidence
+        else:
+            (subject, message, evidence), state = item, "fail"
+        waiver_info = None
+        for w in waivers if state in FAILING_STATES else ():
+            if not w.matches(rule.id, subject):
+                continue
+            if w.expired(today):
+                expired_seen.add(w.source)
+                continue
+            if state == "error":
+                # the waiver accepted a known failure; what this error hides is unknown
+                evidence = {**evidence, "waiver_not_applied": {
+                    "source": w.source, "why": "a waiver accepts a known failure; an error means the rule "
+                                               "could not judge the target, so it stays failing"}}
                 break
-            findings.append(Finding(rule.id, rule.severity, state, subject, message, evidence, rule.title,
-                                    rule.references, waiver_info))
-    for w in waivers:
-        if w.expired(today):
-            findings.append(Finding(
-                "FC-WVR-001", "low", "fail", f"waiver:{w.rule}:{w.subject}",
-                f"The waiver for rule {w.rule} on {w.subject!r} expired on {w.expires}; the findings it covered "
-                f"count again." + ("" if w.source in expired_seen else " It no longer matches any finding."),
-                {"reason": w.reason, "expires": str(w.expires), "source": w.source},
-                "A waiver has expired"))
+            state = "waived"
+            waiver_info = {"reason": w.reason, "expires": w.expires.isoformat() if w.expires else "",
+                           "source": w.source}
+            break
+        findings.append(Finding(rule.id, rule.severity, state, subject, message, evidence, rule.title,
+                                rule.references, waiver_info))
     return findings
 
 

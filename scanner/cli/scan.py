@@ -115,9 +115,9 @@ def scan_domains(target: TargetOptions, options: ScanOptions, out: OutputOptions
             click.echo(visible(f"flightcheck: warning: {dom.name} is {dom.state}; its disks may be inconsistent "
                                "while read"), err=True)
         try:
-            fs = open_target(images=disks, backend=target.image_backend, backing_dirs=target.backing_dirs)
-            fs.domain = dom.name
-            fs.hypervisor = dom.facts()  # its interfaces and their libvirt networks, for the IPv6 rules
+            # its identity carries the domain's facts: its interfaces and their libvirt networks, for the IPv6 rules
+            fs = open_target(images=disks, backend=target.image_backend, backing_dirs=target.backing_dirs,
+                             domain=dom.facts())
         except TargetError as exc:
             fleet.error(dom.name, dom.uuid, dom.state, str(exc))
             error_line(f"{dom.name}: {exc}")

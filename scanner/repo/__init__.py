@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner import result as resultmod
-from scanner.checks import CheckContext, effective_rules, evaluate, load_policy, load_rules, load_waivers
+from scanner.checks import CheckContext, effective_rules, evaluate, load_policy, load_rules, load_waivers, rules_for
 from scanner.errors import ErrorRecord
 from scanner.inventory.census import Census
 from scanner.inventory.packages import (Package, PackageDatabase, PathBudget, checked_arch, package_id, purl_string,
@@ -37,11 +37,8 @@ from scanner.linkage.loader import Linkage
 from scanner.repo import repodata, rpmfile
 from scanner.repo.sources import HttpSource, RepoError, Source, open_source
 
-__all__ = ["REPO_CHECKS", "RepoError", "RepoOptions", "inventory"]
+__all__ = ["RepoError", "RepoOptions", "inventory"]
 
-#: the checks that judge packages alone (the others need a system: ELF files, /boot, /etc)
-REPO_CHECKS = frozenset({"license-denied", "license-review", "license-unknown", "license-guessed", "license-none",
-                         "scan-errors"})
 FETCH_THREADS = 8  # rpm headers over HTTP: latency-bound, so several at a time
 
 
@@ -162,8 +159,10 @@ def inventory(spec: str, options: RepoOptions = RepoOptions()) -> dict[str, Any]
     """The result document of one repository. Raises RepoError when nothing can be read."""
     started, t0 = _now(), time.monotonic()
     policy = load_policy(options.policy)
-    rules = [r for r in effective_rules(load_rules(), policy) if r.check in REPO_CHECKS]
     waivers = load_waivers(options.waivers) if options.waivers else []
+    # the rules that judge packages alone (applies_to names "repository"; the others need
+    # a system: ELF files, /boot, /etc)
+    rules = rules_for(effective_rules(load_rules(), policy), "repository", waivers)
     tables = load_tables().with_overrides(policy.names, policy.exceptions)
 
     source = open_source(spec)

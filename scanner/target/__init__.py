@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import Any
 
-from scanner.target.base import MAXSYMLINKS, PathLoop, RootFS, TargetError, WalkEntry, normpath
+from scanner.target.base import MAXSYMLINKS, PathLoop, RootFS, TargetError, TargetIdentity, WalkEntry, normpath
 from scanner.target.directory import DirectoryRoot
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "PathLoop",
     "RootFS",
     "TargetError",
+    "TargetIdentity",
     "WalkEntry",
     "IMAGE_BACKENDS",
     "image_backend",
@@ -56,12 +58,24 @@ def image_backend(choice: str = "auto") -> str:
 
 def open_target(spec: str | os.PathLike[str] | None = None, *, images: list[str] | None = None,
                 cross_mounts: bool = False, backend: str = "auto",
-                backing_dirs: Iterable[str | os.PathLike[str]] = ()) -> RootFS:
+                backing_dirs: Iterable[str | os.PathLike[str]] = (),
+                domain: dict[str, Any] | None = None) -> RootFS:
     """Open a target from its command-line spelling: a folder (``/`` or an extracted root),
     or the disk images of one machine (``images``, read by ``backend``). The backing files
     the images name are followed only inside each naming image's folder, inside one of
     ``backing_dirs`` (``--backing-dir``), or when a libvirt domain's own ``<backingStore>``
-    chain names them (images from :func:`~scanner.target.libvirt.domain_images` carry it)."""
+    chain names them (images from :func:`~scanner.target.libvirt.domain_images` carry it).
+    ``domain``: the facts of the libvirt domain whose disks these are (``Domain.facts()``),
+    which the target's :attr:`~RootFS.identity` then carries (kind ``domain``)."""
+    fs = _open(spec, images, cross_mounts, backend, backing_dirs)
+    if domain is not None:
+        fs.domain_facts = domain
+    return fs
+
+
+def _open(spec: str | os.PathLike[str] | None, images: list[str] | None, cross_mounts: bool, backend: str,
+          backing_dirs: Iterable[str | os.PathLike[str]]) -> RootFS:
+    """The target of :func:`open_target`, by kind."""
     if images:
         from scanner.target.qcow2 import BackingPolicy
 

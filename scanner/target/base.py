@@ -22,10 +22,12 @@ import posixpath
 import stat as statmod
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, BinaryIO, NamedTuple
 
 from scanner import limits
+from scanner.errors import ErrorRecord
 from scanner.limits import LimitExceeded
 
 MAXSYMLINKS = 40
@@ -101,6 +103,21 @@ def normpath(path: str) -> str:
     return "/" if p == "//" else p
 
 
+@dataclass(frozen=True)
+class TargetIdentity:
+    """What a target is, as the result's ``target`` reports it: its kind (``directory``,
+    ``image``, or ``domain`` for the disks of a libvirt domain), its label and root, how its
+    images were read (``target.image``) and what the hypervisor says of the domain
+    (``target.domain``: name, uuid, state, interfaces and their libvirt networks). A typed
+    value the target gives, never attributes set on it from outside."""
+
+    kind: str  # directory | image | domain
+    label: str
+    root: str
+    image: dict[str, Any] | None = None
+    domain: dict[str, Any] | None = None
+
+
 class RootFS(ABC):
     """A read-only view of a system's file tree. Subclasses supply the primitives
     (:meth:`lstat`, :meth:`readlink`, :meth:`listdir`, :meth:`_open_resolved`); link
@@ -110,10 +127,32 @@ class RootFS(ABC):
     label: str = ""
     #: whether forked census workers may read it (each through :meth:`for_worker`)
     forkable: bool = True
-    #: for the disks of a libvirt domain: its name and what the hypervisor says of it
-    #: (set by ``scan --domain``; None for any other target)
-    domain: str | None = None
-    hypervisor: dict[str, Any] | None = None
+    #: the kind of target this class reads (``image`` for disk images)
+    target_kind: str = "directory"
+    #: for the disks of a libvirt domain: what the hypervisor says of it (``Domain.facts()``),
+    #: given to :func:`scanner.target.open_target` (``domain=``); None for any other target
+    domain_facts: dict[str, Any] | None = None
+
+    @property
+    def identity(self) -> TargetIdentity:
+        """The target's identity (:class:`TargetIdentity`), for the result's ``target``."""
+        return TargetIdentity(kind="domain" if self.domain_facts else self.target_kind, label=self.label,
+                              root=self.label, image=self.image_facts(), domain=self.domain_facts)
+
+    @property
+    def hypervisor(self) -> dict[str, Any] | None:
+        """The domain facts under their former name (read by the IPv6 libvirt-network rule)."""
+        return self.domain_facts
+
+    def image_facts(self) -> dict[str, Any] | None:
+        """How the target's disk images were read (``target.image``); None for a folder."""
+        return None
+
+    def target_errors(self) -> list[ErrorRecord]:
+        """What the target itself could not read (a disk image's partitions, volumes, fstab
+        mounts, damaged file-system metadata), as error records of stage ``target``; a
+        folder has none of its own (its census reports what it cannot read)."""
+        return []
 
     # ---- primitives -------------------------------------------------------------
     @abstractmethod

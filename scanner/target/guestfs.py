@@ -211,6 +211,7 @@ class GuestfsRoot(RootFS):
     """Disk images of one machine, read through one libguestfs appliance."""
 
     backend = "guestfs"
+    target_kind = "image"
     forkable = False
 
     def __init__(self, images: Sequence[str | os.PathLike[str]], backing: BackingPolicy | None = None) -> None:
@@ -387,6 +388,10 @@ class GuestfsRoot(RootFS):
         return {"backend": self.backend, "images": [str(p) for p in self.images],
                 "mounts": [{"path": pt, "source": dev} for pt, dev in sorted(self.mounts)],
                 "problems": list(self.problems), "accel": self.accel, "launch": list(self.launch_notes)}
+
+    def image_facts(self) -> dict[str, Any] | None:
+        """How the images were read (:attr:`description`), for the target's identity."""
+        return self.description
 
 
 class _GuestFile(io.RawIOBase):

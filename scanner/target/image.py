@@ -464,6 +464,7 @@ class ImageRoot(RootFS):
     """Disk images of one machine, assembled into its ``/`` per its fstab."""
 
     backend = "dissect"
+    target_kind = "image"
 
     def __init__(self, images: Sequence[str | os.PathLike[str]], backing: BackingPolicy | None = None) -> None:
         self.images = [Path(p) for p in images]
@@ -509,6 +510,10 @@ class ImageRoot(RootFS):
                 "mounts": [{"path": pt, "source": f"{fs.where} ({fs.kind}, UUID {fs.uuid})"}
                            for pt, fs in sorted(self.mounts, key=lambda m: m[0])],
                 "problems": list(self.problems)}
+
+    def image_facts(self) -> dict[str, Any] | None:
+        """How the images were read (:attr:`description`), for the target's identity."""
+        return self.description
 
     def _problem(self, where: str, message: str) -> None:
         """Something of the disks that is not read (a partition, a volume, a file system
