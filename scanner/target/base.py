@@ -120,7 +120,7 @@ class TargetIdentity:
 
 class RootFS(ABC):
     """A read-only view of a system's file tree. Subclasses supply the primitives
-    (:meth:`lstat`, :meth:`readlink`, :meth:`listdir`, :meth:`_open_resolved`); link
+    (:meth:`lstat`, :meth:`readlink`, :meth:`listdir`, :meth:`open_resolved`); link
     resolution, ``open`` and ``read`` are built here on top of them, once for all kinds."""
 
     #: human-readable name of the target (a folder, an image file, a domain)
