@@ -1,0 +1,210 @@
+"""What the text package databases of small systems share: Alpine's apk
+(``lib/apk/db/installed``) and opkg's (OpenWrt, Yocto/OpenEmbedded: ``status`` and
+``info/<package>.list``/``.control``). Both are paragraphs of ``key: value`` lines, as dpkg's
+status is; both list a package's files as paths the target wrote.
+
+The target is hostile here exactly as in :mod:`scanner.inventory.dpkg`: every file is opened
+through the target's own API (never a FIFO or a device: a file that is not regular is an error
+record, not a hang), read up to a named cap and no further (whole lines only), bytes that are not
+UTF-8 are kept as surrogate escapes, a path that is not absolute and normalised or is longer than
+PATH_MAX is an error record, and the paths one database builds are bounded by
+:class:`~scanner.inventory.packages.PathBudget`. A paragraph that cannot be read is an error
+record and the rest is read; the paragraphs read and the packages listed are counted and
+reconciled (:func:`reconcile`), so no package is lost without a record saying so.
+
+The caps below are new; they belong in :mod:`scanner.limits` (kept here so this change adds
+files only: move them there, and into the README's table, when it is merged).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from scanner import limits
+from scanner.errors import ErrorRecord
+from scanner.inventory.packages import PackageDatabase, PathBudget, shown
+from scanner.limits import MiB, LimitExceeded
+from scanner.target import RootFS
+
+#: bytes of apk's ``installed`` database read (it holds every package's file list inline: a
+#: large Alpine system of 1,500 packages has about 15 MiB); a larger one is read up to the cap,
+#: whole paragraphs only, and said
+MAX_APK_INSTALLED_BYTES = 64 * MiB
+#: bytes of opkg's ``status`` file read (OpenWrt's of 500 packages is under 100 KiB; Yocto's of
+#: 5,000 about 5 MiB)
+MAX_OPKG_STATUS_BYTES = 64 * MiB
+#: bytes of one opkg ``info/<package>.control`` read (real ones are under 4 KiB); its License
+#: field is all that is read of it
+MAX_OPKG_CONTROL_BYTES = 1 * MiB
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    """One paragraph of a text database: its fields in order (a key may repeat: apk's ``F``
+    and ``R`` lines), and the line it starts on (1-based, for error messages)."""
+
+    line: int
+    fields: tuple[tuple[str, str], ...]
+
+    def get(self, key: str) -> str | None:
+        """The first value of ``key``, or None."""
+        for k, v in self.fields:
+            if k == key:
+                return v
+        return None
+
+
+def locate(fs: RootFS, candidates: tuple[str, ...], what: str) -> tuple[str | None, list[ErrorRecord]]:
+    """The first of ``candidates`` the target has (a file or anything else there: a FIFO is
+    then refused when read, not taken for "no database"), and a record for each further one
+    that is a different file (the same file under two names, ``/lib`` linking to ``usr/lib``,
+    is one database)."""
+    found = [p for p in candidates if fs.exists(p) or fs.is_symlink(p)]
+    if not found:
+        return None, []
+    notes = []
+    for other in found[1:]:
+        try:
+            same = fs.resolve(found[0]) == fs.resolve(other)
+        except OSError:
+            same = False
+        if not same:
+            notes.append(ErrorRecord(other, "inventory", f"a second {what} database; not read ({found[0]} was)"))
+    return found[0], notes
+
+
+def unreadable(manager: str, path: str, backend: str, why: str) -> PackageDatabase:
+    """A database that could not be read at all: no packages, one record saying why."""
+    return PackageDatabase(manager, path, backend, "python", (), (ErrorRecord(path, "inventory", why),))
+
+
+def read_capped(fs: RootFS, path: str, cap: int, cap_name: str, errors: list[ErrorRecord],
+                whole: bytes = b"\n") -> bytes | None:
+    """The bytes of the regular file ``path``, at most ``cap`` of them; None (and an error
+    record) when it is not a regular file or cannot be read. A file over the cap is cut at the
+    last ``whole`` separator before it (a line, or a paragraph with ``b"\\n\\n"``), so nothing is
+    read half, and the cut is said."""
+    if not fs.is_file(path):
+        why = "not a regular file; not read" if fs.exists(path) or fs.is_symlink(path) else "missing"
+        errors.append(ErrorRecord(path, "inventory", why))
+        return None
+    try:
+        data = fs.read(path, cap + 1)
+    except OSError as exc:
+        errors.append(ErrorRecord(path, "inventory", f"cannot read: {exc.strerror or exc}"))
+        return None
+    if len(data) > cap:
+        data = data[:data.rfind(whole, 0, cap) + len(whole)] if whole in data[:cap] else b""
+        errors.append(ErrorRecord(path, "inventory", str(LimitExceeded(cap_name, cap, "read only that far"))))
+    return data
+
+
+def decode(data: bytes) -> str:
+    """Text with undecodable bytes kept as surrogate escapes (the project's one policy)."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def lines_of(data: bytes) -> list[str]:
+    """The lines of ``data``, split at ``\\n`` only (``str.splitlines`` would also split at
+    U+2028, ``\\x1c``, ``\\x85`` and ``\\r``, which a name may hold), ``\\r\\n`` taken as one."""
+    text = decode(data)
+    if text.endswith("\n"):
+        text = text[:-1]
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")] if text else []
+
+
+def paragraphs(lines: list[str]) -> Iterator[tuple[int, list[str]]]:
+    """``(first line number, lines)`` of each blank-line separated paragraph."""
+    start, block = 0, list[str]()
+    for n, line in enumerate(lines, 1):
+        if line.strip():
+            if not block:
+                start = n
+            block.append(line)
+        elif block:
+            yield start, block
+            block = []
+    if block:
+        yield start, block
+
+
+def control_fields(start: int, block: list[str]) -> Paragraph:
+    """A Debian-control paragraph (``Key: value``, continuation lines starting with a space or
+    a tab, as opkg writes ``Conffiles`` and ``Description``). ValueError naming the line when a
+    line is neither: the paragraph is then not trusted at all, as dpkg refuses it."""
+    fields: list[tuple[str, str]] = []
+    for i, line in enumerate(block):
+        if line[:1] in (" ", "\t"):
+            if not fields:
+                raise ValueError(f"line {start + i}: a continuation line with no field before it")
+            k, v = fields[-1]
+            fields[-1] = (k, v + "\n" + line.strip())
+            continue
+        key, colon, value = line.partition(":")
+        if not colon or not _CONTROL_KEY.fullmatch(key):
+            raise ValueError(f"line {start + i}: {shown(line, 80)} is not a 'Field: value' line")
+        fields.append((key, value.strip()))
+    return Paragraph(start, tuple(fields))
+
+
+_CONTROL_KEY = re.compile(r"[!-9;-~][!-9;-~]*")  # deb-control(5): printable ASCII but ':', not '#' first
+
+
+def checked_path(path: str, problems: list[str], where: str) -> str | None:
+    """``path`` when it is absolute and normalised (a trailing ``/`` of a folder allowed), else
+    None and a line in ``problems``: ``../../etc/passwd``, ``usr/bin/x``, ``/a/./b`` name no file
+    the package manager wrote, and following them could lead out of the root."""
+    norm = posixpath.normpath(path) if path.startswith("/") else ""
+    if not norm or norm != (path.rstrip("/") or "/") or "/../" in path + "/" or norm.startswith("//"):
+        problems.append(f"{where}: {shown(path)} is not a path inside the target; ignored")
+        return None
+    return norm
+
+
+def read_path_list(fs: RootFS, path: str, budget: PathBudget, errors: list[ErrorRecord]) -> tuple[str, ...]:
+    """A package's file list (opkg's ``info/<package>.list``): one absolute path a line; a
+    second, tab-separated field (OpenWrt writes the file's mode there) is not part of the path.
+    Read up to the package's cap (a huge file is never read whole); each bad line is an error
+    record naming it, and the caps cut it as :class:`PathBudget` says."""
+    data = read_capped(fs, path, limits.MAX_PACKAGE_FILES_CHARS, "MAX_PACKAGE_FILES_CHARS", errors)
+    if data is None:
+        return ()
+    problems: list[str] = []
+
+    def pairs() -> Iterator[tuple[str, str]]:
+        for n, line in enumerate(lines_of(data), 1):
+            entry = line.split("\t", 1)[0]
+            if not entry or entry == "/.":
+                continue
+            if len(entry) > limits.MAX_PACKAGE_PATH_CHARS:
+                yield "", entry  # left out, and counted, by the budget
+                continue
+            norm = checked_path(entry, problems, f"line {n}")
+            if norm is not None and norm != "/":
+                yield "", norm
+
+    files = budget.paths(pairs(), problems)
+    errors.extend(ErrorRecord(path, "inventory", m) for m in problems)
+    return files
+
+
+def ends_cut(data: bytes, path: str, errors: list[ErrorRecord]) -> None:
+    """An error record when the file ends inside a line: both apk and opkg end every line
+    (and every paragraph) with a newline, so such a file was cut short, and its last
+    paragraph may be missing what followed (it is read as it is)."""
+    if data and not data.endswith(b"\n"):
+        errors.append(ErrorRecord(path, "inventory", "the file ends inside a line: it was cut short; its last "
+                                                     "paragraph is read as it is"))
+
+
+def reconcile(path: str, read: int, listed: int, not_installed: int, errors: list[ErrorRecord]) -> None:
+    """One error record when the paragraphs read are not all accounted for: each is a listed
+    package or one recorded as not installed; any other was skipped (its own record says why)
+    and is counted here, so a database read in part never passes for a whole one."""
+    skipped = read - listed - not_installed
+    if skipped:
+        errors.append(ErrorRecord(path, "inventory", f"{read:,} paragraphs read, {listed:,} packages listed, "
+                                                     f"{not_installed:,} not installed, {skipped:,} skipped"))
