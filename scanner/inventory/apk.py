@@ -29,8 +29,8 @@ import re
 from scanner import limits
 from scanner.errors import ErrorRecord
 from scanner.inventory.packages import Package, PackageDatabase, PathBudget, checked_arch, purl_string, shown
-from scanner.inventory.textdb import (MAX_APK_INSTALLED_BYTES, Paragraph, checked_path, ends_cut, lines_of, locate,
-                                      paragraphs, read_capped, reconcile, unreadable)
+from scanner.inventory.textdb import (MAX_APK_INSTALLED_BYTES, Paragraph, checked_path, ends_cut, lines_of, paragraphs,
+                                      read_capped, read_located, reconcile)
 from scanner.limits import LimitExceeded
 from scanner.target import RootFS
 
@@ -45,16 +45,7 @@ _VERSION = re.compile(r"[0-9]+(\.[0-9]+)*[a-z]?(_(alpha|beta|pre|rc|cvs|svn|git|
 
 def read_database(fs: RootFS, os_release: dict[str, str]) -> PackageDatabase | None:
     """The apk database of the target, or None when it has none."""
-    path, notes = locate(fs, CANDIDATES, "apk")
-    if path is None:
-        return None
-    try:
-        db = _read(fs, os_release, path)
-    except Exception as exc:  # noqa: BLE001 - the database's failure is its error record, not the scan's
-        db = unreadable(MANAGER, path, BACKEND, f"cannot be read ({type(exc).__name__}: {exc})")
-    if notes:
-        db = PackageDatabase(db.manager, db.path, db.backend, db.reader, db.packages, tuple(notes) + db.errors)
-    return db
+    return read_located(fs, CANDIDATES, "apk", MANAGER, BACKEND, lambda path: _read(fs, os_release, path))
 
 
 def _read(fs: RootFS, os_release: dict[str, str], path: str) -> PackageDatabase:

@@ -34,8 +34,8 @@ from scanner import limits
 from scanner.errors import ErrorRecord
 from scanner.inventory.packages import Package, PackageDatabase, PathBudget, checked_arch, purl_string, shown
 from scanner.inventory.textdb import (MAX_OPKG_CONTROL_BYTES, MAX_OPKG_STATUS_BYTES, Paragraph, control_fields,
-                                      ends_cut, lines_of, locate, paragraphs, read_capped, read_path_list, reconcile,
-                                      unreadable)
+                                      ends_cut, lines_of, paragraphs, read_capped, read_located, read_path_list,
+                                      reconcile)
 from scanner.limits import LimitExceeded
 from scanner.target import RootFS
 
@@ -49,16 +49,8 @@ _EPOCH = re.compile(r"[0-9]{1,9}")
 
 def read_database(fs: RootFS, os_release: dict[str, str]) -> PackageDatabase | None:
     """The opkg database of the target, or None when it has none."""
-    status, notes = locate(fs, CANDIDATES, "opkg")
-    if status is None:
-        return None
-    try:
-        db = _read(fs, os_release, status)
-    except Exception as exc:  # noqa: BLE001 - the database's failure is its error record, not the scan's
-        db = unreadable(MANAGER, status, BACKEND, f"cannot be read ({type(exc).__name__}: {exc})")
-    if notes:
-        db = PackageDatabase(db.manager, db.path, db.backend, db.reader, db.packages, tuple(notes) + db.errors)
-    return db
+    return read_located(fs, CANDIDATES, "opkg", MANAGER, BACKEND,
+                        lambda status: _read(fs, os_release, status))
 
 
 def _read(fs: RootFS, os_release: dict[str, str], status: str) -> PackageDatabase:

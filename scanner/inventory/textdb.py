@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from scanner import limits
@@ -79,6 +79,23 @@ def locate(fs: RootFS, candidates: tuple[str, ...], what: str) -> tuple[str | No
 def unreadable(manager: str, path: str, backend: str, why: str) -> PackageDatabase:
     """A database that could not be read at all: no packages, one record saying why."""
     return PackageDatabase(manager, path, backend, "python", (), (ErrorRecord(path, "inventory", why),))
+
+
+def read_located(fs: RootFS, candidates: tuple[str, ...], what: str, manager: str, backend: str,
+                 read: Callable[[str], PackageDatabase]) -> PackageDatabase | None:
+    """The database found at the first of ``candidates`` read by ``read``, or None when the
+    target has none; a failure of the whole read is the database's one error record (never
+    the scan's), and what :func:`locate` noticed (a second, different database) is kept."""
+    path, notes = locate(fs, candidates, what)
+    if path is None:
+        return None
+    try:
+        db = read(path)
+    except Exception as exc:  # noqa: BLE001 - the database's failure is its error record, not the scan's
+        db = unreadable(manager, path, backend, f"cannot be read ({type(exc).__name__}: {exc})")
+    if notes:
+        db = PackageDatabase(db.manager, db.path, db.backend, db.reader, db.packages, tuple(notes) + db.errors)
+    return db
 
 
 def read_capped(fs: RootFS, path: str, cap: int, cap_name: str, errors: list[ErrorRecord],
