@@ -25,7 +25,8 @@ from typing import Any
 from scanner import limits
 from scanner.errors import ErrorRecord
 from scanner.inventory.packages import (Package, PackageDatabase, PathBudget, database_from_memo, database_to_memo,
-                                        make_purl, package_id, shown)
+                                        package_id, shown)
+from scanner.inventory.purl import distro, namespace, purl
 from scanner.limits import LimitExceeded
 from scanner.target import RootFS
 
@@ -276,7 +277,7 @@ def _package(fs: RootFS, os_release: dict[str, str], status: str, n: int, para: 
         id=package_id("dpkg", name, epoch, version, None, arch),
         manager="dpkg", name=name, epoch=epoch, version=version, release=None, arch=arch,
         source=source, vendor=para.get("Maintainer"), license_raw=None,
-        purl=make_purl("dpkg", os_release, name, None, version, None, arch),
+        purl=purl("dpkg", name, version, arch=arch, namespace=namespace(os_release), distro=distro(os_release)),
         files=files, database=status,
     )
 

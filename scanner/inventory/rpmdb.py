@@ -25,7 +25,8 @@ from scanner import limits
 from scanner.errors import ErrorRecord
 from scanner.inventory import rpmheader
 from scanner.inventory.packages import (Package, PackageDatabase, PathBudget, checked_arch, database_from_memo,
-                                        database_to_memo, make_purl, package_id, shown)
+                                        database_to_memo, package_id, shown)
+from scanner.inventory.purl import distro, namespace, purl
 from scanner.limits import LimitExceeded
 from scanner.target import RootFS
 
@@ -274,7 +275,8 @@ def _package(h: rpmheader.RpmHeader, os_release: dict[str, str], db_path: str, p
     return Package(
         id=package_id("rpm", h.name, h.epoch, h.version, h.release, arch), manager="rpm", name=h.name,
         epoch=h.epoch, version=h.version, release=h.release, arch=arch, source=h.source, vendor=h.vendor,
-        license_raw=h.license, purl=make_purl("rpm", os_release, h.name, h.epoch, h.version, h.release, arch),
+        license_raw=h.license, purl=purl("rpm", h.name, h.version, epoch=h.epoch, release=h.release, arch=arch,
+                                                namespace=namespace(os_release), distro=distro(os_release)),
         files=h.files, database=db_path,
     )
 

@@ -29,8 +29,8 @@ from scanner import result as resultmod
 from scanner.checks import CheckContext, effective_rules, evaluate, load_policy, load_rules, load_waivers, rules_for
 from scanner.errors import ErrorRecord
 from scanner.inventory.census import Census
-from scanner.inventory.packages import (Package, PackageDatabase, PathBudget, checked_arch, package_id, purl_string,
-                                        shown)
+from scanner.inventory.packages import (Package, PackageDatabase, PathBudget, checked_arch, package_id, shown)
+from scanner.inventory.purl import purl
 from scanner.inventory.rpmheader import RpmHeader
 from scanner.licensing import license_packages, load_tables
 from scanner.linkage.loader import Linkage
@@ -55,15 +55,10 @@ def _now() -> str:
 
 
 def _purl(source: Source, name: str, epoch: int | None, version: str, release: str | None, arch: str | None) -> str:
-    quals: dict[str, str] = {}
-    if arch:
-        quals["arch"] = arch
-    if epoch:
-        quals["epoch"] = str(epoch)
-    if isinstance(source, HttpSource):
-        quals["repository_url"] = source.base
-    full = version + (f"-{release}" if release else "")
-    return purl_string("rpm", None, name, full, quals)
+    """A repository package's purl: no namespace or distro (a repository is not a system),
+    the repository's URL when it was read over HTTP."""
+    return purl("rpm", name, version, epoch=epoch, release=release, arch=arch,
+                repository_url=source.base if isinstance(source, HttpSource) else None)
 
 
 def _package(source: Source, name: str, epoch: int | None, version: str, release: str | None, arch: str | None,
