@@ -33,8 +33,9 @@ from multiprocessing.connection import wait as ready
 from scanner.errors import ErrorRecord
 from scanner.limits import LimitExceeded
 from scanner.inventory.elf import ELF_MAGIC, ElfParseError, ElfRecord, parse_elf
-from scanner.inventory.cache import (DIED, Flat, decode_flat, dump_records, file_entry, file_key, flat, listing,
-                                     parse_listing, parse_records, split_path, unflat)
+from scanner.inventory.cachecodec import (DIED, Flat, decode_flat, dump_records, file_entry, flat, listing,
+                                          parse_listing, parse_records, split_path, unflat)
+from scanner.inventory.memo import file_key
 from scanner.target import RootFS, WalkEntry, normpath
 
 if TYPE_CHECKING:
