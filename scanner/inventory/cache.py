@@ -86,8 +86,8 @@ class CensusCache:
 
     def count(self) -> int:
         """How many folders this target has stored (of this parser version)."""
-        return self.db.execute("SELECT count(*) FROM folder WHERE target = ? AND version = ?",
-                               (self.target, self.version)).fetchone()[0]
+        return int(self.db.execute("SELECT count(*) FROM folder WHERE target = ? AND version = ?",
+                                   (self.target, self.version)).fetchone()[0])
 
     def stored_folders(self) -> list[bytes]:
         return [p for (p,) in self.db.execute("SELECT path FROM folder WHERE target = ? AND version = ?",
