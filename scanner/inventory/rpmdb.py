@@ -25,7 +25,8 @@ from scanner.errors import ErrorRecord
 from scanner.inventory import rpmheader
 from scanner.inventory.memo import file_key
 from scanner.inventory.packages import Package, PackageDatabase, PathBudget, checked_arch, package_id, shown
-from scanner.inventory.purl import distro, namespace, purl
+from scanner.inventory import purl as purlmod
+from scanner.inventory.purl import purl
 from scanner.inventory.readers import Found, Location, ReadContext, read_databases, register
 from scanner.limits import LimitExceeded
 from scanner.target import RootFS
@@ -269,15 +270,26 @@ def _read(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[st
 
 
 def _package(h: rpmheader.RpmHeader, os_release: dict[str, str], db_path: str, problems: list[str]) -> Package:
-    """The package record of one header (an ARCH that is no architecture name is left out,
-    and said in ``problems``)."""
-    arch = checked_arch(h.arch, problems)
+    """The package record of one header of an installed database."""
+    return rpm_package(h.name, h.epoch, h.version, h.release, h.arch, source=h.source, vendor=h.vendor,
+                       license_raw=h.license, files=h.files, database=db_path, problems=problems,
+                       namespace=purlmod.namespace(os_release), distro=purlmod.distro(os_release))
+
+
+def rpm_package(name: str, epoch: int | None, version: str, release: str | None, arch: str | None, *,
+                source: str | None, vendor: str | None, license_raw: str | None, files: tuple[str, ...],
+                database: str, problems: list[str], location: str | None = None, namespace: str | None = None,
+                distro: str | None = None, repository_url: str | None = None) -> Package:
+    """One rpm package record, installed (``namespace``/``distro`` from the target's
+    os-release) or in a repository (``location``, ``repository_url``): an ARCH that is no
+    architecture name is left out, and said in ``problems``."""
+    arch = checked_arch(arch, problems)
     return Package(
-        id=package_id("rpm", h.name, h.epoch, h.version, h.release, arch), manager="rpm", name=h.name,
-        epoch=h.epoch, version=h.version, release=h.release, arch=arch, source=h.source, vendor=h.vendor,
-        license_raw=h.license, purl=purl("rpm", h.name, h.version, epoch=h.epoch, release=h.release, arch=arch,
-                                                namespace=namespace(os_release), distro=distro(os_release)),
-        files=h.files, database=db_path,
+        id=package_id("rpm", name, epoch, version, release, arch), manager="rpm", name=name, epoch=epoch,
+        version=version, release=release, arch=arch, source=source, vendor=vendor, license_raw=license_raw,
+        purl=purl("rpm", name, version, epoch=epoch, release=release, arch=arch, namespace=namespace, distro=distro,
+                  repository_url=repository_url),
+        files=files, database=database, location=location,
     )
 
 
