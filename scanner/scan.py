@@ -25,7 +25,6 @@ from scanner.inventory.cache import ScanCache
 from scanner.inventory.census import Census, Progress, census_paths
 from scanner.errors import ErrorRecord
 from scanner.inventory.osrelease import read_os_release
-from scanner.inventory.memo import Memo
 from scanner.inventory.packages import OwnershipIndex, PackageDatabase
 from scanner.inventory.readers import read_package_databases
 from scanner.licensing import (
@@ -96,8 +95,7 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
         packages: list[Future[Packages]] = []
         census = take_census(
             fs, jobs=options.jobs, exclude=options.exclude, paths=options.paths, progress=progress,
-            started=lambda: packages.append(background.submit(_packages, fs, options, policy,
-                                                                      cache.memo if cache else None)),
+            started=lambda: packages.append(background.submit(_packages, fs, options, policy, cache)),
             cache=cache.census if cache else None,
         )
         timings["census"] = time.monotonic() - mark
@@ -183,17 +181,18 @@ Packages = tuple[dict[str, str], list[PackageDatabase], OwnershipIndex, dict[str
                  tuple[ErrorRecord, ...]]
 
 
-def _packages(fs: RootFS, options: ScanOptions, policy: Policy, cache: Memo | None = None) -> Packages:
+def _packages(fs: RootFS, options: ScanOptions, policy: Policy, cache: ScanCache | None = None) -> Packages:
     """The target's identity, package databases, ownership index and package licenses
     (by the shipped name tables and the policy's own), and the seconds it took."""
     t0 = time.monotonic()
+    memo = cache.memo if cache is not None else None
     os_errors: list[ErrorRecord] = []
     os_release = read_os_release(fs, os_errors)
-    databases = read_package_databases(fs, os_release, options.rpm_reader, cache) if options.packages else []
+    databases = read_package_databases(fs, os_release, options.rpm_reader, memo) if options.packages else []
     ownership = OwnershipIndex(fs, databases)
     licenses: dict[str, PackageLicense] = {}
     if options.licenses:
         tables = load_tables().with_overrides(policy.names, policy.exceptions)
-        licenses = license_packages(fs, databases, tables, policy.network_copyleft, cache)
+        licenses = license_packages(fs, databases, tables, policy.network_copyleft, memo)
     return os_release, databases, ownership, licenses, time.monotonic() - t0, tuple(os_errors)
 
