@@ -20,7 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from itertools import chain
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 import multiprocessing
 
 from scanner.errors import ErrorRecord
@@ -161,8 +161,7 @@ def _parse_all(fs: RootFS, paths: Iterable[str], jobs: int, light: bool,
     hand_over()
 
 
-@dataclass(frozen=True)
-class Walk:
+class Walk(NamedTuple):
     """What one census walks: the target, the guest paths under it, the exclusions, the
     worker processes, and whom to tell once the workers exist (``started``: see
     :func:`_parse_all`)."""

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Protocol, TypeVar
+from dataclasses import replace
+from typing import NamedTuple, Protocol, TypeVar
 
 from scanner.errors import ErrorRecord
 from scanner.inventory import purl as purlmod
@@ -26,12 +26,14 @@ from scanner.inventory.memo import Key, Memo, remembered
 from scanner.inventory.packages import PackageDatabase, database_from_memo, database_to_memo
 from scanner.target import RootFS
 
+# (the records passing between a reader and the registry are named tuples: cheap to define
+# at import, which every scan pays)
+
 #: the modules of the built-in readers, in the order their databases are read
 BUILTIN = ("scanner.inventory.rpmdb", "scanner.inventory.dpkg")
 
 
-@dataclass(frozen=True)
-class ReadContext:
+class ReadContext(NamedTuple):
     """What a read depends on besides the target: its os-release fields (purls are
     namespaced by them) and the options (``rpm_reader``: ``auto``, ``librpm`` or ``python``)."""
 
@@ -47,8 +49,7 @@ class ReadContext:
         return purlmod.distro(self.os_release)
 
 
-@dataclass(frozen=True)
-class Location:
+class Location(NamedTuple):
     """One database a reader found: its guest path (as its records will name it), its
     backend, and what else the reader needs to open it (rpm: the folder and file name)."""
 
@@ -57,13 +58,12 @@ class Location:
     parts: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Found:
+class Found(NamedTuple):
     """The databases a reader found, and what it could not look at while looking (each an
     error record: a database may have been missed)."""
 
     locations: tuple[Location, ...] = ()
-    notes: tuple[ErrorRecord, ...] = field(default=())
+    notes: tuple[ErrorRecord, ...] = ()
 
 
 class PackageReader(Protocol):
