@@ -1,7 +1,8 @@
 """Package records and file ownership, shared by every package manager.
 
-Each manager (:mod:`scanner.inventory.rpmdb`, :mod:`scanner.inventory.dpkg`) turns its
-database into :class:`Package` records behind one interface (:class:`PackageDatabase`);
+Each manager's reader (:mod:`scanner.inventory.rpmdb`, :mod:`scanner.inventory.dpkg`, behind
+the interface of :mod:`scanner.inventory.readers`) turns its database into :class:`Package`
+records in a :class:`PackageDatabase`;
 ownership is computed afterwards, once, from those records: an index from canonical path
 inside the target to package id. Paths are canonicalised through the target's own links,
 so a file recorded as ``/lib/x86_64-linux-gnu/libc.so.6`` owns
