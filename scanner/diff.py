@@ -27,18 +27,19 @@ JSON-able ``flightcheck/diff/1`` document:
 self-contained page in the style of the HTML report (``reports/diff.html.j2`` with
 ``reports/report.css`` inlined).
 
-``rpmvercmp`` is written here (after rpm 4.18's ``rpmio/rpmvercmp.c``) for hosts without
-the rpm bindings; the bindings' own ``labelCompare`` is used when they import.
+``rpmvercmp`` and rpm's epoch-version-release comparison live with the rpm code
+(:mod:`scanner.inventory.rpmvercmp`).
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from scanner import __version__
 from scanner.checks import FAILING_STATES, SEV_RANK
+from scanner.inventory.rpmvercmp import Evr, rpmvercmp
+from scanner.inventory.rpmvercmp import label_compare as _rpm_label_compare
 
 SCHEMA_ID = "flightcheck/diff/1"
 
@@ -46,110 +47,9 @@ SCHEMA_ID = "flightcheck/diff/1"
 COMPARED_OPTIONS = ("paths", "exclude", "packages", "licenses", "cross_mounts")
 
 PkgKey = tuple[str, str, str | None]
-Evr = tuple[str, str, str]
 
 
 # --------------------------------------------------------------------------- versions
-
-
-def _isalpha(c: str) -> bool:
-    return ("a" <= c <= "z") or ("A" <= c <= "Z")
-
-
-def _isdigit(c: str) -> bool:
-    return "0" <= c <= "9"
-
-
-def rpmvercmp(a: str, b: str) -> int:
-    """rpm's version segment comparison (``rpmio/rpmvercmp.c``): -1, 0 or 1.
-
-    Strings are split into runs of ASCII digits and ASCII letters; everything else
-    separates. ``~`` sorts before anything (even the end of the string), ``^`` after the
-    end but before anything else. Numeric runs beat alphabetic ones, compare as numbers
-    (leading zeros dropped, the longer wins), alphabetic runs compare bytewise; when all
-    runs are equal, the string with something left wins.
-    """
-    if a == b:
-        return 0
-    i = j = 0
-    la, lb = len(a), len(b)
-    while i < la or j < lb:
-        while i < la and not (_isalpha(a[i]) or _isdigit(a[i])) and a[i] not in "~^":
-            i += 1
-        while j < lb and not (_isalpha(b[j]) or _isdigit(b[j])) and b[j] not in "~^":
-            j += 1
-        ca = a[i] if i < la else ""
-        cb = b[j] if j < lb else ""
-        if ca == "~" or cb == "~":
-            if ca != "~":
-                return 1
-            if cb != "~":
-                return -1
-            i, j = i + 1, j + 1
-            continue
-        if ca == "^" or cb == "^":
-            if not ca:
-                return -1
-            if not cb:
-                return 1
-            if ca != "^":
-                return 1
-            if cb != "^":
-                return -1
-            i, j = i + 1, j + 1
-            continue
-        if not (ca and cb):
-            break
-        kind = _isdigit if _isdigit(ca) else _isalpha
-        ei = i
-        while ei < la and kind(a[ei]):
-            ei += 1
-        ej = j
-        while ej < lb and kind(b[ej]):
-            ej += 1
-        one, two = a[i:ei], b[j:ej]
-        if not two:  # segments of different types: the numeric one is newer
-            return 1 if kind is _isdigit else -1
-        if kind is _isdigit:
-            one, two = one.lstrip("0"), two.lstrip("0")
-            if len(one) != len(two):
-                return 1 if len(one) > len(two) else -1
-        if one != two:
-            return 1 if one > two else -1
-        i, j = ei, ej
-    if i >= la and j >= lb:
-        return 0
-    return -1 if i >= la else 1
-
-
-def _rpm_label_compare_py(old: Evr, new: Evr) -> int:
-    (e1, v1, r1), (e2, v2, r2) = old, new
-    n1, n2 = int(e1 or 0), int(e2 or 0)
-    if n1 != n2:
-        return 1 if n1 > n2 else -1
-    rc = rpmvercmp(v1, v2)
-    if rc == 0 and r1 and r2:
-        rc = rpmvercmp(r1, r2)
-    return rc
-
-
-@functools.cache
-def _rpm_label_compare() -> Callable[[Evr, Evr], int]:
-    try:
-        import rpm  # Debian's python3-rpm through the PyPI shim
-
-        compare = rpm.labelCompare
-        compare(("0", "1", "1"), ("0", "1", "1"))
-    except Exception:  # noqa: BLE001 - no usable bindings: the built-in comparison
-        return _rpm_label_compare_py
-
-    def labelcompare(old: Evr, new: Evr) -> int:
-        try:
-            return int(compare(old, new))
-        except (ValueError, TypeError):  # an epoch librpm refuses: compare as rpm would, here
-            return _rpm_label_compare_py(old, new)
-
-    return labelcompare
 
 
 def _rpm_evr(p: dict[str, Any]) -> Evr:

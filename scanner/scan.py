@@ -20,12 +20,13 @@ from scanner import result as resultmod
 from scanner.checks import (
     CheckContext, Policy, effective_rules, evaluate, load_policy, load_rules, load_waivers, rules_for,
 )
-from scanner.inventory import census_file, dpkg, rpmdb, take_census
-from scanner.inventory.cache import CensusCache
+from scanner.inventory import census_file, take_census
+from scanner.inventory.cache import ScanCache
 from scanner.inventory.census import Census, Progress, census_paths
 from scanner.errors import ErrorRecord
 from scanner.inventory.osrelease import read_os_release
 from scanner.inventory.packages import OwnershipIndex, PackageDatabase
+from scanner.inventory.readers import read_package_databases
 from scanner.licensing import (
     PackageLicense,
     license_closures,
@@ -89,13 +90,13 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
     # workers parse ELF files (started once they are forked: never fork a busy thread)
     timings: dict[str, float] = {}
     mark = time.monotonic()
-    cache = CensusCache(options.cache, f"{type(fs).__name__}:{fs.label}") if options.cache else None
+    cache = ScanCache(options.cache, f"{type(fs).__name__}:{fs.label}") if options.cache else None
     with ThreadPoolExecutor(1, thread_name_prefix="flightcheck-packages") as background:
         packages: list[Future[Packages]] = []
         census = take_census(
             fs, jobs=options.jobs, exclude=options.exclude, paths=options.paths, progress=progress,
             started=lambda: packages.append(background.submit(_packages, fs, options, policy, cache)),
-            cache=cache,
+            cache=cache.census if cache else None,
         )
         timings["census"] = time.monotonic() - mark
         os_release, databases, ownership, pkg_licenses, timings["packages"], os_errors = packages[0].result()
@@ -180,26 +181,18 @@ Packages = tuple[dict[str, str], list[PackageDatabase], OwnershipIndex, dict[str
                  tuple[ErrorRecord, ...]]
 
 
-def _packages(fs: RootFS, options: ScanOptions, policy: Policy, cache: CensusCache | None = None) -> Packages:
+def _packages(fs: RootFS, options: ScanOptions, policy: Policy, cache: ScanCache | None = None) -> Packages:
     """The target's identity, package databases, ownership index and package licenses
     (by the shipped name tables and the policy's own), and the seconds it took."""
     t0 = time.monotonic()
+    memo = cache.memo if cache is not None else None
     os_errors: list[ErrorRecord] = []
     os_release = read_os_release(fs, os_errors)
-    databases = read_package_databases(fs, os_release, options.rpm_reader, cache) if options.packages else []
+    databases = read_package_databases(fs, os_release, options.rpm_reader, memo) if options.packages else []
     ownership = OwnershipIndex(fs, databases)
     licenses: dict[str, PackageLicense] = {}
     if options.licenses:
         tables = load_tables().with_overrides(policy.names, policy.exceptions)
-        licenses = license_packages(fs, databases, tables, policy.network_copyleft, cache)
+        licenses = license_packages(fs, databases, tables, policy.network_copyleft, memo)
     return os_release, databases, ownership, licenses, time.monotonic() - t0, tuple(os_errors)
 
-
-def read_package_databases(fs: RootFS, os_release: dict[str, str], rpm_reader: str = "auto",
-                           cache: CensusCache | None = None) -> list[PackageDatabase]:
-    """Every package database in the target: rpm (each database found) and dpkg."""
-    dbs = rpmdb.read_all(fs, os_release, prefer=rpm_reader, memo=cache)
-    deb = dpkg.read_database(fs, os_release, cache)
-    if deb is not None:
-        dbs.append(deb)
-    return dbs

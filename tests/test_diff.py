@@ -28,6 +28,7 @@ import pytest
 
 from scanner import diff as diffmod
 from scanner import result as resultmod
+from scanner.inventory.rpmvercmp import label_compare_py
 from conftest import CACHE, load_builder, scan_root
 
 SCRIPT = '<script>alert("diff")</script>'
@@ -410,7 +411,7 @@ def test_rpmvercmp_agrees_with_librpm() -> None:
     assert diffmod.rpmvercmp("", "1") == -1  # librpm refuses an empty version; rpmvercmp orders it first
     for old, new in ((("1", "1.0", "1"), ("0", "9.9", "9")), ((None, "1.0", "1"), ("0", "1.0", "2"))):
         expected = rpm.labelCompare(tuple(x or "0" for x in new), tuple(x or "0" for x in old))
-        assert diffmod._rpm_label_compare_py(tuple(x or "0" for x in new), tuple(x or "0" for x in old)) == expected
+        assert label_compare_py(tuple(x or "0" for x in new), tuple(x or "0" for x in old)) == expected
 
 
 def test_compare_versions_per_manager() -> None:

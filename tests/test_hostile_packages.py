@@ -674,7 +674,8 @@ def test_dpkg_admin_folder_linked_out_of_the_root(tmp_path: Path) -> None:
     file lists: it is resolved inside the root (where the same path holds the target's own
     database), so the host's files are never read, listed or fingerprinted, with or
     without the scan cache."""
-    from scanner.inventory.cache import CensusCache
+    from scanner.inventory.memostore import MemoStore
+    from scanner.inventory.readers import ReadContext, read_databases
 
     host = tmp_path / "host-dpkg"  # outside the root
     (host / "info").mkdir(parents=True)
@@ -693,11 +694,12 @@ def test_dpkg_admin_folder_linked_out_of_the_root(tmp_path: Path) -> None:
     assert dpkg._fingerprint(fs, DEBIAN) == fp
     (inside / "info/more.list").write_bytes(b"/x\n")  # the target's own folder is what is listed
     assert dpkg._fingerprint(fs, DEBIAN) != fp
-    for memo in (None, CensusCache(tmp_path / "cache.db", "DirectoryRoot:test")):
-        db = dpkg.read_database(fs, DEBIAN, memo)
+    for memo in (None, MemoStore(tmp_path / "cache.db", "DirectoryRoot:test")):
+        (db,) = read_databases(dpkg.DpkgReader(), fs, ReadContext(DEBIAN), memo)
         assert db is not None and [(p.name, p.files) for p in db.packages] == [("guest", ("/usr/bin/guest",))]
     (root / str(host).lstrip("/")).rename(root / "elsewhere")  # no database inside: none at all
-    assert dpkg.read_database(DirectoryRoot(root), DEBIAN, CensusCache(tmp_path / "c2.db", "DirectoryRoot:t")) is None
+    assert read_databases(dpkg.DpkgReader(), DirectoryRoot(root), ReadContext(DEBIAN),
+                          MemoStore(tmp_path / "c2.db", "DirectoryRoot:t")) == []
 
 
 def test_too_many_rpm_macro_files(tmp_path: Path, rpmroot: Path) -> None:

@@ -28,7 +28,8 @@ import re
 
 from scanner import limits
 from scanner.errors import ErrorRecord
-from scanner.inventory.packages import Package, PackageDatabase, PathBudget, checked_arch, purl_string, shown
+from scanner.inventory.packages import Package, PackageDatabase, PathBudget, checked_arch, shown
+from scanner.inventory.purl import distro, namespace, purl
 from scanner.inventory.textdb import (MAX_APK_INSTALLED_BYTES, Paragraph, checked_path, ends_cut, lines_of, paragraphs,
                                       read_capped, read_located, reconcile)
 from scanner.limits import LimitExceeded
@@ -110,12 +111,11 @@ def _package(os_release: dict[str, str], path: str, start: int, block: list[str]
     arch = checked_arch(para.get("A"), problems)
     files = budget.paths(_file_pairs(para, problems), problems)
     errors.extend(ErrorRecord(path, "inventory", f"package {name}: {m}") for m in problems)
-    distro = "-".join(x for x in (os_release.get("ID"), os_release.get("VERSION_ID")) if x)
-    quals = {k: v for k, v in (("arch", arch), ("distro", distro)) if v}
     return Package(
         id=f"apk/{name}-{version}.{arch or 'noarch'}", manager=MANAGER, name=name, epoch=None, version=version,
         release=None, arch=arch, source=para.get("o") or name, vendor=para.get("m") or None,
-        license_raw=para.get("L") or None, purl=purl_string("apk", os_release.get("ID") or None, name, version, quals),
+        license_raw=para.get("L") or None, purl=purl("apk", name, version, arch=arch, namespace=namespace(os_release),
+                                                             distro=distro(os_release)),
         files=files, database=path,
     )
 

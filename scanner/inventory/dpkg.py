@@ -24,8 +24,10 @@ from typing import Any
 
 from scanner import limits
 from scanner.errors import ErrorRecord
-from scanner.inventory.packages import (Package, PackageDatabase, PathBudget, database_from_memo, database_to_memo,
-                                        make_purl, package_id, shown)
+from scanner.inventory.memo import file_key
+from scanner.inventory.packages import Package, PackageDatabase, PathBudget, package_id, shown
+from scanner.inventory.purl import distro, namespace, purl
+from scanner.inventory.readers import Found, Location, ReadContext, read_databases, register
 from scanner.limits import LimitExceeded
 from scanner.target import RootFS
 
@@ -153,9 +155,8 @@ def _diversions(fs: RootFS, errors: list[ErrorRecord]) -> list[tuple[str, str, s
 
 def _fingerprint(fs: RootFS, os_release: dict[str, str]) -> str:
     """What the database read depends on besides the status file: the ``.list`` files and
-    diversions (their identities, not contents), and the os-release fields in the purls."""
-    from scanner.inventory.cache import file_key
-
+    diversions (their identities, not contents), and the os-release fields in the purls
+    (see :meth:`DpkgReader.identity`)."""
     h = hashlib.sha256(repr(sorted(os_release.items())).encode())
     try:  # listed by its path inside the root: the host would follow a link in it out of the root
         for name, kind, st in sorted(fs.listdir_stat(fs.resolve(f"{ADMINDIR}/info"))):
@@ -170,31 +171,47 @@ def _fingerprint(fs: RootFS, os_release: dict[str, str]) -> str:
     return "+" + h.hexdigest()[:32]
 
 
-def read_database(fs: RootFS, os_release: dict[str, str], memo: Any = None) -> PackageDatabase | None:
-    """The dpkg database of the target, or None when it has none. ``memo`` (the scan
-    cache) keeps the read for the next scan while the status file, the ``.list`` files and
-    the diversions are unchanged."""
-    status = f"{ADMINDIR}/status"
-    if not fs.is_file(status):
-        if fs.exists(status):  # a FIFO, a device, a folder: never opened, and said
+@register
+class DpkgReader:
+    """dpkg's database (:class:`~scanner.inventory.readers.PackageReader`): the status file
+    and the ``.list`` files and diversions beside it."""
+
+    manager = "dpkg"
+
+    def locate(self, fs: RootFS, ctx: ReadContext) -> Found:
+        status = f"{ADMINDIR}/status"
+        if fs.is_file(status) or fs.exists(status):  # a FIFO, a device, a folder: refused when read, and said
+            return Found((Location(status, "dpkg-status"),))
+        return Found()
+
+    def identity(self, fs: RootFS, location: Location, ctx: ReadContext) -> str | None:
+        """The status file's identity, then :func:`_fingerprint`; None for a status that is
+        not a regular file (never read, so nothing to remember)."""
+        if not fs.is_file(location.path):
+            return None
+        return file_key(fs.stat(location.path)) + _fingerprint(fs, dict(ctx.os_release))
+
+    def read(self, fs: RootFS, location: Location, ctx: ReadContext) -> PackageDatabase:
+        status = location.path
+        if not fs.is_file(status):
             return _unreadable(status, "not a regular file; not read")
-        return None
-    if memo is not None:
         try:
-            st, fp = fs.stat(status), _fingerprint(fs, os_release)
-        except OSError:
-            memo = None
-    if memo is not None:
-        hit = memo.memo_get("dpkg", status, st, fp, lambda v: database_from_memo(v, "dpkg", status, "dpkg-status"))
-        if hit is not None:
-            return hit
-    try:
-        db = _read_database(fs, os_release, status)
-    except Exception as exc:  # noqa: BLE001 - the database's failure is its error record, not the scan's
-        return _unreadable(status, f"cannot be read ({type(exc).__name__}: {exc})")
-    if memo is not None:
-        memo.memo_put("dpkg", status, st, database_to_memo(db), fp)
-    return db
+            return _read_database(fs, dict(ctx.os_release), status)
+        except Exception as exc:  # noqa: BLE001 - the database's failure is its error record, not the scan's
+            return _unreadable(status, f"cannot be read ({type(exc).__name__}: {exc})")
+
+    def keep(self, db: PackageDatabase) -> bool:
+        return True
+
+    def reader_name(self, ctx: ReadContext) -> str:
+        return "python-debian"
+
+
+def read_database(fs: RootFS, os_release: dict[str, str]) -> PackageDatabase | None:
+    """The dpkg database of the target, or None when it has none (not remembered: see
+    :class:`DpkgReader`)."""
+    dbs = read_databases(DpkgReader(), fs, ReadContext(os_release))
+    return dbs[0] if dbs else None
 
 
 def _unreadable(status: str, why: str) -> PackageDatabase:
@@ -276,7 +293,7 @@ def _package(fs: RootFS, os_release: dict[str, str], status: str, n: int, para: 
         id=package_id("dpkg", name, epoch, version, None, arch),
         manager="dpkg", name=name, epoch=epoch, version=version, release=None, arch=arch,
         source=source, vendor=para.get("Maintainer"), license_raw=None,
-        purl=make_purl("dpkg", os_release, name, None, version, None, arch),
+        purl=purl("dpkg", name, version, arch=arch, namespace=namespace(os_release), distro=distro(os_release)),
         files=files, database=status,
     )
 

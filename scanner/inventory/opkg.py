@@ -32,7 +32,8 @@ import re
 
 from scanner import limits
 from scanner.errors import ErrorRecord
-from scanner.inventory.packages import Package, PackageDatabase, PathBudget, checked_arch, purl_string, shown
+from scanner.inventory.packages import Package, PackageDatabase, PathBudget, checked_arch, shown
+from scanner.inventory.purl import distro, namespace, purl
 from scanner.inventory.textdb import (MAX_OPKG_CONTROL_BYTES, MAX_OPKG_STATUS_BYTES, Paragraph, control_fields,
                                       ends_cut, lines_of, paragraphs, read_capped, read_located, read_path_list,
                                       reconcile)
@@ -115,15 +116,14 @@ def _package(fs: RootFS, os_release: dict[str, str], status: str, info: str, par
     control = _control(fs, f"{info}/{name}.control", errors)
     files = _files(fs, f"{info}/{name}.list", budget, errors)
     errors.extend(ErrorRecord(status, "inventory", f"package {name}: {m}") for m in problems)
-    distro = "-".join(x for x in (os_release.get("ID"), os_release.get("VERSION_ID")) if x)
-    quals = {k: v for k, v in (("arch", arch), ("distro", distro)) if v}
     license_raw = para.get("License") or (control.get("License") if control else None) or None
     source = (control.get("SourceName") if control else None) or name
     vendor = para.get("Maintainer") or (control.get("Maintainer") if control else None) or None
     return Package(
         id=f"opkg/{name}_{version}_{arch or 'all'}", manager=MANAGER, name=name, epoch=epoch, version=version,
         release=None, arch=arch, source=source, vendor=vendor, license_raw=license_raw,
-        purl=purl_string("opkg", os_release.get("ID") or None, name, version, quals), files=files, database=status,
+        purl=purl("opkg", name, version, arch=arch, namespace=namespace(os_release),
+                                                             distro=distro(os_release)), files=files, database=status,
     )
 
 

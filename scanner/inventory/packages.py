@@ -1,7 +1,8 @@
 """Package records and file ownership, shared by every package manager.
 
-Each manager (:mod:`scanner.inventory.rpmdb`, :mod:`scanner.inventory.dpkg`) turns its
-database into :class:`Package` records behind one interface (:class:`PackageDatabase`);
+Each manager's reader (:mod:`scanner.inventory.rpmdb`, :mod:`scanner.inventory.dpkg`, behind
+the interface of :mod:`scanner.inventory.readers`) turns its database into :class:`Package`
+records in a :class:`PackageDatabase`;
 ownership is computed afterwards, once, from those records: an index from canonical path
 inside the target to package id. Paths are canonicalised through the target's own links,
 so a file recorded as ``/lib/x86_64-linux-gnu/libc.so.6`` owns
@@ -15,9 +16,6 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-
-from packageurl import PackageURL
-from packageurl import quote as purl_quote
 
 from scanner import limits
 from scanner.errors import ErrorRecord
@@ -159,39 +157,6 @@ def package_id(manager: str, name: str, epoch: int | None, version: str, release
         return f"deb/{name}_{version}_{arch or 'all'}"
     evr = (f"{epoch}:" if epoch else "") + version + (f"-{release}" if release else "")
     return f"rpm/{name}-{evr}.{arch or 'noarch'}"
-
-
-def make_purl(manager: str, os_release: dict[str, str], name: str, epoch: int | None, version: str,
-               release: str | None, arch: str | None) -> str:
-    """Package URL per the purl spec's ``rpm`` and ``deb`` types, namespaced by the
-    target's os-release ``ID`` and qualified by ``distro=ID-VERSION_ID``."""
-    quals: dict[str, str] = {}
-    if arch:
-        quals["arch"] = arch
-    if epoch:
-        quals["epoch"] = str(epoch)
-    distro = "-".join(x for x in (os_release.get("ID"), os_release.get("VERSION_ID")) if x)
-    if distro:
-        quals["distro"] = distro
-    full = version + (f"-{release}" if release else "")
-    return purl_string("deb" if manager == "dpkg" else "rpm", os_release.get("ID") or None, name, full, quals)
-
-
-def _purl_quote(value: str) -> str:
-    """One purl component percent-encoded from its bytes: a name read from the target keeps
-    an undecodable byte as a surrogate escape (``\\udcff``), which has no UTF-8 spelling; its
-    byte (``%FF``) is what the spec's percent-encoding writes."""
-    return purl_quote(value.encode("utf-8", "surrogateescape"))
-
-
-def purl_string(ptype: str, namespace: str | None, name: str, version: str, qualifiers: dict[str, str]) -> str:
-    """A purl from components that may hold undecodable bytes (kept as surrogate escapes):
-    each is percent-encoded here, byte for byte, and packageurl only assembles them (its own
-    encoder takes text, and fails on a surrogate). For text that is valid UTF-8 the result is
-    exactly packageurl's own."""
-    return PackageURL(type=ptype, namespace=_purl_quote(namespace) if namespace else None, name=_purl_quote(name),
-                      version=_purl_quote(version),
-                      qualifiers={k: _purl_quote(v) for k, v in qualifiers.items()}).to_string(encode=None)
 
 
 _SURROGATE = re.compile(r"\\udc([89a-f][0-9a-f])")

@@ -18,14 +18,16 @@ import posixpath
 import re
 import tempfile
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 from scanner import limits
 from scanner.errors import ErrorRecord
 from scanner.inventory import rpmheader
-from scanner.inventory.packages import (Package, PackageDatabase, PathBudget, checked_arch, database_from_memo,
-                                        database_to_memo, make_purl, package_id, shown)
+from scanner.inventory.memo import file_key
+from scanner.inventory.packages import Package, PackageDatabase, PathBudget, checked_arch, package_id, shown
+from scanner.inventory import purl as purlmod
+from scanner.inventory.purl import purl
+from scanner.inventory.readers import Found, Location, ReadContext, read_databases, register
 from scanner.limits import LimitExceeded
 from scanner.target import RootFS
 
@@ -268,75 +270,83 @@ def _read(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[st
 
 
 def _package(h: rpmheader.RpmHeader, os_release: dict[str, str], db_path: str, problems: list[str]) -> Package:
-    """The package record of one header (an ARCH that is no architecture name is left out,
-    and said in ``problems``)."""
-    arch = checked_arch(h.arch, problems)
+    """The package record of one header of an installed database."""
+    return rpm_package(h.name, h.epoch, h.version, h.release, h.arch, source=h.source, vendor=h.vendor,
+                       license_raw=h.license, files=h.files, database=db_path, problems=problems,
+                       namespace=purlmod.namespace(os_release), distro=purlmod.distro(os_release))
+
+
+def rpm_package(name: str, epoch: int | None, version: str, release: str | None, arch: str | None, *,
+                source: str | None, vendor: str | None, license_raw: str | None, files: tuple[str, ...],
+                database: str, problems: list[str], location: str | None = None, namespace: str | None = None,
+                distro: str | None = None, repository_url: str | None = None) -> Package:
+    """One rpm package record, installed (``namespace``/``distro`` from the target's
+    os-release) or in a repository (``location``, ``repository_url``): an ARCH that is no
+    architecture name is left out, and said in ``problems``."""
+    arch = checked_arch(arch, problems)
     return Package(
-        id=package_id("rpm", h.name, h.epoch, h.version, h.release, arch), manager="rpm", name=h.name,
-        epoch=h.epoch, version=h.version, release=h.release, arch=arch, source=h.source, vendor=h.vendor,
-        license_raw=h.license, purl=make_purl("rpm", os_release, h.name, h.epoch, h.version, h.release, arch),
-        files=h.files, database=db_path,
+        id=package_id("rpm", name, epoch, version, release, arch), manager="rpm", name=name, epoch=epoch,
+        version=version, release=release, arch=arch, source=source, vendor=vendor, license_raw=license_raw,
+        purl=purl("rpm", name, version, epoch=epoch, release=release, arch=arch, namespace=namespace, distro=distro,
+                  repository_url=repository_url),
+        files=files, database=database, location=location,
     )
 
 
-def read_all(fs: RootFS, os_release: dict[str, str], *, prefer: str = "auto",
-             memo: Any = None) -> list[PackageDatabase]:
-    """Every rpm database of the target. ``memo`` (the scan cache) keeps each read for
-    the next scan while the database file (and its WAL) is unchanged. One database that
-    cannot be read, whatever the reason, is that database's error record; the others are
-    read. Macro files that could not be looked at (one may have named a database
-    elsewhere) are recorded with the first database; with none found, they are the
-    records of a database of backend ``unknown`` holding no packages, named by the first
-    of them: a database that may have been missed is never silently absent."""
-    errors: list[ErrorRecord] = []
-    out = []
-    try:
-        found = find_databases(fs, errors)
-    except Exception as exc:  # noqa: BLE001 - looking for databases failed: said, not a crash
-        errors.append(ErrorRecord("/", "inventory", f"rpm databases could not be looked for: {_why(exc)}"))
-        found = []
-    for folder, backend, fname in found:
+def _failed(path: str, backend: str, prefer: str, exc: BaseException) -> PackageDatabase:
+    """A database whose read failed as a whole: no packages, one record saying why."""
+    return PackageDatabase("rpm", path, backend, "python" if prefer == "python" else "librpm", (),
+                           (ErrorRecord(path, "inventory", f"rpm database ({backend}): {_why(exc)}"),))
+
+
+@register
+class RpmReader:
+    """The rpm databases of a target (:class:`~scanner.inventory.readers.PackageReader`):
+    every one found, read by librpm or the built-in reader as ``ctx.rpm_reader`` asks. One
+    database that cannot be read, whatever the reason, is that database's error record; the
+    others are read. Macro files that could not be looked at (one may have named a database
+    elsewhere) are the reader's notes (see :func:`~scanner.inventory.readers.read_databases`)."""
+
+    manager = "rpm"
+
+    def locate(self, fs: RootFS, ctx: ReadContext) -> Found:
+        errors: list[ErrorRecord] = []
         try:
-            out.append(_remembered(fs, folder, backend, fname, os_release, prefer, memo))
+            found = find_databases(fs, errors)
+        except Exception as exc:  # noqa: BLE001 - looking for databases failed: said, not a crash
+            errors.append(ErrorRecord("/", "inventory", f"rpm databases could not be looked for: {_why(exc)}"))
+            found = []
+        return Found(tuple(Location(posixpath.join(folder, fname), backend, (folder, fname))
+                           for folder, backend, fname in found), tuple(errors))
+
+    def identity(self, fs: RootFS, location: Location, ctx: ReadContext) -> str:
+        """The database file's identity (and its WAL's), the reader asked for and whether
+        librpm is here, and the os-release fields in the purls."""
+        folder, fname = location.parts
+        backend, prefer = location.backend, ctx.rpm_reader
+        h = hashlib.sha256(f"{backend}\0{fname}\0{prefer}\0{librpm_available()}\0"
+                           f"{sorted(ctx.os_release.items())}".encode())
+        for name in (fname, fname + "-wal"):
+            try:
+                h.update(file_key(fs.stat(posixpath.join(folder, name))).encode())
+            except FileNotFoundError:
+                h.update(b"-")
+        return h.hexdigest()[:32]
+
+    def read(self, fs: RootFS, location: Location, ctx: ReadContext) -> PackageDatabase:
+        folder, fname = location.parts
+        try:
+            return read_database(fs, folder, location.backend, fname, dict(ctx.os_release), prefer=ctx.rpm_reader)
         except Exception as exc:  # noqa: BLE001 - a database's failure is its own error record
-            db_path = posixpath.join(folder, fname)
-            out.append(PackageDatabase("rpm", db_path, backend, "python" if prefer == "python" else "librpm", (),
-                                       (ErrorRecord(db_path, "inventory", f"rpm database ({backend}): {_why(exc)}"),)))
-    if out and errors:
-        out[0] = replace(out[0], errors=(*errors, *out[0].errors))
-    elif errors:
-        out.append(PackageDatabase("rpm", errors[0].path, "unknown", "python" if prefer == "python" else "librpm",
-                                   (), tuple(errors)))
-    return out
+            return _failed(location.path, location.backend, ctx.rpm_reader, exc)
+
+    def keep(self, db: PackageDatabase) -> bool:
+        return not any("cannot read" in e.message for e in db.errors)  # a failure of the moment is not kept
+
+    def reader_name(self, ctx: ReadContext) -> str:
+        return "python" if ctx.rpm_reader == "python" else "librpm"
 
 
-def _fingerprint(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[str, str], prefer: str) -> str:
-    """What a read depends on: the database file's identity (and its WAL's), the reader
-    asked for and whether librpm is here, and the os-release fields in the purls."""
-    from scanner.inventory.cache import file_key  # noqa: PLC0415
-
-    h = hashlib.sha256(f"{backend}\0{fname}\0{prefer}\0{librpm_available()}\0{sorted(os_release.items())}".encode())
-    for name in (fname, fname + "-wal"):
-        try:
-            h.update(file_key(fs.stat(posixpath.join(folder, name))).encode())
-        except FileNotFoundError:
-            h.update(b"-")
-    return h.hexdigest()[:32]
-
-
-def _remembered(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[str, str], prefer: str,
-                memo: Any) -> PackageDatabase:
-    if memo is None:
-        return read_database(fs, folder, backend, fname, os_release, prefer=prefer)
-    db_path = posixpath.join(folder, fname)
-    try:
-        key = _fingerprint(fs, folder, backend, fname, os_release, prefer)
-    except OSError:
-        return read_database(fs, folder, backend, fname, os_release, prefer=prefer)
-    hit = memo.memo_get_key("rpm", db_path, key, lambda v: database_from_memo(v, "rpm", db_path, backend))
-    if hit is not None:  # (None also when it is not what flightcheck wrote: read again)
-        return hit
-    db = read_database(fs, folder, backend, fname, os_release, prefer=prefer)
-    if not any("cannot read" in e.message for e in db.errors):  # a failure of the moment is not kept
-        memo.memo_put_key("rpm", db_path, key, database_to_memo(db))
-    return db
+def read_all(fs: RootFS, os_release: dict[str, str], *, prefer: str = "auto") -> list[PackageDatabase]:
+    """Every rpm database of the target, not remembered (see :class:`RpmReader`)."""
+    return read_databases(RpmReader(), fs, ReadContext(os_release, prefer))

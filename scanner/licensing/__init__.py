@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from scanner.inventory.elf import ElfRecord
+from scanner.inventory.memo import Memo, code_fingerprint
 from scanner.inventory.packages import Package, PackageDatabase
 from scanner.licensing.categories import DEFAULT_NETWORK_COPYLEFT, category
 from scanner.licensing.debian import read_copyright
@@ -48,14 +49,14 @@ class LinkedLicense:
 
 def license_packages(fs: RootFS, databases: Iterable[PackageDatabase], tables: LicenseTables,
                      network_copyleft: tuple[str, ...] = DEFAULT_NETWORK_COPYLEFT,
-                     memo: Any = None) -> dict[str, PackageLicense]:
+                     memo: Memo | None = None) -> dict[str, PackageLicense]:
     """The license of every package: rpm's LICENSE tag, dpkg's copyright file (``memo``:
     the scan cache, which keeps what each copyright file said)."""
 
     # what each distinct raw string meant last time, when the tables, the policy's names and
     # the code are the same (the scan cache): normalising is most of a rescan's license work
     fingerprint = _outcomes_fingerprint(tables, network_copyleft) if memo is not None else ""
-    known = (memo.memo_get_key("licenses", "outcomes", fingerprint, _a_dict) if memo is not None else None) or {}
+    known = (memo.get("licenses", "outcomes", fingerprint, _a_dict) if memo is not None else None) or {}
     learned: dict[str, list[Any]] = {}
 
     @lru_cache(maxsize=None)
@@ -84,12 +85,12 @@ def license_packages(fs: RootFS, databases: Iterable[PackageDatabase], tables: L
                                              LicenseOutcome(pkg.license_raw, ref, "unknown", {ref: why}, (why,)),
                                              "unknown")
     if memo is not None and learned:
-        memo.memo_put_key("licenses", "outcomes", fingerprint, {**(known if isinstance(known, dict) else {}), **learned})
+        memo.put("licenses", "outcomes", fingerprint, {**(known if isinstance(known, dict) else {}), **learned})
     return out
 
 
 def _package_license(fs: RootFS, pkg: Package, outcome: Callable[[str | None], tuple[LicenseOutcome, str]],
-                     memo: Any) -> PackageLicense:
+                     memo: Memo | None) -> PackageLicense:
     """One package's license: rpm's LICENSE tag, dpkg's copyright file."""
     if pkg.manager == "dpkg":
         deb = read_copyright(fs, pkg.name, memo)
@@ -110,13 +111,10 @@ def _package_license(fs: RootFS, pkg: Package, outcome: Callable[[str | None], t
 def _outcomes_fingerprint(tables: LicenseTables, network_copyleft: tuple[str, ...]) -> str:
     """Everything a license outcome depends on: the name tables (with a policy's
     additions), the network-copyleft list, and the code that maps and categorises."""
-    import sys
-    from pathlib import Path
-
     h = hashlib.sha256(repr((sorted(tables.names.items()), sorted(tables.exceptions.items()),
                              network_copyleft)).encode("utf-8", "surrogateescape"))
-    for name in ("categories", "normalize", "tables"):  # the modules (the package shadows normalize)
-        h.update(Path(sys.modules[f"scanner.licensing.{name}"].__file__ or "").read_bytes())
+    h.update(code_fingerprint("licensing/categories.py", "licensing/normalize.py", "licensing/expression.py",
+                              "licensing/tables.py").encode())
     return h.hexdigest()
 
 

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-
+from scanner.inventory.memo import Memo, file_key
 from scanner.target import RootFS
 
 MAX_COPYRIGHT = 4 << 20
@@ -43,10 +43,10 @@ def _join(synopses: list[str]) -> str:
     return " and ".join(f"({s})" if re.search(r"\s(or|and)\s", s, re.I) else s for s in synopses)
 
 
-def read_copyright(fs: RootFS, package: str, memo: Any = None) -> DebianLicense:
-    """The license a package's copyright file states. ``memo`` (a
-    :class:`~scanner.inventory.cache.CensusCache`) keeps the answer per file for the next
-    scan: an unchanged copyright file is not parsed again."""
+def read_copyright(fs: RootFS, package: str, memo: Memo | None = None) -> DebianLicense:
+    """The license a package's copyright file states. ``memo`` (the scan cache's memo
+    store) keeps the answer per file for the next scan, keyed by the file's identity: an
+    unchanged copyright file is not parsed again."""
     path = f"/usr/share/doc/{package}/copyright"
     st = real = None
     if memo is not None:
@@ -56,12 +56,12 @@ def read_copyright(fs: RootFS, package: str, memo: Any = None) -> DebianLicense:
         except OSError:
             st = None
         if st is not None:
-            hit = memo.memo_get("copyright", f"{path}\0{real}", st, use=_from_memo)
+            hit = memo.get("copyright", f"{path}\0{real}", file_key(st), _from_memo)
             if hit is not None:
                 return hit
     found = _read_copyright(fs, path)
     if memo is not None and st is not None:
-        memo.memo_put("copyright", f"{path}\0{real}", st, [found.raw, found.source, found.evidence])
+        memo.put("copyright", f"{path}\0{real}", file_key(st), [found.raw, found.source, found.evidence])
     return found
 
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,18 +27,17 @@ from scanner import result as resultmod
 from scanner.checks import CheckContext, effective_rules, evaluate, load_policy, load_rules, load_waivers, rules_for
 from scanner.errors import ErrorRecord
 from scanner.inventory.census import Census
-from scanner.inventory.packages import (Package, PackageDatabase, PathBudget, checked_arch, package_id, purl_string,
-                                        shown)
-from scanner.inventory.rpmheader import RpmHeader
+from scanner.inventory.packages import PackageDatabase
 from scanner.licensing import license_packages, load_tables
 from scanner.linkage.loader import Linkage
-from scanner.repo import repodata, rpmfile
-from scanner.repo.sources import HttpSource, RepoError, Source, open_source
+from scanner.repo import repodata
+# the package records are built by the repository reader (scanner/repo/reader.py)
+from scanner.repo.reader import dedupe as _dedupe
+from scanner.repo.reader import from_files as _from_files
+from scanner.repo.reader import from_repodata as _from_repodata
+from scanner.repo.sources import RepoError, open_source
 
 __all__ = ["RepoError", "RepoOptions", "inventory"]
-
-FETCH_THREADS = 8  # rpm headers over HTTP: latency-bound, so several at a time
-
 
 @dataclass(frozen=True)
 class RepoOptions:
@@ -52,107 +49,6 @@ class RepoOptions:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _purl(source: Source, name: str, epoch: int | None, version: str, release: str | None, arch: str | None) -> str:
-    quals: dict[str, str] = {}
-    if arch:
-        quals["arch"] = arch
-    if epoch:
-        quals["epoch"] = str(epoch)
-    if isinstance(source, HttpSource):
-        quals["repository_url"] = source.base
-    full = version + (f"-{release}" if release else "")
-    return purl_string("rpm", None, name, full, quals)
-
-
-def _package(source: Source, name: str, epoch: int | None, version: str, release: str | None, arch: str | None,
-             license_raw: str | None, vendor: str | None, srpm: str | None, location: str | None,
-             files: tuple[str, ...], problems: list[str]) -> Package:
-    """One package record (an ARCH that is no architecture name is left out, and said in
-    ``problems``)."""
-    arch = checked_arch(arch, problems)
-    return Package(id=package_id("rpm", name, epoch, version, release, arch), manager="rpm", name=name,
-                   epoch=epoch, version=version, release=release, arch=arch, source=srpm, vendor=vendor,
-                   license_raw=license_raw, purl=_purl(source, name, epoch, version, release, arch), files=files,
-                   database=source.label, location=location)
-
-
-def _from_repodata(source: Source, want_files: bool, info: dict[str, Any], errors: list[ErrorRecord]) -> list[Package]:
-    md = repodata.read_repomd(source)
-    info.update(method="repodata", revision=md.revision,
-                primary=md.data["primary"].location if "primary" in md.data else None)
-    files: dict[str, tuple[str, ...]] = {}
-    budget = PathBudget()
-    if want_files:
-        for pkgid, paths in repodata.filelists(source, md):
-            problems: list[str] = []
-            files[pkgid] = budget.paths((("", f) for f in paths), problems)
-            errors.extend(ErrorRecord(md.data["filelists"].location, "inventory", f"package {shown(pkgid, 64)}: {m}")
-                          for m in problems)
-        info["filelists"] = md.data["filelists"].location
-        starved = budget.starved_record(md.data["filelists"].location)
-        if starved:
-            errors.append(starved)
-    out = []
-    for p in repodata.primary_packages(source, md):
-        problems = []
-        out.append(_package(source, p.name, p.epoch, p.version, p.release, p.arch, p.license, p.vendor,
-                            p.sourcerpm, p.location, files.get(p.pkgid or "", ()), problems))
-        errors.extend(ErrorRecord(p.location or md.data["primary"].location, "inventory", m) for m in problems)
-    return out
-
-
-def _from_files(source: Source, want_files: bool, info: dict[str, Any],
-                errors: list[ErrorRecord]) -> tuple[list[Package], str]:
-    """Every ``.rpm`` file's header, each file one item: whatever stops one (a damaged
-    header, a FIFO, a cap) is that file's error record, and the others are read."""
-    info["method"] = "index" if isinstance(source, HttpSource) else "folder"
-    rels = list(source.packages())
-    readers: Counter[str] = Counter()
-
-    def one(rel: str) -> RpmHeader | ErrorRecord:
-        try:
-            h, reader = rpmfile.read_header(source, rel, PathBudget())
-        except (RepoError, OSError) as exc:
-            return ErrorRecord(rel, "inventory", f"rpm file: {exc}")
-        except Exception as exc:  # noqa: BLE001 - one file's failure is its own error record
-            return ErrorRecord(rel, "inventory", f"rpm file: cannot be read ({type(exc).__name__}: {exc})")
-        readers[reader] += 1
-        return h
-
-    threads = FETCH_THREADS if isinstance(source, HttpSource) else 1
-    with ThreadPoolExecutor(threads) as pool:
-        results = list(pool.map(one, rels))
-    out = []
-    budget = PathBudget()  # the repository's file lists together, counted here in one thread
-    for rel, r in zip(rels, results):
-        if isinstance(r, ErrorRecord):
-            errors.append(r)
-            continue
-        h, problems = r, list(r.problems)
-        files = budget.paths((("", f) for f in h.files), problems) if want_files else ()
-        try:
-            out.append(_package(source, h.name, h.epoch, h.version, h.release, h.arch, h.license, h.vendor,
-                                h.source, rel, files, problems))
-        except Exception as exc:  # noqa: BLE001 - one file's failure is its own error record
-            problems.append(f"rpm file: cannot be read ({type(exc).__name__}: {exc})")
-        errors.extend(ErrorRecord(rel, "inventory", m) for m in problems)
-    starved = budget.starved_record(source.label)
-    if starved:
-        errors.append(starved)
-    return out, (readers.most_common(1)[0][0] if readers else "librpm")
-
-
-def _dedupe(packages: list[Package], errors: list[ErrorRecord]) -> Iterator[Package]:
-    """One record per package id (a repository may carry the same NEVRA twice)."""
-    seen: set[str] = set()
-    for p in packages:
-        if p.id in seen:
-            errors.append(ErrorRecord(p.database, "inventory", f"{p.id} is in the repository more than once"))
-            continue
-        seen.add(p.id)
-        yield p
 
 
 def inventory(spec: str, options: RepoOptions = RepoOptions()) -> dict[str, Any]:

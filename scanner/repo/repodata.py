@@ -26,13 +26,16 @@ import lzma
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import defusedxml.ElementTree as DET
 
 from scanner import limits
 from scanner.limits import LimitExceeded
-from scanner.repo.sources import RepoError, Source
+from scanner.repo.sources import RepoError, Source, Stream
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 NS_REPO = "{http://linux.duke.edu/metadata/repo}"
 NS_COMMON = "{http://linux.duke.edu/metadata/common}"
@@ -105,7 +108,7 @@ def read_repomd(source: Source) -> Repomd:
 class _Hashing(io.RawIOBase):
     """Compressed bytes as they stream past, hashed (and counted) for the check at the end."""
 
-    def __init__(self, raw: BinaryIO, algorithm: str | None) -> None:
+    def __init__(self, raw: Stream, algorithm: str | None) -> None:
         super().__init__()
         self._raw = raw
         try:
@@ -117,13 +120,17 @@ class _Hashing(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b: bytearray) -> int:  # type: ignore[override]
-        n = self._raw.readinto(b)
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
+        n = self._raw.readinto(buffer)
         if n:
             self.size += n
             if self.hash is not None:
-                self.hash.update(memoryview(b)[:n])
+                self.hash.update(memoryview(buffer)[:n])
         return n or 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        """What :class:`io.RawIOBase` reads (never None: the stream below blocks)."""
+        return super().read(size) or b""
 
     def close(self) -> None:
         try:
@@ -135,7 +142,7 @@ class _Hashing(io.RawIOBase):
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"BZh", "bzip2"))
 
 
-def _decompressed(stream: io.BufferedReader) -> tuple[BinaryIO, str]:
+def _decompressed(stream: io.BufferedReader[_Hashing]) -> tuple[Stream, str]:
     head = stream.peek(8)[:8]
     for magic, kind in _MAGIC:  # noqa: B007 - the loop breaks with the kind found, used below
         if head.startswith(magic):
@@ -165,7 +172,7 @@ class _Capped:
     #: compressed bytes under which the ratio is not judged (a tiny document's header alone)
     RATIO_FLOOR = 64 << 10
 
-    def __init__(self, stream: BinaryIO, compressed: _Hashing, compression: str, location: str) -> None:
+    def __init__(self, stream: Stream, compressed: _Hashing, compression: str, location: str) -> None:
         self._stream, self._compressed, self._location = stream, compressed, location
         self._inflated = compression != "none"
         self.size = 0  # decompressed bytes handed to the parser

@@ -22,15 +22,36 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import BinaryIO
+from http.client import HTTPMessage
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Protocol, Self
 
 from scanner import __version__
 from scanner.target.base import require_regular
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 TIMEOUT = 60  # seconds, per request
 MAX_INDEX_BYTES = 16 << 20  # an index page larger than this is not an index page
 MAX_INDEX_PAGES = 10_000
 MAX_INDEX_DEPTH = 6
+
+
+class Stream(Protocol):
+    """A byte stream as the repository readers use one: a local file, an HTTP response, a
+    decompressor, or the counting and hashing wrappers around them."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int | None: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
+                 /) -> object: ...
 
 
 class RepoError(Exception):
@@ -69,16 +90,16 @@ class Source:
     def __init__(self) -> None:
         self.traffic = Traffic()
 
-    def open(self, rel: str) -> BinaryIO:
+    def open(self, rel: str) -> Stream:
         """A stream of one file (FileNotFoundError when it is not there)."""
         raise NotImplementedError
 
-    def head(self, rel: str, need: int) -> tuple[bytes, BinaryIO | None]:
+    def head(self, rel: str, need: int) -> tuple[bytes, Stream | None]:
         """The first ``need`` bytes of a file (fewer at its end), and, when the rest can
         only come on the same stream (no range support), that stream to read on."""
         raise NotImplementedError
 
-    def more(self, rel: str, have: bytes, need: int, stream: BinaryIO | None) -> bytes:
+    def more(self, rel: str, have: bytes, need: int, stream: Stream | None) -> bytes:
         """``have`` grown to ``need`` bytes (the rest of a header)."""
         raise NotImplementedError
 
@@ -87,7 +108,7 @@ class Source:
         raise NotImplementedError
 
 
-def _read_up_to(stream: BinaryIO, n: int) -> bytes:
+def _read_up_to(stream: Stream, n: int) -> bytes:
     parts, got = [], 0
     while got < n:
         chunk = stream.read(n - got)
@@ -118,7 +139,7 @@ class FolderSource(Source):
             raise RepoError(f"{rel}: leads outside the repository folder")
         return real
 
-    def _open_regular(self, rel: str) -> BinaryIO:
+    def _open_regular(self, rel: str) -> io.BufferedReader:
         """Open a file of the repository folder only if it is a regular file: its type checked
         before opening (a device's driver sees the open itself) and after (``fstat`` of what
         was opened, without following a link), never blocking (a FIFO named
@@ -139,17 +160,17 @@ class FolderSource(Source):
             raise RepoError(f"{rel}: {exc.strerror or exc} (changed while it was opened); not read") from None
         return os.fdopen(fd, "rb")
 
-    def open(self, rel: str) -> BinaryIO:
+    def open(self, rel: str) -> Stream:
         fh = self._open_regular(rel)
         self.traffic.count(requests=1)
         return _Counting(fh, self.traffic)
 
-    def head(self, rel: str, need: int) -> tuple[bytes, BinaryIO | None]:
+    def head(self, rel: str, need: int) -> tuple[bytes, Stream | None]:
         with self.open(rel) as fh:  # counted by the stream
             data = _read_up_to(fh, need)
         return data, None
 
-    def more(self, rel: str, have: bytes, need: int, stream: BinaryIO | None) -> bytes:
+    def more(self, rel: str, have: bytes, need: int, stream: Stream | None) -> bytes:
         with self._open_regular(rel) as fh:
             fh.seek(len(have))
             data = have + _read_up_to(fh, need - len(have))
@@ -177,7 +198,8 @@ class _Confined(urllib.request.HTTPRedirectHandler):
     def __init__(self, source: "HttpSource") -> None:
         self.source = source
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str, headers: HTTPMessage,
+                         newurl: str) -> urllib.request.Request | None:
         target = urllib.parse.urljoin(req.full_url, newurl)
         if not self.source.inside(target):
             raise RepoError(f"{req.full_url} redirects to {target}, outside the repository")
@@ -229,7 +251,7 @@ class HttpSource(Source):
     def url(self, rel: str) -> str:
         return urllib.parse.urljoin(self.base, urllib.parse.quote(rel))
 
-    def _get(self, url: str, byte_range: tuple[int, int] | None = None) -> BinaryIO:
+    def _get(self, url: str, byte_range: tuple[int, int] | None = None) -> _Counting:
         if not self.inside(url):
             raise RepoError(f"{url}: outside the repository {self.base}")
         req = urllib.request.Request(url, headers={"User-Agent": f"flightcheck/{__version__}",
@@ -254,10 +276,10 @@ class HttpSource(Source):
                 self.traffic.count(full_requests=1)
         return _Counting(resp, self.traffic)
 
-    def open(self, rel: str) -> BinaryIO:
+    def open(self, rel: str) -> Stream:
         return self._get(self.url(rel))
 
-    def head(self, rel: str, need: int) -> tuple[bytes, BinaryIO | None]:
+    def head(self, rel: str, need: int) -> tuple[bytes, Stream | None]:
         resp = self._get(self.url(rel), (0, need))
         data = _read_up_to(resp, need)
         if getattr(resp, "status", 206) == 206:
@@ -265,7 +287,7 @@ class HttpSource(Source):
             return data, None
         return data, resp  # the server sent the whole file: read on as far as needed
 
-    def more(self, rel: str, have: bytes, need: int, stream: BinaryIO | None) -> bytes:
+    def more(self, rel: str, have: bytes, need: int, stream: Stream | None) -> bytes:
         if stream is not None:
             return have + _read_up_to(stream, need - len(have))
         resp = self._get(self.url(rel), (len(have), need))
@@ -336,7 +358,7 @@ class HttpSource(Source):
 class _Counting(io.RawIOBase):
     """A response that counts the bytes read from it."""
 
-    def __init__(self, resp: BinaryIO, traffic: Traffic) -> None:
+    def __init__(self, resp: Stream, traffic: Traffic) -> None:
         super().__init__()
         self._r, self._t = resp, traffic
         self.status = getattr(resp, "status", 200)
@@ -344,10 +366,14 @@ class _Counting(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b: bytearray) -> int:  # type: ignore[override]
-        n = self._r.readinto(b) or 0
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
+        n = self._r.readinto(buffer) or 0
         self._t.count(bytes=n)
         return n
+
+    def read(self, size: int = -1, /) -> bytes:
+        """What :class:`io.RawIOBase` reads (never None: the streams below block)."""
+        return super().read(size) or b""
 
     def close(self) -> None:
         try:
