@@ -56,7 +56,7 @@ def read_copyright(fs: RootFS, package: str, memo: Any = None) -> DebianLicense:
         except OSError:
             st = None
         if st is not None:
-            hit = memo.memo_get("copyright", f"{path}\0{real}", st, use=_from_memo)
+            hit: DebianLicense | None = memo.memo_get("copyright", f"{path}\0{real}", st, use=_from_memo)
             if hit is not None:
                 return hit
     found = _read_copyright(fs, path)
