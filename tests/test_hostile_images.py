@@ -251,7 +251,7 @@ def test_an_inode_claiming_256_gib_costs_seconds(guest: dict[str, Path], tmp_pat
 def test_flipped_bytes_in_a_compressed_cluster_are_error_records(guest: dict[str, Path], tmp_path: Path) -> None:
     """``qemu-img convert -c``, then bytes flipped inside the compressed cluster holding
     /usr/bin/big: what it holds is error records, the scan finishes, no traceback."""
-    from scanner.target.image import _pieces
+    from scanner.target.mapped import map_pieces as _pieces
     from scanner.target.qcow2 import PlainQcow2
 
     image = tmp_path / "compressed.qcow2"

@@ -213,7 +213,7 @@ def test_qcow2_cluster_past_the_end_is_an_error_record(images: dict[str, Path], 
     image): what lies in that cluster becomes error records, the rest is scanned."""
     import struct
 
-    from scanner.target.image import _pieces
+    from scanner.target.mapped import map_pieces as _pieces
 
     img = tmp_path / "bad-l2.qcow2"
     img.write_bytes(images["gpt-ext4.qcow2"].read_bytes())

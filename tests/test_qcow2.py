@@ -222,7 +222,7 @@ def test_files_in_one_piece_are_mapped_not_copied(raw: Path, tmp_path: Path) -> 
     fs = open_target(images=[str(image)])
     fh, _st = fs.open_resolved("/usr/bin/hello")
     pieces: list = []
-    from scanner.target.image import _pieces
+    from scanner.target.mapped import map_pieces as _pieces
 
     _pieces(fh._s, 0, _st.st_size, pieces)
     fs.close()

@@ -56,7 +56,7 @@ def read_copyright(fs: RootFS, package: str, memo: Memo | None = None) -> Debian
         except OSError:
             st = None
         if st is not None:
-            hit = memo.get("copyright", f"{path}\0{real}", file_key(st), _from_memo)
+            hit: DebianLicense | None = memo.get("copyright", f"{path}\0{real}", file_key(st), _from_memo)
             if hit is not None:
                 return hit
     found = _read_copyright(fs, path)

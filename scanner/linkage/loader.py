@@ -25,6 +25,8 @@ Differences from a live ``ld.so``: no ``LD_LIBRARY_PATH``/``LD_PRELOAD``/``/etc/
 no ``glibc-hwcaps`` or legacy hwcap subfolders (they depend on the CPU running the program),
 relative ``DT_RPATH`` entries (relative to a working directory nobody knows) are skipped.
 When the target has no ``ld.so.cache``, its ``ld.so.conf`` folders stand in for the cache.
+How each loader is configured from the target's files (the cache, the search folders
+compiled into the interpreter, musl's path file) is :mod:`scanner.linkage.loaderconfig`.
 
 musl (``ldso/dynlink.c``, ``load_library``): ``libc.so``, ``libpthread.so`` and the other
 names musl implements itself resolve to the loader; ``DT_RUNPATH`` or ``DT_RPATH`` of the
@@ -35,34 +37,20 @@ from __future__ import annotations
 
 import errno
 import posixpath
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from scanner import limits
 from scanner.errors import ErrorRecord
 from scanner.inventory.elf import ElfRecord
-from scanner.limits import LimitExceeded
 from scanner.linkage import config as cfgmod
+from scanner.linkage.loaderconfig import LoaderConfig, default_interpreters, make_config, read_cache
 from scanner.target import PathLoop, RootFS
 
 MUSL_RESERVED = ("c.", "pthread.", "rt.", "m.", "dl.", "util.", "xnet.")
 
 Describe = Callable[[str], "list[ElfRecord | ErrorRecord]"]
 """Census of one resolved guest path the walk did not reach (empty: not an ELF file)."""
-
-
-@dataclass(frozen=True)
-class LoaderConfig:
-    """How one interpreter of the target searches (a root may hold several: 32/64-bit,
-    glibc and musl)."""
-
-    interpreter: str  # as named by PT_INTERP
-    flavour: str  # glibc | musl
-    system_dirs: tuple[str, ...]
-    lib: str  # what $LIB expands to
-    platform: str  # what $PLATFORM expands to
-    source: str  # where system_dirs came from: ld.so | fallback | musl-path
 
 
 @dataclass
@@ -109,54 +97,12 @@ class Loader:
         self._closures: dict[tuple[object, ...], tuple[dict[str, str | None], str | None]] = {}
         self._soname_in_dir: dict[str, dict[str, str]] | None = None
         self._dirs_seen: dict[str, bool] = {}  # search folder -> whether it exists
-        self.cache_kind, self._cache = self._load_cache()
-        self._default_interp = self._default_interpreters()
+        self.cache_kind, self._cache = read_cache(fs, self._error)
+        self._default_interp = default_interpreters(self.records.values())
 
     # ---- configuration ------------------------------------------------------------
     def _error(self, path: str, message: str) -> None:
         self.errors.setdefault((path, message), ErrorRecord(path, "linkage", message))
-
-    def _load_cache(self) -> tuple[str, dict[str, list[str]] | list[str]]:
-        cap = limits.MAX_LD_SO_CACHE_BYTES
-        try:
-            data = self.fs.read("/etc/ld.so.cache", cap + 1)
-        except FileNotFoundError:
-            data = None
-        except OSError as exc:
-            self._error("/etc/ld.so.cache", f"cannot read: {exc.strerror or exc}")
-            data = None
-        if data is not None and len(data) > cap:  # a cache cut short would be misread: not parsed
-            self._error("/etc/ld.so.cache", str(LimitExceeded("MAX_LD_SO_CACHE_BYTES", cap,
-                                                              "not read; using ld.so.conf instead")))
-            data = None
-        if data is not None:
-            try:
-                entries = cfgmod.parse_ld_so_cache(data)
-            except cfgmod.ConfigError as exc:
-                self._error("/etc/ld.so.cache", f"{exc}; using ld.so.conf instead")
-            else:
-                by_name: dict[str, list[str]] = {}
-                for e in entries:
-                    if e.hwcap == 0:
-                        by_name.setdefault(e.name, []).append(e.path)
-                return "ld.so.cache", by_name
-        errs: list[tuple[str, str]] = []
-        dirs = cfgmod.parse_ld_so_conf(self.fs, errors=errs)
-        for p, msg in errs:
-            self._error(p, msg)
-        return ("ld.so.conf" if dirs or self.fs.exists("/etc/ld.so.conf") else "none"), dirs
-
-    def _default_interpreters(self) -> dict[tuple[int, str, str], str]:
-        """For libraries (which name no interpreter): per ABI the interpreter the target's
-        executables use most, else the distribution's well-known path."""
-        counts: Counter[tuple[tuple[int, str, str], str]] = Counter()
-        for r in self.records.values():
-            if r.interpreter and r.is_executable:
-                counts[(r.abi, r.interpreter)] += 1
-        out: dict[tuple[int, str, str], str] = {}
-        for (abi, interp), _n in counts.most_common():
-            out.setdefault(abi, interp)
-        return out
 
     @property
     def configs(self) -> tuple[LoaderConfig, ...]:
@@ -178,45 +124,8 @@ class Loader:
         key = interpreter or f"<none:{rec.abi}>"
         cfg = self._configs.get(key)
         if cfg is None:
-            cfg = self._configs[key] = self._make_config(interpreter, rec)
+            cfg = self._configs[key] = make_config(self.fs, interpreter, rec, self._error)
         return cfg
-
-    def _make_config(self, interpreter: str | None, rec: ElfRecord) -> LoaderConfig:
-        platform = cfgmod.PLATFORMS.get(rec.machine, rec.machine)
-        arch = cfgmod.musl_arch(interpreter or "")
-        if arch:
-            errs: list[tuple[str, str]] = []
-            musl_dirs = cfgmod.musl_search_path(self.fs, arch, errs)
-            for p, msg in errs:
-                self._error(p, msg)
-            return LoaderConfig(interpreter or "", "musl", tuple(musl_dirs), "lib", platform, "musl-path")
-        dirs = self._interpreter_dirs(interpreter) if interpreter else None
-        source = "ld.so"
-        if not dirs:
-            dirs = cfgmod.fallback_system_dirs(self.fs, rec.machine, rec.elf_class)
-            source = "fallback"
-        lib = dirs[0].strip("/") or "lib"
-        return LoaderConfig(interpreter or "", "glibc", tuple(dirs), lib, platform, source)
-
-    def _interpreter_dirs(self, interpreter: str) -> list[str] | None:
-        """The search folders compiled into the glibc interpreter at ``interpreter`` (None:
-        it does not tell). One that is there but cannot be read, or is larger than
-        ``MAX_INTERPRETER_BYTES`` (not read: it is never held whole past the cap), is an
-        error record; the usual folders then stand in."""
-        cap = limits.MAX_INTERPRETER_BYTES
-        try:
-            data = self.fs.read(interpreter, cap + 1)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            self._error(interpreter, f"cannot read the interpreter: {exc.strerror or exc}; "
-                                     "its search folders were guessed")
-            return None
-        if len(data) > cap:
-            self._error(interpreter, str(LimitExceeded("MAX_INTERPRETER_BYTES", cap, "the interpreter was not read; "
-                                                                                     "its search folders were guessed")))
-            return None
-        return cfgmod.system_dirs_from_ld_so(data)
 
     # ---- files ----------------------------------------------------------------------
     def canonical(self, path: str) -> str | None:

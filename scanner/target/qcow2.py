@@ -82,7 +82,7 @@ class PlainQcow2(io.RawIOBase):
         self._per_l2 = self.cluster_size // 8
         raw = pread_exact(self.fd, l1_size * 8, l1_at, "the L1 table lies past the end of the qcow2 file")
         self.l1 = be_u64(raw)
-        self._l2: dict[int, array] = {}
+        self._l2: dict[int, array[int]] = {}
         self._pos = 0
         self._inflated: tuple[int, bytes] | None = None  # the last compressed cluster read
 
@@ -112,7 +112,7 @@ class PlainQcow2(io.RawIOBase):
         self._pos = end
         return data
 
-    def readinto(self, b: "bytearray | memoryview") -> int:
+    def readinto(self, b: Any) -> int:  # a writable buffer
         data = self.read(len(b))
         b[: len(data)] = data
         return len(data)
@@ -183,7 +183,7 @@ class PlainQcow2(io.RawIOBase):
         return self._inflated[1][within: within + n]
 
 
-def be_u64(raw: bytes) -> array:
+def be_u64(raw: bytes) -> array[int]:
     """A table of big-endian 64-bit entries (qcow2's L1 and L2 tables)."""
     table = array("Q", raw)
     if sys.byteorder == "little":
