@@ -23,6 +23,7 @@ from scanner.checks.sysconf import (
     LOADER,
     USER_CFG,
     BootConfig,
+    BootEntry,
     ConfigText,
     Line,
     Unreadable,
@@ -42,7 +43,8 @@ ALL_LOADERS = ("grub-legacy", "grub2", "bls")
 def _config(ctx: CheckContext) -> BootConfig:
     if "boot" not in ctx.cache:
         ctx.cache["boot"] = boot_config(ctx.fs)
-    return ctx.cache["boot"]
+    cfg: BootConfig = ctx.cache["boot"]
+    return cfg
 
 
 def unread(problems: list[Unreadable]) -> str:
@@ -165,7 +167,7 @@ def boot_file_permissions(ctx: CheckContext, rule: Rule, cfg: BootConfig) -> Out
         yield Outcome("pass", "boot", "Boot loader files are root:root and 0600 or stricter.", _ev(cfg, files=seen))
 
 
-def _entries(cfg: BootConfig) -> list:
+def _entries(cfg: BootConfig) -> list[BootEntry]:
     return [e for e in cfg.entries if not e.rescue]
 
 

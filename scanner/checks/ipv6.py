@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from typing import Any
 
 from scanner.checks import CheckContext, Outcome, Rule, check
 from scanner.checks.boot import _config
@@ -60,14 +61,15 @@ def _unread(unreadable: list[Unreadable]) -> str:
     return "; ".join(str(u) for u in unreadable)
 
 
-def _with_unread(evidence: dict, unreadable: list[Unreadable]) -> dict:
+def _with_unread(evidence: dict[str, Any], unreadable: list[Unreadable]) -> dict[str, Any]:
     return {**evidence, "unreadable": [u.evidence() for u in unreadable]} if unreadable else evidence
 
 
 def _sysctl(ctx: CheckContext) -> Assignments:
     if "sysctl" not in ctx.cache:
         ctx.cache["sysctl"] = sysctl_settings(ctx.fs)
-    return ctx.cache["sysctl"]
+    found: Assignments = ctx.cache["sysctl"]
+    return found
 
 
 @check("ipv6-kernel-arg")
@@ -307,7 +309,7 @@ def ipv6_domain_networks(ctx: CheckContext, rule: Rule) -> Out:
     if not ifaces:
         yield Outcome("notapplicable", "domain", f"Domain {name} has no network interfaces.")
         return
-    groups: dict[str, list[dict]] = {}  # one result per network or host link, naming every interface on it
+    groups: dict[str, list[dict[str, Any]]] = {}  # one result per network or host link, naming every interface on it
     for nic in ifaces:
         kind = nic.get("type") or "?"
         source = nic.get("source")
@@ -318,7 +320,7 @@ def ipv6_domain_networks(ctx: CheckContext, rule: Rule) -> Out:
         macs = [n.get("mac") for n in nics]
         who = f"Domain {name}'s interface{'s' if len(nics) > 1 else ''} {', '.join(m or '?' for m in macs)}"
         on = f"{who} {'are' if len(nics) > 1 else 'is'} on"
-        evidence: dict = {"domain": name, "interfaces": nics}
+        evidence: dict[str, Any] = {"domain": name, "interfaces": nics}
         if kind == "network" and problem:
             yield Outcome("error", subject, f"{who}: {problem}.", evidence)
         elif kind == "network" and isinstance(net, dict):

@@ -24,7 +24,7 @@ from license_expression import (
 )
 from boolean.boolean import AND, OR
 
-from scanner.licensing.normalize import spdx_licensing
+from scanner.licensing.expression import spdx_licensing
 
 ORDER = ("public-domain", "permissive", "weak-copyleft", "copyleft", "network-copyleft", "proprietary", "unknown")
 RANK = {c: i for i, c in enumerate(ORDER)}

@@ -315,7 +315,8 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def schema() -> dict[str, Any]:
     with open(schema_path(), encoding="utf-8") as fh:
-        return json.load(fh)
+        found: dict[str, Any] = json.load(fh)
+    return found
 
 
 def validate(doc: dict[str, Any]) -> None:
