@@ -18,7 +18,7 @@ from typing import Any
 
 from scanner import result as resultmod
 from scanner.checks import (
-    CheckContext, Policy, effective_rules, evaluate, load_policy, load_rules, load_waivers, rules_for,
+    CheckContext, Policy, Rule, Waiver, effective_rules, judge, load_policy, load_rules, load_waivers, rules_for,
 )
 from scanner.inventory import census_file, take_census
 from scanner.inventory.cache import ScanCache
@@ -34,6 +34,7 @@ from scanner.licensing import (
     load_tables,
 )
 from scanner.linkage.loader import resolve_all
+from scanner.records import Records, project
 from scanner.target import DirectoryRoot, RootFS
 
 
@@ -50,6 +51,44 @@ class ScanOptions:
     waivers: Path | None = None
     fail_on: str = "high"
     cache: Path | None = None  # the census cache (--cache): unchanged files are not parsed again
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What judges a target: the policy, the rules with its overrides applied, the waivers
+    and the severity that fails. Loaded before anything is read (:func:`load_gate`)."""
+
+    policy: Policy
+    rules: list[Rule]
+    waivers: list[Waiver]
+    fail_on: str
+    waivers_path: Path | None = None
+
+
+def load_gate(policy: Path | None, waivers: Path | None, fail_on: str) -> Gate:
+    """The gate of a scan or a repository inventory. A malformed policy or waiver file
+    raises :class:`scanner.checks.PolicyError`."""
+    loaded = load_policy(policy)
+    return Gate(loaded, effective_rules(load_rules(), loaded), load_waivers(waivers) if waivers else [], fail_on,
+                waivers)
+
+
+def conclude(gate: Gate, target: resultmod.TargetInfo, records: Records, started: str, t0: float,
+             options: dict[str, Any], timings: dict[str, float] | None = None, *, system: Any = None,
+             domain: dict[str, Any] | None = None, fs: RootFS | None = None) -> dict[str, Any]:
+    """The last two stages, the same for every kind of target: the rules that apply to it
+    judge the records (checks), then the result document is built once from both."""
+    mark = time.monotonic()
+    rules = rules_for(gate.rules, target.kind, gate.waivers)
+    ctx = CheckContext(records.elves, records.packages, records.unresolved, gate.policy, fs, errors=records.errors,
+                       domain=domain, system=system)
+    judgement = judge(ctx, rules, gate.waivers, gate.policy, gate.fail_on,
+                      str(gate.waivers_path) if gate.waivers_path else None)
+    if timings is not None:
+        timings["checks"] = time.monotonic() - mark
+    info = resultmod.ScanInfo(started=started, finished=_now(), duration_seconds=time.monotonic() - t0,
+                              options=options, timings=timings)
+    return resultmod.build(target, info, records, judgement)
 
 
 def _now() -> str:
@@ -82,9 +121,8 @@ def scan(fs: RootFS, options: ScanOptions = ScanOptions(), progress: Progress | 
 
 def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[str, Any]:
     started, t0 = _now(), time.monotonic()
-    policy = load_policy(options.policy)
-    rules = effective_rules(load_rules(), policy)
-    waivers = load_waivers(options.waivers) if options.waivers else []
+    gate = load_gate(options.policy, options.waivers, options.fail_on)
+    policy = gate.policy
 
     # the package databases and their licenses are read in a thread while the census
     # workers parse ELF files (started once they are forked: never fork a busy thread)
@@ -122,6 +160,9 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
               if options.licenses else {})
 
     timings["licensing"] = time.monotonic() - mark
+    mark = time.monotonic()
+    records = project(databases, pkg_licenses, census, linkage, owners, linked)
+    timings["records"] = time.monotonic() - mark
     machines = Counter(r.machine for r in census.elves if r.is_executable)
     identity = fs.identity
     target = resultmod.TargetInfo(
@@ -132,34 +173,27 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
         image=identity.image,
         domain=identity.domain,
     )
-    info = resultmod.ScanInfo(
-        started=started,
-        finished=_now(),
-        duration_seconds=time.monotonic() - t0,
-        timings=timings,
-        options={
-            "jobs": options.jobs,
-            "cross_mounts": options.cross_mounts,
-            "exclude": list(options.exclude),
-            "paths": list(options.paths),
-            "live": isinstance(fs, DirectoryRoot) and fs.is_live,
-            "rpm_reader": options.rpm_reader,
-            "packages": options.packages,
-            "licenses": options.licenses,
-            "policy": str(options.policy) if options.policy else None,
-            "waivers": str(options.waivers) if options.waivers else None,
-            "fail_on": options.fail_on,
-            **({"cache": cache.stats()} if cache is not None else {}),
-        },
-    )
-    mark = time.monotonic()
-    rules = rules_for(rules, target.kind, waivers)
-    doc = resultmod.build(target, info, census, linkage, databases, owners, pkg_licenses, linked)
-    findings = evaluate(CheckContext(doc["elves"], doc["packages"], doc["unresolved"], policy, fs,
-                                     errors=doc["errors"], domain=identity.domain), rules, waivers)
-    doc["scan"].setdefault("timings", {})["checks"] = round(time.monotonic() - mark, 3)
-    return resultmod.add_findings(doc, rules, findings, policy, options.fail_on,
-                                  str(options.waivers) if options.waivers else None)
+    del census, linkage, owners, linked, pkg_licenses, databases
+    return conclude(gate, target, records, started, t0, _options_json(fs, options, cache), timings,
+                    domain=identity.domain, fs=fs)
+
+
+def _options_json(fs: RootFS, options: ScanOptions, cache: ScanCache | None) -> dict[str, Any]:
+    """The scan's options as the result records them."""
+    return {
+        "jobs": options.jobs,
+        "cross_mounts": options.cross_mounts,
+        "exclude": list(options.exclude),
+        "paths": list(options.paths),
+        "live": isinstance(fs, DirectoryRoot) and fs.is_live,
+        "rpm_reader": options.rpm_reader,
+        "packages": options.packages,
+        "licenses": options.licenses,
+        "policy": str(options.policy) if options.policy else None,
+        "waivers": str(options.waivers) if options.waivers else None,
+        "fail_on": options.fail_on,
+        **({"cache": cache.stats()} if cache is not None else {}),
+    }
 
 
 def _with_target_errors(fs: RootFS, census: Census) -> Census:

@@ -21,6 +21,7 @@ from scanner import result as resultmod
 from scanner.checks import (
     CheckContext,
     Finding,
+    Judgement,
     Policy,
     effective_rules,
     evaluate,
@@ -94,7 +95,7 @@ def test_an_error_fails_the_gate_at_its_severity() -> None:
     assert verdict([Finding("FC-X", "info", "error", "s", "m", {})], "low") == "pass"
 
     rules = [r for r in load_rules() if r.id == "FC-BOOT-001"]
-    doc = resultmod.add_findings({"summary": {}}, rules, [err], Policy(sources=("rules/policy.toml",)), "high", None)
+    doc = resultmod.judged(Judgement(tuple(rules), (err,), ("rules/policy.toml",), "high", None, "test"))
     assert doc["summary"]["findings"]["high"] == 1  # the count every report reads
     assert doc["summary"]["states"]["error"] == 1 and doc["summary"]["states"]["fail"] == 0
     assert doc["policy"]["verdict"] == doc["summary"]["verdict"] == "fail"

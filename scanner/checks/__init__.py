@@ -24,103 +24,39 @@ import pkgutil
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from scanner.findings import (
+    DEFAULT_APPLIES_TO,
+    FAIL_ON,
+    FAILING_STATES,
+    SEV_RANK,
+    SEVERITIES,
+    STATES,
+    TARGET_KINDS,
+    Finding,
+    Judgement,
+    Outcome,
+    Policy,
+    Rule,
+    Waiver,
+    verdict,
+)
 from scanner.resources import content_dir
 
-SEVERITIES = ("info", "low", "medium", "high", "critical")
-SEV_RANK = {s: i for i, s in enumerate(SEVERITIES)}
-FAIL_ON = ("low", "medium", "high", "critical", "never")
-#: the kinds of target a rule may apply to (``applies_to`` in its TOML)
-TARGET_KINDS = ("directory", "image", "domain", "repository")
-#: a rule without ``applies_to`` judges systems: a repository has no ELF files, /boot or /etc
-DEFAULT_APPLIES_TO = ("directory", "image", "domain")
+# the value types live in scanner/findings.py (the result reads them without importing the
+# engine); they are re-exported here, where the rules and checks are written
+__all__ = [
+    "DEFAULT_APPLIES_TO", "FAIL_ON", "FAILING_STATES", "SEV_RANK", "SEVERITIES", "STATES", "TARGET_KINDS",
+    "AFTER_FINDINGS", "Check", "CheckContext", "Finding", "Judgement", "Outcome", "Policy", "PolicyError",
+    "REGISTRY", "Rule", "Waiver", "check", "discover_checks", "effective_rules", "evaluate", "judge",
+    "load_policy", "load_rules", "load_waivers", "rule_pack_version", "rules_for", "verdict",
+]
 
 
 class PolicyError(Exception):
     """A rule, policy or waiver file is malformed."""
-
-
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    check: str
-    title: str
-    severity: str
-    family: str
-    rationale: str = ""
-    fix: str = ""
-    references: dict[str, Any] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)
-    enabled: bool = True
-    applies_to: tuple[str, ...] = DEFAULT_APPLIES_TO
-
-
-@dataclass(frozen=True)
-class Waiver:
-    rule: str
-    subject: str  # glob
-    reason: str
-    expires: dt.date | None
-    source: str
-
-    def matches(self, rule: str, subject: str) -> bool:
-        return fnmatchcase(rule, self.rule) and fnmatchcase(subject, self.subject)
-
-    def expired(self, today: dt.date) -> bool:
-        return self.expires is not None and self.expires < today
-
-
-@dataclass(frozen=True)
-class Finding:
-    rule: str
-    severity: str
-    state: str  # fail | waived | pass | notapplicable | error | informational
-    subject: str
-    message: str
-    evidence: dict[str, Any]
-    title: str = ""
-    references: dict[str, Any] = field(default_factory=dict)
-    waiver: dict[str, str] | None = None
-
-    @property
-    def id(self) -> str:
-        return hashlib.sha1(f"{self.rule}\0{self.subject}".encode("utf-8", "surrogateescape")).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class Policy:
-    """What the organisation allows: license lists (SPDX id globs), rule overrides, extra
-    license names, and where it was read from."""
-
-    deny: tuple[str, ...] = ()
-    review: tuple[str, ...] = ()
-    allow: tuple[str, ...] = ()
-    network_copyleft: tuple[str, ...] = ("AGPL-*", "SSPL-*")
-    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
-    names: dict[str, Any] = field(default_factory=dict)
-    exceptions: dict[str, Any] = field(default_factory=dict)
-    sources: tuple[str, ...] = ()
-
-
-STATES = ("fail", "waived", "pass", "notapplicable", "error", "informational")
-#: the states that count against the verdict and in every report's failing counts: an
-#: ``error`` is a rule that could not be judged, and what could not be judged may be failing
-FAILING_STATES = frozenset({"fail", "error"})
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A check's result with an explicit state (a plain ``(subject, message, evidence)``
-    tuple means ``fail``). System checks say ``pass`` and ``notapplicable`` too, so an
-    auditor sees what was checked, not only what failed."""
-
-    state: str  # fail | pass | notapplicable | error | informational
-    subject: str
-    message: str
-    evidence: dict[str, Any] = field(default_factory=dict)
 
 
 Check = Callable[["CheckContext", Rule], Iterator["tuple[str, str, dict[str, Any]] | Outcome"]]
@@ -359,11 +295,9 @@ def _run(ctx: CheckContext, rule: Rule, waivers: list[Waiver], today: dt.date,
     return findings
 
 
-def verdict(findings: list[Finding], fail_on: str) -> str:
-    """``fail`` when a failing finding (state ``fail`` or ``error``) is at or above
-    ``fail_on``; else ``pass``. An error counts because a rule that could not judge the
-    target must not let it pass: nothing unreadable improves a verdict."""
-    if fail_on == "never":
-        return "pass"
-    threshold = SEV_RANK[fail_on]
-    return "fail" if any(f.state in FAILING_STATES and SEV_RANK[f.severity] >= threshold for f in findings) else "pass"
+def judge(ctx: CheckContext, rules: list[Rule], waivers: list[Waiver], policy: Policy, fail_on: str,
+          waivers_source: str | None = None, today: dt.date | None = None) -> Judgement:
+    """The checks stage: every rule evaluated (:func:`evaluate`) and the verdict against
+    ``fail_on``, as one value the result document is built from."""
+    return Judgement(tuple(rules), tuple(evaluate(ctx, rules, waivers, today)), policy.sources, fail_on,
+                     waivers_source, rule_pack_version())

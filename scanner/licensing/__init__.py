@@ -47,11 +47,12 @@ class LinkedLicense:
     category: str
 
 
-def license_packages(fs: RootFS, databases: Iterable[PackageDatabase], tables: LicenseTables,
+def license_packages(fs: RootFS | None, databases: Iterable[PackageDatabase], tables: LicenseTables,
                      network_copyleft: tuple[str, ...] = DEFAULT_NETWORK_COPYLEFT,
                      memo: Memo | None = None) -> dict[str, PackageLicense]:
     """The license of every package: rpm's LICENSE tag, dpkg's copyright file (``memo``:
-    the scan cache, which keeps what each copyright file said)."""
+    the scan cache, which keeps what each copyright file said). ``fs`` is None for a
+    repository's packages, which have only their own declaration."""
 
     # what each distinct raw string meant last time, when the tables, the policy's names and
     # the code are the same (the scan cache): normalising is most of a rescan's license work
@@ -89,10 +90,10 @@ def license_packages(fs: RootFS, databases: Iterable[PackageDatabase], tables: L
     return out
 
 
-def _package_license(fs: RootFS, pkg: Package, outcome: Callable[[str | None], tuple[LicenseOutcome, str]],
+def _package_license(fs: RootFS | None, pkg: Package, outcome: Callable[[str | None], tuple[LicenseOutcome, str]],
                      memo: Memo | None) -> PackageLicense:
     """One package's license: rpm's LICENSE tag, dpkg's copyright file."""
-    if pkg.manager == "dpkg":
+    if pkg.manager == "dpkg" and fs is not None:
         deb = read_copyright(fs, pkg.name, memo)
         raw, source, evidence = deb.raw, deb.source, deb.evidence
     else:

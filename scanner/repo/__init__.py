@@ -24,18 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from scanner import result as resultmod
-from scanner.checks import CheckContext, effective_rules, evaluate, load_policy, load_rules, load_waivers, rules_for
 from scanner.errors import ErrorRecord
-from scanner.inventory.census import Census
 from scanner.inventory.packages import PackageDatabase
 from scanner.licensing import license_packages, load_tables
-from scanner.linkage.loader import Linkage
+from scanner.records import project
 from scanner.repo import repodata
 # the package records are built by the repository reader (scanner/repo/reader.py)
 from scanner.repo.reader import dedupe as _dedupe
 from scanner.repo.reader import from_files as _from_files
 from scanner.repo.reader import from_repodata as _from_repodata
 from scanner.repo.sources import RepoError, open_source
+from scanner.scan import conclude, load_gate
 
 __all__ = ["RepoError", "RepoOptions", "inventory"]
 
@@ -54,12 +53,10 @@ def _now() -> str:
 def inventory(spec: str, options: RepoOptions = RepoOptions()) -> dict[str, Any]:
     """The result document of one repository. Raises RepoError when nothing can be read."""
     started, t0 = _now(), time.monotonic()
-    policy = load_policy(options.policy)
-    waivers = load_waivers(options.waivers) if options.waivers else []
-    # the rules that judge packages alone (applies_to names "repository"; the others need
-    # a system: ELF files, /boot, /etc)
-    rules = rules_for(effective_rules(load_rules(), policy), "repository", waivers)
-    tables = load_tables().with_overrides(policy.names, policy.exceptions)
+    # the rules that apply to a repository are those whose applies_to names it (the others
+    # need a system: ELF files, /boot, /etc)
+    gate = load_gate(options.policy, options.waivers, options.fail_on)
+    tables = load_tables().with_overrides(gate.policy.names, gate.policy.exceptions)
 
     source = open_source(spec)
     errors: list[ErrorRecord] = []
@@ -89,17 +86,12 @@ def inventory(spec: str, options: RepoOptions = RepoOptions()) -> dict[str, Any]
         errors.append(ErrorRecord(link.split(":", 1)[0], "inventory", f"link skipped: {link.split(': ', 1)[-1]}"))
 
     db = PackageDatabase("rpm", source.label, backend, reader, tuple(packages), tuple(errors))
-    licenses = license_packages(None, [db], tables, policy.network_copyleft)  # type: ignore[arg-type]
+    licenses = license_packages(None, [db], tables, gate.policy.network_copyleft)
     arches = Counter(p.arch for p in packages if p.arch and p.arch not in ("noarch", "src"))
     target = resultmod.TargetInfo(kind="repository", root=source.label, os={},
                                   machine=arches.most_common(1)[0][0] if arches else None, repository=info)
-    scan_info = resultmod.ScanInfo(started=started, finished=_now(), duration_seconds=time.monotonic() - t0,
-                                   options={"filelists": options.filelists,
-                                            "policy": str(options.policy) if options.policy else None,
-                                            "waivers": str(options.waivers) if options.waivers else None,
-                                            "fail_on": options.fail_on})
-    doc = resultmod.build(target, scan_info, Census((), (), 0), Linkage({}, (), "none"), [db], {}, licenses, {})
+    records = project([db], licenses)
     del licenses, packages, db
-    findings = evaluate(CheckContext([], doc["packages"], [], policy, None, errors=doc["errors"]), rules, waivers)
-    return resultmod.add_findings(doc, rules, findings, policy, options.fail_on,
-                                  str(options.waivers) if options.waivers else None)
+    return conclude(gate, target, records, started, t0,
+                    {"filelists": options.filelists, "policy": str(options.policy) if options.policy else None,
+                     "waivers": str(options.waivers) if options.waivers else None, "fail_on": options.fail_on})
