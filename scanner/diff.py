@@ -37,7 +37,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from scanner import __version__
-from scanner.checks import FAILING_STATES, SEV_RANK
+from scanner.findings import FAILING_STATES, SEV_RANK
 from scanner.inventory.rpmvercmp import Evr, rpmvercmp
 from scanner.inventory.rpmvercmp import label_compare as _rpm_label_compare
 

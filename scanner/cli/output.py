@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scanner import result as resultmod
-from scanner.checks import FAILING_STATES, SEV_RANK
+from scanner.findings import FAILING_STATES, SEV_RANK
 from scanner.cli.app import console as new_console, error_line, fail, os_error, table as new_table
 from scanner.reports import write_reports
 from scanner.textsafe import markup, visible

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from scanner.checks import SEV_RANK
+from scanner.findings import SEV_RANK
 from scanner.textsafe import visible_tree
 
 

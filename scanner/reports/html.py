@@ -24,7 +24,7 @@ from typing import Any
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
-from scanner.checks import FAILING_STATES, SEV_RANK, SEVERITIES, STATES
+from scanner.findings import FAILING_STATES, SEV_RANK, SEVERITIES, STATES
 from scanner.licensing.categories import ORDER as CATEGORY_ORDER, RANK as CATEGORY_RANK
 from scanner.resources import content_dir
 from scanner.textsafe import visible, visible_tree
