@@ -65,6 +65,7 @@ typecheck: setup
 
 bench: setup
 	$(VPY) bench/run.py
+	$(VPY) bench/peers.py --host
 
 docs: setup
 	docs/make-images.sh
