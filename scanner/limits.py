@@ -139,3 +139,20 @@ MAX_REPO_PACKAGES = 500_000
 #: real packages have under 200,000 files; a 256 MiB header of empty strings claims 256
 #: million, a list of pointers alone larger than the memory a scan has
 MAX_RPM_HEADER_FILES = 1_000_000
+
+# ---- origins of unowned ELF files (scanner/inventory/origins/) --------------------------------
+#: folders listed looking for Python site folders above unowned ELF files (each ancestor once)
+MAX_ORIGIN_FOLDERS = 50_000
+#: unowned ELF files opened to read what they declare of their origin
+MAX_ORIGIN_FILES = 100_000
+#: bytes of one origin section (.note.package, .go.buildinfo, .dep-v0), inflated or not
+#: (real ones: under 100 KiB)
+MAX_ORIGIN_SECTION_BYTES = 8 * MiB
+#: modules or crates one file may declare (a large Go program: a few hundred)
+MAX_ORIGIN_MODULES = 20_000
+#: installed distributions read in one site folder
+MAX_PYTHON_DISTRIBUTIONS = 20_000
+#: bytes of one METADATA / PKG-INFO file (real ones: under 100 KiB, the long description)
+MAX_PYTHON_METADATA_BYTES = 4 * MiB
+#: bytes of one RECORD / installed-files.txt (a large wheel: a few MiB)
+MAX_PYTHON_RECORD_BYTES = 32 * MiB

@@ -21,6 +21,7 @@ from typing import Any
 from scanner.errors import ErrorRecord
 from scanner.inventory.census import Census
 from scanner.inventory.elf import ElfRecord
+from scanner.inventory.origins import unowned_trees
 from scanner.inventory.packages import Package, PackageDatabase
 from scanner.licensing import LinkedLicense, PackageLicense
 from scanner.linkage.loader import Linkage
@@ -41,6 +42,7 @@ class Records:
     errors: list[dict[str, str]] = field(default_factory=list)
     databases: list[dict[str, Any]] = field(default_factory=list)
     license_refs: list[dict[str, str]] = field(default_factory=list)
+    unowned_trees: list[dict[str, Any]] = field(default_factory=list)
     loader: dict[str, Any] = field(default_factory=lambda: dict(NO_LOADER))
     summary: dict[str, int] = field(default_factory=dict)
 
@@ -56,9 +58,12 @@ def project(databases: Sequence[PackageDatabase], licenses: Mapping[str, Package
     elves_in = census.elves if census is not None else ()
     closures = linkage.closures if linkage is not None else {}
     shared: dict[LinkedLicense, dict[str, Any]] = {}
+    trees = unowned_trees([r.path for r in elves_in if owners.get(r.path) is None],
+                          [r.path for r in elves_in if owners.get(r.path) is not None])
+    tree_of = {path: t.top for t in trees for path in t.files}
     elves = [
         elf_to_json(r, closures.get(r.path), owners.get(r.path),
-                    licenses.get(owners.get(r.path) or ""), linked.get(r.path, ()), shared)
+                    licenses.get(owners.get(r.path) or ""), linked.get(r.path, ()), shared, tree_of.get(r.path))
         for r in elves_in
     ]
     unresolved = linkage.unresolved if linkage is not None else {}
@@ -78,6 +83,8 @@ def project(databases: Sequence[PackageDatabase], licenses: Mapping[str, Package
         errors=errors,
         databases=[database_to_json(db) for db in databases],
         license_refs=[{"id": k, "text": text(v)} for k, v in sorted(refs.items())],
+        unowned_trees=[{"top": text(t.top), "files": len(t.files), "first": [text(p) for p in t.files[:5]]}
+                       for t in trees],
         loader=loader_to_json(linkage) if linkage is not None else dict(NO_LOADER),
         summary={
             "files": census.files if census is not None else 0,
@@ -88,6 +95,7 @@ def project(databases: Sequence[PackageDatabase], licenses: Mapping[str, Package
             "setuid": sum(1 for r in elves_in if r.setuid or r.setgid),
             "unresolved_sonames": len(unresolved),
             "unowned_elves": sum(1 for r in elves_in if owners.get(r.path) is None),
+            "unowned_trees": len(trees),
         },
     )
 
@@ -152,7 +160,7 @@ def _ascii_record(rec: ElfRecord, closure: Mapping[str, str | None]) -> bool:
 
 def elf_to_json(rec: ElfRecord, closure: Mapping[str, str | None] | None, owner: str | None = None,
                 own: PackageLicense | None = None, linked: Sequence[LinkedLicense] = (),
-                shared: dict[LinkedLicense, dict[str, Any]] | None = None) -> dict[str, Any]:
+                shared: dict[LinkedLicense, dict[str, Any]] | None = None, tree: str | None = None) -> dict[str, Any]:
     closure = closure or {}
     plain = _ascii_record(rec, closure)
     t = _same if plain else text
@@ -185,6 +193,7 @@ def elf_to_json(rec: ElfRecord, closure: Mapping[str, str | None] | None, owner:
         "license": own.outcome.spdx if own else None,
         "license_category": own.category if own else "unknown",
         "linked_licenses": [_linked_json(r, shared) for r in linked],
+        **({"tree": t(tree)} if tree is not None else {}),
     }
 
 

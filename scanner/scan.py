@@ -26,6 +26,7 @@ from scanner.inventory.census import Census, Progress, census_paths
 from scanner.errors import ErrorRecord
 from scanner.inventory.osrelease import read_os_release
 from scanner.inventory.packages import OwnershipIndex, PackageDatabase
+from scanner.inventory.origins import find_origins
 from scanner.inventory.readers import read_package_databases
 from scanner.licensing import (
     PackageLicense,
@@ -142,6 +143,21 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
     if os_errors:  # an os-release that is there but could not be read
         census = dataclasses.replace(census, errors=(*census.errors, *os_errors))
     mark = time.monotonic()
+    owner = ownership.owner
+    if options.packages:  # what no system database owns: Python distributions, Go, Rust, package notes
+        origins = find_origins(fs, [r.path for r in census.elves if ownership.owner(r.path) is None])
+        if origins.databases:
+            databases = [*databases, *origins.databases]
+            by_origin = OwnershipIndex(fs, origins.databases)
+            owner = lambda path: ownership.owner(path) or by_origin.owner(path)  # noqa: E731
+            if options.licenses:
+                tables = load_tables().with_overrides(policy.names, policy.exceptions)
+                pkg_licenses = {**pkg_licenses,
+                                **license_packages(fs, origins.databases, tables, policy.network_copyleft)}
+        if origins.errors:
+            census = dataclasses.replace(census, errors=(*census.errors, *origins.errors))
+    timings["origins"] = time.monotonic() - mark
+    mark = time.monotonic()
     if cache is not None:
         cache.commit(prune=tuple(options.paths) == ("/",) and not options.exclude)
         cache.close()
@@ -153,10 +169,10 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
         lambda p: census_file(fs, p, light=True),
         lambda ps: census_paths(fs, ps, jobs=options.jobs, light=True),
     )
-    owners = {r.path: ownership.owner(r.path) for r in census.elves}
+    owners = {r.path: owner(r.path) for r in census.elves}
     timings["linkage"] = time.monotonic() - mark
     mark = time.monotonic()
-    linked = (license_closures(census.elves, linkage.closures, owners, ownership.owner, pkg_licenses)
+    linked = (license_closures(census.elves, linkage.closures, owners, owner, pkg_licenses)
               if options.licenses else {})
 
     timings["licensing"] = time.monotonic() - mark

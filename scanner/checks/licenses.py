@@ -124,11 +124,16 @@ def license_none(ctx: CheckContext, rule: Rule) -> Found:
 
 @check("unowned-elf")
 def unowned_elf(ctx: CheckContext, rule: Rule) -> Found:
+    """Each ELF file nothing explains (no package database, no Python distribution, no
+    origin the file declares), with the tree of unowned files it belongs to as evidence."""
     skip = tuple(rule.params.get("ignore", ()))
     for e in ctx.elves:
         if e.get("owner") is None and e["type"] != "debuginfo" and not any(fnmatchcase(e["path"], g) for g in skip):
+            tree = e.get("tree")
+            where = f" It is in the unowned tree {tree}." if tree else ""
             yield e["path"], (f"{e['path']} ({e['type']}) belongs to no installed package: its origin, "
-                              f"license and updates are unknown."), {"path": e["path"], "sha256": e["sha256"]}
+                              f"license and updates are unknown.{where}"), {
+                "path": e["path"], "sha256": e["sha256"], **({"tree": tree} if tree else {})}
 
 
 @check("unresolved-soname")

@@ -28,7 +28,7 @@ class Package:
     """One installed package, whatever manager installed it."""
 
     id: str
-    manager: str  # rpm | dpkg
+    manager: str  # rpm | dpkg | python | golang | cargo | elf-note
     name: str
     epoch: int | None
     version: str
@@ -41,6 +41,9 @@ class Package:
     files: tuple[str, ...] = field(repr=False)
     database: str = ""  # guest path of the database it came from (a repository's folder or URL)
     location: str | None = None  # repositories: the package file, relative to the repository
+    #: where the license was read when not the manager's one field (Python metadata: which of
+    #: License-Expression, License, the classifiers); the licensing stage's ``source``
+    license_from: str | None = None
 
 
 @dataclass(frozen=True)

@@ -90,12 +90,24 @@ def license_packages(fs: RootFS | None, databases: Iterable[PackageDatabase], ta
     return out
 
 
+#: what each metadata field a license may be read from is called in a finding's evidence
+FIELD_EVIDENCE = {
+    "python-license-expression": "METADATA License-Expression (an SPDX expression, core metadata 2.4)",
+    "python-license": "METADATA License field",
+    "python-classifier": "METADATA License :: classifiers",
+}
+
+
 def _package_license(fs: RootFS | None, pkg: Package, outcome: Callable[[str | None], tuple[LicenseOutcome, str]],
                      memo: Memo | None) -> PackageLicense:
     """One package's license: rpm's LICENSE tag, dpkg's copyright file."""
     if pkg.manager == "dpkg" and fs is not None:
         deb = read_copyright(fs, pkg.name, memo)
         raw, source, evidence = deb.raw, deb.source, deb.evidence
+    elif pkg.license_from is not None:  # a field of the package's own metadata (Python)
+        raw, source, evidence = pkg.license_raw, pkg.license_from, FIELD_EVIDENCE.get(pkg.license_from, pkg.license_from)
+    elif pkg.manager in ("golang", "cargo", "elf-note"):  # what a binary declares names no license
+        raw, source, evidence = None, "none", f"{pkg.manager} metadata names no license"
     else:
         raw, source, evidence = pkg.license_raw, ("rpm" if pkg.license_raw else "none"), "rpm LICENSE tag"
     o, cat = outcome(raw)
