@@ -6,7 +6,8 @@ JSON-able ``flightcheck/diff/1`` document:
 * **packages** matched by ``(manager, name, arch)``: added, removed, upgraded and
   downgraded. Versions are ordered as the package manager orders them: rpm's
   ``labelCompare`` (epoch, then ``rpmvercmp`` of version and release) for rpm, and
-  python-debian's :class:`~debian.debian_support.Version` for dpkg. When a name and arch
+  python-debian's :class:`~debian.debian_support.Version` for dpkg, PEP 440 (packaging) for
+  Python distributions, SemVer 2.0 for Go modules and crates. When a name and arch
   is installed more than once (rpm's install-only kernels), the versions present on
   both sides are the same package, and one version going while another comes is an
   upgrade or a downgrade; anything else is listed as added and removed;
@@ -33,6 +34,7 @@ self-contained page in the style of the HTML report (``reports/diff.html.j2`` wi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -66,8 +68,42 @@ def _deb_version(p: dict[str, Any]) -> str:
     return v
 
 
+_SEMVER = re.compile(r"^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
+
+
+def semver_key(version: str) -> tuple[Any, ...] | None:
+    """Semantic Versioning 2.0's order (Go modules, Cargo crates): a pre-release sorts
+    before its release, its dot-separated parts numerically when numeric; None when the
+    version is not SemVer (a Go pseudo-version is, ``(devel)`` is not)."""
+    m = _SEMVER.match(version)
+    if m is None:
+        return None
+    core = tuple(int(x or 0) for x in m.groups()[:3])
+    pre = m.group(4)
+    if pre is None:
+        return (core, 1, ())
+    return (core, 0, tuple((0, int(x), "") if x.isdigit() else (1, 0, x) for x in pre.split(".")))
+
+
 def compare_versions(manager: str, old: dict[str, Any], new: dict[str, Any]) -> int:
-    """-1, 0 or 1: how package record ``new``'s version orders against ``old``'s."""
+    """-1, 0 or 1: how package record ``new``'s version orders against ``old``'s. Each
+    manager's own order: rpm's, dpkg's, PEP 440 for Python distributions, SemVer for Go
+    modules and crates; where a version does not follow its scheme, rpm's segment order
+    is the stand-in."""
+    a, b = str(old.get("version") or ""), str(new.get("version") or "")
+    if manager == "python":
+        from packaging.version import InvalidVersion, Version as Pep440
+
+        try:
+            pa, pb = Pep440(a), Pep440(b)
+        except InvalidVersion:
+            return rpmvercmp(b, a)
+        return (pb > pa) - (pb < pa)
+    if manager in ("golang", "cargo"):
+        ka, kb = semver_key(a), semver_key(b)
+        if ka is not None and kb is not None:
+            return (kb > ka) - (kb < ka)
+        return rpmvercmp(b, a)
     if manager == "dpkg":
         from debian.debian_support import Version
 

@@ -427,3 +427,28 @@ def test_compare_versions_per_manager() -> None:
     assert diffmod.compare_versions("dpkg", pkg("dpkg", "2.36-9"), pkg("dpkg", "2.36-9+deb12u1")) == 1
     assert diffmod.compare_versions("dpkg", pkg("dpkg", "1.2.10"), pkg("dpkg", "1.2.9")) == -1
     assert diffmod.evr(pkg("rpm", "1.0", "1", 2)) == "2:1.0-1" and diffmod.evr(pkg("dpkg", "1:2.0-1", epoch=1)) == "1:2.0-1"
+
+
+def test_compare_versions_of_origins() -> None:
+    """PEP 440 for Python distributions (packaging's own order), SemVer for Go modules and
+    crates: pre-releases before releases, numbers as numbers."""
+    from packaging.version import Version
+
+    def pkg(manager: str, version: str) -> dict[str, Any]:
+        return {"manager": manager, "version": version, "release": None, "epoch": None}
+
+    pep440 = ["1.0.dev1", "1.0a1", "1.0b2", "1.0rc1", "1.0", "1.0.post1", "1.1", "1.10", "2!0.1"]
+    assert sorted(pep440, key=Version) == pep440  # the oracle agrees the list is in order
+    for old, new in zip(pep440, pep440[1:]):
+        assert diffmod.compare_versions("python", pkg("python", old), pkg("python", new)) == 1, (old, new)
+        assert diffmod.compare_versions("python", pkg("python", new), pkg("python", old)) == -1, (old, new)
+    assert diffmod.compare_versions("python", pkg("python", "1.0"), pkg("python", "1.0.0")) == 0
+    # semver.org's own precedence example, then Go's v prefix and pseudo-versions
+    semver = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11",
+              "1.0.0-rc.1", "1.0.0", "1.2.0", "1.10.0"]
+    for manager in ("cargo", "golang"):
+        for old, new in zip(semver, semver[1:]):
+            prefix = "v" if manager == "golang" else ""
+            assert diffmod.compare_versions(manager, pkg(manager, prefix + old), pkg(manager, prefix + new)) == 1
+    assert diffmod.compare_versions("golang", pkg("golang", "v0.0.0-20230101000000-abcdef123456"),
+                                    pkg("golang", "v0.1.0")) == 1
