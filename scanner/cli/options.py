@@ -126,7 +126,8 @@ TEMPLATE_HELP = "A folder with your own report.html.j2 (and report.css, print.cs
 #: waivers, the gate, the history
 GATE_OPTIONS: Decorator[Any] = stack(
     click.option("--format", "formats", default="json", show_default=True, metavar="LIST",
-                 help="Comma-separated outputs besides result.json: html, pdf, spdx-json, spdx-tv, sarif, junit."),
+                 help="Comma-separated outputs besides result.json: html, pdf, spdx-json, spdx-tv, cyclonedx-json, sarif, "
+                      "junit."),
     click.option("--template", type=click.Path(exists=True, file_okay=False, path_type=Path), help=TEMPLATE_HELP),
     click.option("--policy", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                  help="A policy TOML file laid over the default policy (license lists, rule overrides, names)."),

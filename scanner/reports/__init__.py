@@ -37,6 +37,12 @@ def _spdx_tv(doc: dict[str, Any], dest: Path, template: Path | None) -> None:
     spdx.write_tagvalue(doc, dest)
 
 
+def _cyclonedx_json(doc: dict[str, Any], dest: Path, template: Path | None) -> None:
+    from scanner.reports import cyclonedx
+
+    cyclonedx.write(doc, dest)
+
+
 def _sarif(doc: dict[str, Any], dest: Path, template: Path | None) -> None:
     from scanner.reports import sarif
 
@@ -55,6 +61,7 @@ WRITERS: dict[str, tuple[str, Writer]] = {
     "pdf": ("report.pdf", _pdf),
     "spdx-json": ("result.spdx.json", _spdx_json),
     "spdx-tv": ("result.spdx", _spdx_tv),
+    "cyclonedx-json": ("result.cdx.json", _cyclonedx_json),
     "sarif": ("result.sarif", _sarif),
     "junit": ("junit.xml", _junit),
 }
