@@ -91,7 +91,11 @@ def project(databases: Sequence[PackageDatabase], licenses: Mapping[str, Package
             "elves": len(elves_in),
             "executables": types["executable"] + types["pie"],
             "libraries": types["shared-library"],
-            "static": sum(1 for r in elves_in if r.static),
+            # statically linked executables only: relocatable objects (kernel modules among
+            # them) have no dynamic section either, and are counted on their own
+            "static": sum(1 for r in elves_in if r.static and r.type in ("executable", "pie")),
+            "relocatable": types["relocatable"],
+            "kernel_modules": sum(1 for r in elves_in if r.type == "relocatable" and r.path.endswith(".ko")),
             "setuid": sum(1 for r in elves_in if r.setuid or r.setgid),
             "unresolved_sonames": len(unresolved),
             "unowned_elves": sum(1 for r in elves_in if owners.get(r.path) is None),

@@ -178,3 +178,25 @@ def test_census_is_the_same_with_debians_older_pyelftools(rpmroot: Path, rpmroot
                     "--fail-on", "never"], env=env, check=True)
     doc = json.loads((tmp_path / "o" / "result.json").read_text())
     assert by_path(doc) == by_path(rpmroot_result) and doc["errors"] == rpmroot_result["errors"]
+
+
+def test_static_counts_only_executables(tmp_path: Path) -> None:
+    """``summary.static`` counts statically linked executables; relocatable objects and
+    kernel modules (ET_REL, no dynamic section either) are counted apart (issue 19)."""
+    from conftest import scan_root
+
+    src = tmp_path / "m.c"
+    src.write_text("int main(void) { return 0; }\n")
+    root = tmp_path / "root"
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "lib/modules/6.1/kernel").mkdir(parents=True)
+    subprocess.run(["gcc", "-static", "-o", str(root / "usr/bin/static-app"), str(src)], check=True)
+    subprocess.run(["gcc", "-o", str(root / "usr/bin/dynamic-app"), str(src)], check=True)
+    subprocess.run(["gcc", "-c", "-o", str(root / "usr/bin/object.o"), str(src)], check=True)
+    subprocess.run(["gcc", "-c", "-o", str(root / "lib/modules/6.1/kernel/fake.ko"), str(src)], check=True)
+    for name in ("object.o", "static-app"):  # readelf as the oracle of what each is
+        head = subprocess.run(["readelf", "-h", str(root / "usr/bin" / name)], capture_output=True, text=True).stdout
+        assert ("REL (Relocatable file)" in head) == (name == "object.o")
+    summary = scan_root(root)["summary"]
+    assert (summary["static"], summary["relocatable"], summary["kernel_modules"]) == (1, 2, 1)
+    assert summary["executables"] == 2

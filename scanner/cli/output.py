@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from scanner import result as resultmod
 from scanner.findings import FAILING_STATES, SEV_RANK
+from scanner.reports import headline
 from scanner.cli.app import console as new_console, error_line, fail, os_error, table as new_table
 from scanner.reports import write_reports
 from scanner.textsafe import markup, visible
@@ -137,7 +138,8 @@ def _print_findings(doc: dict[str, Any], console: "Console") -> None:
     policy = doc.get("policy", {})
     color = "red" if policy.get("verdict") == "fail" else "green"
     console.print(f"verdict: [bold {color}]{markup(str(policy.get('verdict', 'pass')).upper())}[/] "
-                  f"(fail on {markup(policy.get('fail_on'))} and above)")
+                  f"(fail on {markup(policy.get('fail_on'))} and above; score {headline.score(doc)}/100)")
+    console.print(visible(headline.reason(doc)), highlight=False, markup=False)
 
 
 def print_summary(doc: dict[str, Any], dest: Path | str | None, seconds: float, console: "Console") -> None:

@@ -26,6 +26,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescap
 
 from scanner.findings import FAILING_STATES, SEV_RANK, SEVERITIES, STATES
 from scanner.licensing.categories import ORDER as CATEGORY_ORDER, RANK as CATEGORY_RANK
+from scanner.reports import headline
 from scanner.resources import content_dir
 from scanner.textsafe import visible, visible_tree
 
@@ -35,7 +36,6 @@ SECTIONS = (("summary", "Summary"), ("findings", "Findings"), ("packages", "Pack
 SEV_COLORS = {"critical": "#7f1d1d", "high": "#b3261e", "medium": "#b26a00", "low": "#4a6fa5", "info": "#6b7280"}
 CAT_COLORS = {"public-domain": "#3f8f5a", "permissive": "#5aa469", "weak-copyleft": "#d89b2b", "copyleft": "#c9473f",
               "network-copyleft": "#8e1f1a", "proprietary": "#7b52ae", "unknown": "#9aa3b2"}
-SCORE_WEIGHTS = {"critical": 25, "high": 10, "medium": 3, "low": 1, "info": 0}
 #: the order findings are listed in: what counts against the verdict first (fail and error)
 STATE_ORDER = ("fail", "error", "waived", "pass", "notapplicable", "informational")
 
@@ -72,10 +72,8 @@ def bar_chart(values: list[tuple[str, int, str]], width: int = 320) -> str:
 
 
 def score(doc: dict[str, Any]) -> int:
-    """100 minus a weight per failing finding (fail or error: critical 25, high 10, medium
-    3, low 1), at least 0: a quick reading aid; the verdict is what gates."""
-    lost = sum(SCORE_WEIGHTS.get(f["severity"], 0) for f in doc.get("findings", []) if f["state"] in FAILING_STATES)
-    return max(0, 100 - lost)
+    """The headline's score (:mod:`scanner.reports.headline`): it cannot contradict the verdict."""
+    return headline.score(doc)
 
 
 def _script_json(value: Any) -> str:
@@ -111,6 +109,7 @@ def context(doc: dict[str, Any], *, print_: bool, folders: list[Path]) -> dict[s
         "target_name": f"{os_name} at {doc['target']['root']}" if os_name else doc["target"]["root"],
         "verdict": doc.get("policy", {}).get("verdict", "pass"),
         "score": score(doc),
+        "reason": headline.reason(doc),
         "rule_pack": doc.get("policy", {}).get("rule_pack", "—"),
         "sections": SECTIONS,
         "severities": [s for s in reversed(SEVERITIES)],

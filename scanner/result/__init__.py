@@ -107,8 +107,8 @@ def _summary(records: Records) -> dict[str, Any]:
     statuses = Counter(p["license_status"] for p in packages if p["license_status"])
     categories = Counter(p["license_category"] for p in packages if p["license_category"])
     return {
-        **{k: counts.get(k, 0) for k in ("files", "elves", "executables", "libraries", "static", "setuid",
-                                         "unresolved_sonames")},
+        **{k: counts.get(k, 0) for k in ("files", "elves", "executables", "libraries", "static", "relocatable",
+                                         "kernel_modules", "setuid", "unresolved_sonames")},
         "packages": len(packages),
         "unowned_elves": counts.get("unowned_elves", 0),
         "unowned_trees": counts.get("unowned_trees", 0),
