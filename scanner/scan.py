@@ -27,6 +27,7 @@ from scanner.errors import ErrorRecord
 from scanner.inventory.osrelease import read_os_release
 from scanner.inventory.packages import OwnershipIndex, PackageDatabase
 from scanner.inventory.readers import read_package_databases
+from scanner.inventory.sysconf import SystemConfig, read_system_config
 from scanner.licensing import (
     PackageLicense,
     license_closures,
@@ -93,13 +94,20 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
     cache = ScanCache(options.cache, f"{type(fs).__name__}:{fs.label}") if options.cache else None
     with ThreadPoolExecutor(1, thread_name_prefix="flightcheck-packages") as background:
         packages: list[Future[Packages]] = []
+        system: list[Future[SystemConfig]] = []  # then the configuration the boot and IPv6 rules judge
+
+        def start_background() -> None:
+            packages.append(background.submit(_packages, fs, options, policy, cache))
+            system.append(background.submit(read_system_config, fs))
+
         census = take_census(
             fs, jobs=options.jobs, exclude=options.exclude, paths=options.paths, progress=progress,
-            started=lambda: packages.append(background.submit(_packages, fs, options, policy, cache)),
+            started=start_background,
             cache=cache.census if cache else None,
         )
         timings["census"] = time.monotonic() - mark
         os_release, databases, ownership, pkg_licenses, timings["packages"], os_errors = packages[0].result()
+        system_config = system[0].result()
     census = _with_target_errors(fs, census)
     if os_errors:  # an os-release that is there but could not be read
         census = dataclasses.replace(census, errors=(*census.errors, *os_errors))
@@ -155,8 +163,9 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
     mark = time.monotonic()
     rules = rules_for(rules, target.kind, waivers)
     doc = resultmod.build(target, info, census, linkage, databases, owners, pkg_licenses, linked)
-    findings = evaluate(CheckContext(doc["elves"], doc["packages"], doc["unresolved"], policy, fs,
-                                     errors=doc["errors"], domain=identity.domain), rules, waivers)
+    findings = evaluate(CheckContext(doc["elves"], doc["packages"], doc["unresolved"], policy,
+                                     errors=doc["errors"], domain=identity.domain, system=system_config),
+                        rules, waivers)
     doc["scan"].setdefault("timings", {})["checks"] = round(time.monotonic() - mark, 3)
     return resultmod.add_findings(doc, rules, findings, policy, options.fail_on,
                                   str(options.waivers) if options.waivers else None)
