@@ -87,8 +87,9 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
     rules = effective_rules(load_rules(), policy)
     waivers = load_waivers(options.waivers) if options.waivers else []
 
-    # the package databases and their licenses are read in a thread while the census
-    # workers parse ELF files (started once they are forked: never fork a busy thread)
+    # the package databases and their licenses, then the system configuration the boot and
+    # IPv6 rules judge, are read in a thread while the census workers parse ELF files
+    # (started once they are forked: never fork a busy thread)
     timings: dict[str, float] = {}
     mark = time.monotonic()
     cache = ScanCache(options.cache, f"{type(fs).__name__}:{fs.label}") if options.cache else None

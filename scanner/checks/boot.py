@@ -7,6 +7,9 @@ answer depends on it (:meth:`BootConfig.problems` by part): what was read may st
 a failure, and nothing unread ever lets a rule pass. A malformed ``/etc/default/grub.d``
 file does not touch the password rule, which never reads it. Every outcome lists all
 unreadable boot files in its evidence.
+
+The checks judge ``ctx.system``, the :class:`~scanner.inventory.sysconf.SystemConfig` the
+inventory read; they never touch the target. A context without one makes them ``error``.
 """
 
 from __future__ import annotations
