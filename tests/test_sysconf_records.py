@@ -288,3 +288,16 @@ def test_the_scan_reads_the_record_once_and_passes_it_on(systemroots: dict[str, 
     assert isinstance(system, SystemConfig)
     assert comparable(scan_root(root)["findings"]) == comparable(as_dicts(judge(
         CheckContext([], [], [], Policy(), system=system))))
+
+
+@pytest.mark.parametrize("name", ["rhel7-trap", "rhel9-bls", "rhel5-insecure"])
+def test_each_configuration_file_is_read_once(name: str, systemroots: dict[str, Path]) -> None:
+    """Several rules read the boot configuration, sysctl and /etc/sysconfig/init: the
+    record reads each file once for all of them, and the checks read none."""
+    root = systemroots[name].resolve()
+    got = run_child(root, "self")
+    opens = Counter((p, flags) for e, p, flags in got["opened"] if e == "open")
+    assert any(p.endswith(("grub.cfg", "grub.conf")) for p, _ in opens), opens
+    assert max(opens.values()) == 1, [k for k, n in opens.items() if n > 1]
+    assert all(p.startswith(f"{root}/") for _, p, _ in got["opened"])
+    assert got["after"] == []

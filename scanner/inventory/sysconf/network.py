@@ -13,6 +13,7 @@ from scanner.inventory.sysconf.text import (
     Assignments,
     AssignmentsReader,
     ConfigFiles,
+    ConfigText,
     Line,
     Unreadable,
     glob,
@@ -40,8 +41,9 @@ def sysctl_settings(fs: RootFS) -> Assignments:
         for path in glob(fs, f"{d}/*.conf", budget, listing):
             by_name.setdefault(posixpath.basename(path), path)
     order = [by_name[n] for n in sorted(by_name)] + present_paths(fs, ["/etc/sysctl.conf"])
+    texts: dict[str, ConfigText] = {}  # by the file a path leads to: read once, applied where it comes
     for path in order:
-        text = read_config(fs, path, budget)
+        text = _read_once(fs, path, budget, texts)
         for line in text.lines:
             s = line.text.strip()
             if not s or s[0] in "#;" or "=" not in s:
@@ -54,6 +56,19 @@ def sysctl_settings(fs: RootFS) -> Assignments:
     for what in listing:  # the files of a folder that could not be listed may sort last
         out.gap(what)
     return out.done()
+
+
+def _read_once(fs: RootFS, path: str, budget: Budget, texts: dict[str, ConfigText]) -> ConfigText:
+    """``path``'s text, read once per file it leads to (RHEL's ``sysctl.d/99-sysctl.conf``
+    is a link to ``/etc/sysctl.conf``, which is applied again last); each application
+    names the path it came by."""
+    try:
+        canon = fs.resolve(path, strict=False)
+    except OSError:
+        canon = path  # a link loop: read_config says so
+    if canon not in texts:
+        texts[canon] = read_config(fs, path, budget)
+    return texts[canon]
 
 
 def modprobe_files(fs: RootFS) -> ConfigFiles:
