@@ -28,6 +28,7 @@ from scanner.inventory.osrelease import read_os_release
 from scanner.inventory.packages import OwnershipIndex, PackageDatabase
 from scanner.inventory.origins import find_origins
 from scanner.inventory.readers import read_package_databases
+from scanner.inventory.sysconf import SystemConfig, read_system_config
 from scanner.licensing import (
     PackageLicense,
     license_closures,
@@ -75,13 +76,13 @@ def load_gate(policy: Path | None, waivers: Path | None, fail_on: str) -> Gate:
 
 
 def conclude(gate: Gate, target: resultmod.TargetInfo, records: Records, started: str, t0: float,
-             options: dict[str, Any], timings: dict[str, float] | None = None, *, system: Any = None,
-             domain: dict[str, Any] | None = None, fs: RootFS | None = None) -> dict[str, Any]:
+             options: dict[str, Any], timings: dict[str, float] | None = None, *,
+             system: SystemConfig | None = None, domain: dict[str, Any] | None = None) -> dict[str, Any]:
     """The last two stages, the same for every kind of target: the rules that apply to it
     judge the records (checks), then the result document is built once from both."""
     mark = time.monotonic()
     rules = rules_for(gate.rules, target.kind, gate.waivers)
-    ctx = CheckContext(records.elves, records.packages, records.unresolved, gate.policy, fs, errors=records.errors,
+    ctx = CheckContext(records.elves, records.packages, records.unresolved, gate.policy, errors=records.errors,
                        domain=domain, system=system)
     judgement = judge(ctx, rules, gate.waivers, gate.policy, gate.fail_on,
                       str(gate.waivers_path) if gate.waivers_path else None)
@@ -125,20 +126,28 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
     gate = load_gate(options.policy, options.waivers, options.fail_on)
     policy = gate.policy
 
-    # the package databases and their licenses are read in a thread while the census
-    # workers parse ELF files (started once they are forked: never fork a busy thread)
+    # the package databases and their licenses, then the system configuration the boot and
+    # IPv6 rules judge, are read in a thread while the census workers parse ELF files
+    # (started once they are forked: never fork a busy thread)
     timings: dict[str, float] = {}
     mark = time.monotonic()
     cache = ScanCache(options.cache, f"{type(fs).__name__}:{fs.label}") if options.cache else None
     with ThreadPoolExecutor(1, thread_name_prefix="flightcheck-packages") as background:
         packages: list[Future[Packages]] = []
+        system: list[Future[SystemConfig]] = []  # then the configuration the boot and IPv6 rules judge
+
+        def start_background() -> None:
+            packages.append(background.submit(_packages, fs, options, policy, cache))
+            system.append(background.submit(read_system_config, fs))
+
         census = take_census(
             fs, jobs=options.jobs, exclude=options.exclude, paths=options.paths, progress=progress,
-            started=lambda: packages.append(background.submit(_packages, fs, options, policy, cache)),
+            started=start_background,
             cache=cache.census if cache else None,
         )
         timings["census"] = time.monotonic() - mark
         os_release, databases, ownership, pkg_licenses, timings["packages"], os_errors = packages[0].result()
+        system_config = system[0].result()
     census = _with_target_errors(fs, census)
     if os_errors:  # an os-release that is there but could not be read
         census = dataclasses.replace(census, errors=(*census.errors, *os_errors))
@@ -191,7 +200,7 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
     )
     del census, linkage, owners, linked, pkg_licenses, databases
     return conclude(gate, target, records, started, t0, _options_json(fs, options, cache), timings,
-                    domain=identity.domain, fs=fs)
+                    domain=identity.domain, system=system_config)
 
 
 def _options_json(fs: RootFS, options: ScanOptions, cache: ScanCache | None) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scanner.findings import (
     DEFAULT_APPLIES_TO,
@@ -53,6 +53,9 @@ __all__ = [
     "REGISTRY", "Rule", "Waiver", "check", "discover_checks", "effective_rules", "evaluate", "judge",
     "load_policy", "load_rules", "load_waivers", "rule_pack_version", "rules_for", "verdict",
 ]
+
+if TYPE_CHECKING:
+    from scanner.inventory.sysconf import SystemConfig
 
 
 class PolicyError(Exception):
@@ -95,15 +98,14 @@ class CheckContext:
     packages: list[dict[str, Any]]
     unresolved: list[dict[str, Any]]
     policy: Policy
-    fs: Any = None  # the target (a RootFS), for checks that read its configuration (until they read records)
-    cache: dict[str, Any] = field(default_factory=dict)  # what several checks read, read once
     # the scan-level error records ({path, stage, message}: what the stages could not
     # read), so that the gate sees them (scanner/checks/scanerrors.py)
     errors: list[dict[str, Any]] = field(default_factory=list)
     # the libvirt domain's facts (``TargetIdentity.domain``), for the IPv6 libvirt-network rule
     domain: dict[str, Any] | None = None
-    # the configuration records the rules read (boot loaders, sysctl, ...), from inventory
-    system: Any = None
+    # the configuration records the boot and IPv6 rules read (boot loaders, sysctl, ...),
+    # read by inventory (``scanner.inventory.sysconf``); None for a target that is no system
+    system: SystemConfig | None = None
     # the waivers given and the day they are judged on, for FC-WVR-001 (evaluate fills
     # them in), and the sources of expired waivers that still matched a failing finding
     waivers: tuple[Waiver, ...] = ()

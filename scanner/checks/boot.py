@@ -7,17 +7,20 @@ answer depends on it (:meth:`BootConfig.problems` by part): what was read may st
 a failure, and nothing unread ever lets a rule pass. A malformed ``/etc/default/grub.d``
 file does not touch the password rule, which never reads it. Every outcome lists all
 unreadable boot files in its evidence.
+
+The checks judge ``ctx.system``, the :class:`~scanner.inventory.sysconf.SystemConfig` the
+inventory read; they never touch the target. A context without one makes them ``error``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
 from scanner.checks import Check, CheckContext, Outcome, Rule, check
-from scanner.checks.sysconf import (
+from scanner.inventory.sysconf import (
     DEFAULTS,
     ENTRIES,
     LOADER,
@@ -26,34 +29,35 @@ from scanner.checks.sysconf import (
     BootEntry,
     ConfigText,
     Line,
+    SystemConfig,
+    UnitExec,
     Unreadable,
-    boot_config,
-    glob,
-    is_systemd,
-    present,
-    read_config,
-    unit_exec_start,
 )
-from scanner.target.base import Budget
 
 Out = Iterator[Outcome]
 ALL_LOADERS = ("grub-legacy", "grub2", "bls")
 
 
-def _config(ctx: CheckContext) -> BootConfig:
-    if "boot" not in ctx.cache:
-        ctx.cache["boot"] = boot_config(ctx.fs)
-    cfg: BootConfig = ctx.cache["boot"]
-    return cfg
+def system_of(ctx: CheckContext) -> SystemConfig | Outcome:
+    """The system configuration the checks judge (``ctx.system``), or the ``error`` outcome
+    of a context that has none (a check run without the inventory's record: nothing it
+    could judge, and what was not read never passes)."""
+    if ctx.system is None:
+        return Outcome("error", "system", "The system configuration was not read (the target is not a system, or "
+                       "its configuration was not inventoried): nothing to judge.")
+    return ctx.system
 
 
-def unread(problems: list[Unreadable]) -> str:
+def unread(problems: Sequence[Unreadable]) -> str:
     """The unreadable files of a message, with why."""
     return "; ".join(str(u) for u in problems)
 
 
 def _boot(ctx: CheckContext, rule: Rule, kinds: tuple[str, ...] = ALL_LOADERS) -> BootConfig | Outcome:
-    cfg = _config(ctx)
+    sysc = system_of(ctx)
+    if isinstance(sysc, Outcome):
+        return sysc
+    cfg = sysc.boot
     if cfg.kind == "unknown":
         return Outcome("error", "boot", f"Whether the target has a boot loader could not be found out: "
                        f"{unread(cfg.all_unreadable)}", _ev(cfg))
@@ -87,7 +91,7 @@ def boot_check(name: str, kinds: tuple[str, ...] = ALL_LOADERS) -> Callable[[Cal
 
 def _ev(cfg: BootConfig | None, *lines: Line | None, **extra: Any) -> dict[str, Any]:
     ev: dict[str, Any] = {"lines": [ln.evidence() for ln in lines if ln is not None]}
-    ev.update(extra)
+    ev.update({k: list(v) if isinstance(v, tuple) else v for k, v in extra.items()})
     if cfg is not None and cfg.all_unreadable:
         ev["unreadable"] = [u.evidence() for u in cfg.all_unreadable]
     return ev
@@ -145,17 +149,12 @@ def boot_file_permissions(ctx: CheckContext, rule: Rule, cfg: BootConfig) -> Out
     """Needs only each file's owner and mode, so a file whose content cannot be read is
     judged all the same; one that cannot even be ``stat``-ed (a link loop) cannot pass."""
     bad, seen, lost = [], [], []
-    for path in cfg.files:
-        if "/loader/entries/" in path:
+    for got in ctx.system.boot_modes if ctx.system is not None else ():  # boot_check runs it with one
+        if isinstance(got, Unreadable):
+            lost.append(got)
             continue
-        try:
-            st = ctx.fs.stat(path)
-        except OSError as exc:
-            lost.append(Unreadable(path, f"cannot stat: {exc.strerror or exc}"))
-            continue
-        mode = st.st_mode & 0o7777
-        seen.append({"path": path, "uid": st.st_uid, "gid": st.st_gid, "mode": f"{mode:04o}"})
-        if st.st_uid != 0 or st.st_gid != 0 or mode & 0o077:
+        seen.append({"path": got.path, "uid": got.uid, "gid": got.gid, "mode": f"{got.mode:04o}"})
+        if got.uid != 0 or got.gid != 0 or got.mode & 0o077:
             bad.append(seen[-1])
     if bad:
         yield Outcome("fail", "boot", "Boot loader files readable by others or not owned by root:root: "
@@ -242,11 +241,6 @@ def recovery_disabled(ctx: CheckContext, rule: Rule, cfg: BootConfig) -> Out:
                       _ev(cfg, line, value=value or None))
 
 
-def _text(ctx: CheckContext, path: str) -> ConfigText | None:
-    """A configuration file's lines (None when there is nothing at ``path``)."""
-    return read_config(ctx.fs, path) if present(ctx.fs, path) else None
-
-
 def _unreadable_outcome(text: ConfigText, what: str) -> Outcome:
     return Outcome("error", text.path, f"{what} cannot be judged: {text.path} could not be read completely "
                    f"({text.problem}).", {"unreadable": [Unreadable(text.path, text.problem or "").evidence()]})
@@ -254,11 +248,15 @@ def _unreadable_outcome(text: ConfigText, what: str) -> Outcome:
 
 @check("single-user-auth")
 def single_user_auth(ctx: CheckContext, rule: Rule) -> Out:
-    if is_systemd(ctx.fs):
-        yield from _systemd_auth(ctx, "rescue.service", "single-user (rescue) mode")
+    sysc = system_of(ctx)
+    if isinstance(sysc, Outcome):
+        yield sysc
+        return
+    if sysc.systemd is not None:
+        yield from _systemd_auth(sysc.systemd.rescue, "rescue.service", "single-user (rescue) mode")
         return
     what = "Whether single-user mode asks for root's password"
-    init = _text(ctx, "/etc/sysconfig/init")
+    init = sysc.sysconfig_init
     if init is not None and init.problem:  # the last SINGLE= may be in the part not read
         yield _unreadable_outcome(init, what)
         return
@@ -270,7 +268,7 @@ def single_user_auth(ctx: CheckContext, rule: Rule) -> Out:
                       "Single-user mode gives a root shell without a password (SINGLE is not /sbin/sulogin).",
                       _ev(None, single[-1]))
         return
-    inittab = _text(ctx, "/etc/inittab")
+    inittab = sysc.inittab
     if inittab is None:
         yield Outcome("notapplicable", "init", "No systemd, upstart or SysV init configuration was found.")
         return
@@ -285,8 +283,7 @@ def single_user_auth(ctx: CheckContext, rule: Rule) -> Out:
                       "mode gives a root shell without a password.", _ev(None, path="/etc/inittab"))
 
 
-def _systemd_auth(ctx: CheckContext, unit: str, what: str) -> Out:
-    got = unit_exec_start(ctx.fs, unit)
+def _systemd_auth(got: UnitExec | None, unit: str, what: str) -> Out:
     if got is None:
         yield Outcome("fail", unit, f"{unit} is missing: {what} is not defined.")
         return
@@ -308,21 +305,25 @@ def _systemd_auth(ctx: CheckContext, unit: str, what: str) -> Out:
 
 @check("emergency-auth")
 def emergency_auth(ctx: CheckContext, rule: Rule) -> Out:
-    if not is_systemd(ctx.fs):
+    sysc = system_of(ctx)
+    if isinstance(sysc, Outcome):
+        yield sysc
+    elif sysc.systemd is None:
         yield Outcome("notapplicable", "emergency.service", "Not a systemd system.")
-        return
-    yield from _systemd_auth(ctx, "emergency.service", "emergency mode")
+    else:
+        yield from _systemd_auth(sysc.systemd.emergency, "emergency.service", "emergency mode")
 
 
 @check("debug-shell-disabled")
 def debug_shell_disabled(ctx: CheckContext, rule: Rule) -> Out:
-    if not is_systemd(ctx.fs):
+    sysc = system_of(ctx)
+    if isinstance(sysc, Outcome):
+        yield sysc
+        return
+    if sysc.systemd is None:
         yield Outcome("notapplicable", "debug-shell.service", "Not a systemd system.")
         return
-    budget = Budget()
-    unlisted: list[Unreadable] = []
-    links = [p for d in ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
-             for p in glob(ctx.fs, f"{d}/*.wants/debug-shell.service", budget, unlisted)]
+    links, unlisted = list(sysc.systemd.debug_shell_links), list(sysc.systemd.debug_shell_unlisted)
     if links:
         yield Outcome("fail", "debug-shell.service", "debug-shell.service is enabled: a root shell on tty9 from "
                       "early boot, without a password.", {"links": links})
@@ -335,8 +336,11 @@ def debug_shell_disabled(ctx: CheckContext, rule: Rule) -> Out:
 
 @check("interactive-boot-disabled")
 def interactive_boot_disabled(ctx: CheckContext, rule: Rule) -> Out:
-    init = _text(ctx, "/etc/sysconfig/init")
-    cfg = _config(ctx)
+    sysc = system_of(ctx)
+    if isinstance(sysc, Outcome):
+        yield sysc
+        return
+    init, cfg = sysc.sysconfig_init, sysc.boot
     legacy = cfg.kind == "grub-legacy"
     if init is None and not legacy:
         if cfg.kind == "unknown":  # it may be a legacy GRUB whose kernel lines say confirm

@@ -5,25 +5,12 @@ and programs still calling IPv4-only resolver functions are named."""
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from scanner.checks import CheckContext, Outcome, Rule, check
-from scanner.checks.boot import _config
-from scanner.checks.sysconf import (
-    DEFAULTS,
-    ENTRIES,
-    LOADER,
-    Assignments,
-    Line,
-    Unreadable,
-    glob,
-    present,
-    read_config,
-    sysctl_settings,
-)
-from scanner.target.base import Budget
+from scanner.checks.boot import system_of
+from scanner.inventory.sysconf import DEFAULTS, ENTRIES, LOADER, ConfigFiles, Line, SystemConfig, Unreadable
 
 Out = Iterator[Outcome]
 
@@ -41,40 +28,21 @@ IPV4_ONLY = {
 FAMILY_DEPENDENT = ("inet_pton", "inet_ntop")
 
 
-def _read(ctx: CheckContext, paths: list[str], budget: Budget) -> tuple[list[Line], list[Unreadable]]:
-    """The lines of configuration files that could be read, and what could not be."""
-    lines: list[Line] = []
-    unreadable: list[Unreadable] = []
-    for path in paths:
-        text = read_config(ctx.fs, path, budget)
-        lines += text.lines
-        if text.problem:
-            unreadable.append(Unreadable(path, text.problem))
-    return lines, unreadable
-
-
-def _globs(ctx: CheckContext, budget: Budget, unreadable: list[Unreadable], *patterns: str) -> list[str]:
-    return [p for pat in patterns for p in glob(ctx.fs, pat, budget, unreadable)]
-
-
-def _unread(unreadable: list[Unreadable]) -> str:
+def _unread(unreadable: Sequence[Unreadable]) -> str:
     return "; ".join(str(u) for u in unreadable)
 
 
-def _with_unread(evidence: dict[str, Any], unreadable: list[Unreadable]) -> dict[str, Any]:
+def _with_unread(evidence: dict[str, Any], unreadable: Sequence[Unreadable]) -> dict[str, Any]:
     return {**evidence, "unreadable": [u.evidence() for u in unreadable]} if unreadable else evidence
-
-
-def _sysctl(ctx: CheckContext) -> Assignments:
-    if "sysctl" not in ctx.cache:
-        ctx.cache["sysctl"] = sysctl_settings(ctx.fs)
-    found: Assignments = ctx.cache["sysctl"]
-    return found
 
 
 @check("ipv6-kernel-arg")
 def ipv6_kernel_arg(ctx: CheckContext, rule: Rule) -> Out:
-    cfg = _config(ctx)
+    sysc = system_of(ctx)
+    if isinstance(sysc, Outcome):
+        yield sysc
+        return
+    cfg = sysc.boot
     if cfg.kind == "unknown":
         yield Outcome("error", "boot", f"Whether the target has a boot loader could not be found out: "
                       f"{_unread(cfg.all_unreadable)}", _with_unread({}, cfg.all_unreadable))
@@ -103,7 +71,11 @@ _DISABLE_KEY = re.compile(r"net\.ipv6\.conf\.[^.]+\.disable_ipv6")
 
 @check("ipv6-sysctl")
 def ipv6_sysctl(ctx: CheckContext, rule: Rule) -> Out:
-    settings = _sysctl(ctx)
+    sysc = system_of(ctx)
+    if isinstance(sysc, Outcome):
+        yield sysc
+        return
+    settings = sysc.sysctl
     keys = [k for k in settings.values if _DISABLE_KEY.fullmatch(k)]
     # a value counts only when no unread content after it can have changed it
     off = [settings.values[k][1] for k in keys if settings.values[k][0] == "1" and settings.certain(k)]
@@ -122,7 +94,11 @@ def ipv6_sysctl(ctx: CheckContext, rule: Rule) -> Out:
 
 @check("ipv6-hardening")
 def ipv6_hardening(ctx: CheckContext, rule: Rule) -> Out:
-    settings = _sysctl(ctx)
+    sysc = system_of(ctx)
+    if isinstance(sysc, Outcome):
+        yield sysc
+        return
+    settings = sysc.sysctl
     wanted = [re.compile(w.replace(".", r"\.").replace("*", "[^.]+")) for w in rule.params.get("zero", [])]
     found = [line for k, (_v, line) in settings.values.items() if any(w.fullmatch(k) for w in wanted)]
     bad = [ln for ln in found if sysctl_value(ln) not in ("0",)]
@@ -138,16 +114,20 @@ def sysctl_value(line: Line) -> str:
     return line.text.split("=", 1)[1].strip()
 
 
+def _files(ctx: CheckContext, which: Callable[[SystemConfig], ConfigFiles]) -> ConfigFiles | Outcome:
+    sysc = system_of(ctx)
+    return sysc if isinstance(sysc, Outcome) else which(sysc)
+
+
 @check("ipv6-modprobe")
 def ipv6_modprobe(ctx: CheckContext, rule: Rule) -> Out:
-    budget = Budget()
-    unreadable: list[Unreadable] = []
-    files = _globs(ctx, budget, unreadable, "/etc/modprobe.d/*.conf", "/usr/lib/modprobe.d/*.conf",
-                   "/lib/modprobe.d/*.conf") + [p for p in ["/etc/modprobe.conf"] if present(ctx.fs, p)]
-    lines, more = _read(ctx, files, budget)
-    unreadable += more
+    found = _files(ctx, lambda s: s.modprobe)
+    if isinstance(found, Outcome):
+        yield found
+        return
+    files, unreadable = list(found.files), found.unreadable
     hits = []
-    for ln in lines:
+    for ln in found.lines:
         w = ln.text.split("#", 1)[0].split()
         if len(w) >= 2 and w[1] == "ipv6" and (
                 w[0] == "blacklist" or w[0] == "install" and w[2:3] and w[2] in ("/bin/true", "/bin/false",
@@ -167,16 +147,15 @@ def ipv6_modprobe(ctx: CheckContext, rule: Rule) -> Out:
 
 @check("ipv6-initscripts")
 def ipv6_initscripts(ctx: CheckContext, rule: Rule) -> Out:
-    budget = Budget()
-    unreadable: list[Unreadable] = []
-    files = [p for p in ["/etc/sysconfig/network"] if present(ctx.fs, p)] + \
-        _globs(ctx, budget, unreadable, "/etc/sysconfig/network-scripts/ifcfg-*")
-    if not files and not unreadable:
+    found = _files(ctx, lambda s: s.initscripts)
+    if isinstance(found, Outcome):
+        yield found
+        return
+    if not found.files and not found.listing:
         yield Outcome("notapplicable", "initscripts", "No initscripts network configuration.")
         return
-    lines, more = _read(ctx, files, budget)
-    unreadable += more
-    hits = [ln for ln in lines
+    files, unreadable = list(found.files), found.unreadable
+    hits = [ln for ln in found.lines
             if re.match(r"^\s*(NETWORKING_IPV6|IPV6INIT)\s*=\s*[\"']?(no|false|0)[\"']?\s*$", ln.text, re.I)]
     if hits:
         yield Outcome("fail", "initscripts", "IPv6 is switched off in initscripts: " + "; ".join(
@@ -190,19 +169,19 @@ def ipv6_initscripts(ctx: CheckContext, rule: Rule) -> Out:
 
 @check("ipv6-networkmanager")
 def ipv6_networkmanager(ctx: CheckContext, rule: Rule) -> Out:
-    budget = Budget()
-    unreadable: list[Unreadable] = []
-    files = _globs(ctx, budget, unreadable, "/etc/NetworkManager/system-connections/*")
-    if not files and not unreadable:
+    found = _files(ctx, lambda s: s.networkmanager)
+    if isinstance(found, Outcome):
+        yield found
+        return
+    if not found.files and not found.listing:
         yield Outcome("notapplicable", "NetworkManager", "No NetworkManager keyfiles.")
         return
+    files, unreadable = list(found.files), found.unreadable
     disabled: list[Line] = []
     ignored: list[Line] = []
-    for path in files:
+    for text in found.texts:
         section = ""
-        lines, more = _read(ctx, [path], budget)
-        unreadable += more
-        for ln in lines:
+        for ln in text.lines:
             s = ln.text.strip()
             if s.startswith("["):
                 section = s
@@ -224,11 +203,16 @@ def ipv6_networkmanager(ctx: CheckContext, rule: Rule) -> Out:
 
 @check("ipv6-loopback-name")
 def ipv6_loopback_name(ctx: CheckContext, rule: Rule) -> Out:
-    if not present(ctx.fs, "/etc/hosts"):
+    sysc = system_of(ctx)
+    if isinstance(sysc, Outcome):
+        yield sysc
+        return
+    hosts = sysc.hosts
+    if hosts is None:
         yield Outcome("notapplicable", "/etc/hosts", "The target has no /etc/hosts.")
         return
-    lines, unreadable = _read(ctx, ["/etc/hosts"], Budget())
-    hit = [ln for ln in lines if ln.text.split("#", 1)[0].split()[:1] == ["::1"]]
+    unreadable = [u for u in (hosts.unreadable,) if u is not None]
+    hit = [ln for ln in hosts.lines if ln.text.split("#", 1)[0].split()[:1] == ["::1"]]
     if hit:  # a line read names it: whatever follows cannot take that back
         yield Outcome("pass", "/etc/hosts", "/etc/hosts names the IPv6 loopback (::1).",
                       _with_unread({"lines": [hit[0].evidence()]}, unreadable))
@@ -242,31 +226,27 @@ def ipv6_loopback_name(ctx: CheckContext, rule: Rule) -> Out:
 
 @check("ipv6-libvirt-networks")
 def ipv6_libvirt_networks(ctx: CheckContext, rule: Rule) -> Out:
-    budget = Budget()
-    unlisted: list[Unreadable] = []
-    files = _globs(ctx, budget, unlisted, "/etc/libvirt/qemu/networks/*.xml")
-    for u in unlisted:
+    sysc = system_of(ctx)
+    if isinstance(sysc, Outcome):
+        yield sysc
+        return
+    found = sysc.libvirt_networks
+    for u in found.unlisted:
         yield Outcome("error", u.path, f"The libvirt networks cannot be listed: {u.reason}", {"unreadable": [u.evidence()]})
-    if not files and not unlisted:
+    if not found.files and not found.unlisted:
         yield Outcome("notapplicable", "libvirt", "No libvirt networks are defined.")
         return
-    for path in files:
-        text = read_config(ctx.fs, path, budget)
-        if text.problem:
-            yield Outcome("error", path, f"{path}: {text.problem}", {"unreadable": [Unreadable(path, text.problem).evidence()]})
-            continue
-        try:
-            root = ET.fromstring("\n".join(ln.text for ln in text.lines))
-        except ET.ParseError as exc:
-            yield Outcome("error", path, f"{path}: not valid XML ({exc})")
-            continue
-        name = root.findtext("name") or path
-        v6 = [ip for ip in root.iter("ip") if ip.get("family") == "ipv6"]
-        if v6:
-            yield Outcome("pass", path, f"libvirt network {name!r} has IPv6 ({v6[0].get('address')}/{v6[0].get('prefix')}).")
+    for net in found.networks:
+        path = net.path
+        if net.problem:
+            yield Outcome("error", path, f"{path}: {net.problem}", {"unreadable": [Unreadable(path, net.problem).evidence()]})
+        elif net.xml_error is not None:
+            yield Outcome("error", path, f"{path}: not valid XML ({net.xml_error})")
+        elif net.ipv6 is not None:
+            yield Outcome("pass", path, f"libvirt network {net.name or path!r} has IPv6 ({net.ipv6[0]}/{net.ipv6[1]}).")
         else:
-            yield Outcome("fail", path, f"libvirt network {name!r} has no <ip family='ipv6'>: its guests get IPv4 only.",
-                          {"path": path})
+            yield Outcome("fail", path, f"libvirt network {net.name or path!r} has no <ip family='ipv6'>: its guests "
+                          "get IPv4 only.", {"path": path})
 
 
 _IPV4_NAMES = frozenset(IPV4_ONLY)
@@ -297,10 +277,11 @@ _HOST_LAN_MODES = ("bridge", "passthrough", "private", "vepa", "hostdev")
 
 @check("ipv6-domain-networks")
 def ipv6_domain_networks(ctx: CheckContext, rule: Rule) -> Out:
-    """A libvirt guest's interfaces as the hypervisor connects them (``target.domain``, read
-    through the libvirt API when the guest is scanned with ``--domain``/``--all-domains``):
-    one result per network, bridge or device the guest is on."""
-    dom = getattr(ctx.fs, "hypervisor", None)
+    """A libvirt guest's interfaces as the hypervisor connects them (``ctx.domain``: the
+    target's ``TargetIdentity.domain``, read through the libvirt API when the guest is
+    scanned with ``--domain``/``--all-domains``): one result per network, bridge or device
+    the guest is on."""
+    dom = ctx.domain
     if not isinstance(dom, dict):
         yield Outcome("notapplicable", "domain", "The target is not a libvirt domain scanned through the hypervisor.")
         return

@@ -139,11 +139,6 @@ class RootFS(ABC):
         return TargetIdentity(kind="domain" if self.domain_facts else self.target_kind, label=self.label,
                               root=self.label, image=self.image_facts(), domain=self.domain_facts)
 
-    @property
-    def hypervisor(self) -> dict[str, Any] | None:
-        """The domain facts under their former name (read by the IPv6 libvirt-network rule)."""
-        return self.domain_facts
-
     def image_facts(self) -> dict[str, Any] | None:
         """How the target's disk images were read (``target.image``); None for a folder."""
         return None
