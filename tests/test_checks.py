@@ -10,6 +10,8 @@ from pathlib import Path
 import jsonschema
 from junitparser import Failure, JUnitXml, Skipped
 
+from scanner.reports.groups import group_findings
+
 from conftest import REPO
 
 SARIF_SCHEMA = REPO / "fixtures" / "data" / "schemas" / "sarif-schema-2.1.0.json"
@@ -114,12 +116,15 @@ def test_sarif_validates_and_junit_counts_match(rpmroot: Path, tmp_path: Path) -
     cases = [c for suite in xml for c in suite]
     failures = [c for c in cases if any(isinstance(r, Failure) for r in c.result)]
     skipped = [c for c in cases if any(isinstance(r, Skipped) for r in c.result)]
-    assert len(failures) == sum(1 for f in doc["findings"] if f["state"] == "fail")
+    # one case per rule and group of findings (issue 19: a tree of unowned files, a package,
+    # or one subject), and one passing case per rule without findings
+    groups = [g for r in group_findings(doc) for g in r.groups]
+    assert len(failures) == sum(1 for g in groups if g.state == "fail")
     assert sum(1 for f in doc["findings"] if f["state"] == "waived") == 1
-    assert len(skipped) == sum(1 for f in doc["findings"] if f["state"] in ("waived", "notapplicable"))
-    # one case per rule and subject, and one passing case per rule without findings
+    assert len(skipped) == sum(1 for g in groups if g.state in ("waived", "notapplicable"))
     rules_without = {r["id"] for r in doc["rules"]} - {f["rule"] for f in doc["findings"]}
-    assert len(cases) == len(doc["findings"]) + len(rules_without)
+    assert len(cases) == len(groups) + len(rules_without)
+    assert sum(len(g.findings) for g in groups) == len(doc["findings"])  # every finding in one group
 
 
 def test_unmappable_licenses_become_findings(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scanner import result as resultmod
-from scanner.findings import FAILING_STATES, SEV_RANK
 from scanner.reports import headline
+from scanner.reports.groups import group_findings
 from scanner.cli.app import console as new_console, error_line, fail, os_error, table as new_table
 from scanner.reports import write_reports
 from scanner.textsafe import markup, visible
@@ -121,7 +121,6 @@ def _print_findings(doc: dict[str, Any], console: "Console") -> None:
                       highlight=False)
     if len(doc["unresolved"]) > 10:
         console.print(f"  ... {len(doc['unresolved']) - 10} more unresolved sonames in the result")
-    fails = [f for f in doc.get("findings", []) if f["state"] in FAILING_STATES]
     counted = s.get("findings", {})
     by_sev = {sev: counted.get(sev, 0) for sev in ("critical", "high", "medium", "low")}
     lic = s.get("licenses", {})
@@ -131,10 +130,20 @@ def _print_findings(doc: dict[str, Any], console: "Console") -> None:
                       highlight=False)
     console.print("  findings: " + ", ".join(f"{markup(n)} {markup(sev)}" for sev, n in by_sev.items())
                   + f" failing; {markup(s.get('waived', 0))} waived", highlight=False)
-    for f in sorted(fails, key=lambda f: -SEV_RANK[f["severity"]])[:5]:
-        unjudged = " (could not be judged: counts as failing)" if f["state"] == "error" else ""
-        console.print(visible(f"  [{f['severity']}] {f['rule']} {f['subject']}: {f['title']}") + unjudged,
+    # grouped as every report groups them: by rule, then by tree, package or subject
+    failing_rules = [r for r in group_findings(doc) if r.failing]
+    for r in failing_rules[:6]:
+        unjudged = " (could not be judged: counts as failing)" if r.states.get("error") else ""
+        console.print(visible(f"  [{r.severity}] {r.rule} {r.title}: {r.failing} failing") + unjudged,
                       highlight=False, markup=False)
+        shown = [g for g in r.groups if g.failing][:3]
+        for g in shown:
+            console.print(visible(f"      {g.label}"), highlight=False, markup=False)
+        rest = sum(1 for g in r.groups if g.failing) - len(shown)
+        if rest > 0:
+            console.print(f"      ... {rest} more group(s) in the report", highlight=False, markup=False)
+    if len(failing_rules) > 6:
+        console.print(f"  ... {len(failing_rules) - 6} more failing rule(s) in the report", highlight=False, markup=False)
     policy = doc.get("policy", {})
     color = "red" if policy.get("verdict") == "fail" else "green"
     console.print(f"verdict: [bold {color}]{markup(str(policy.get('verdict', 'pass')).upper())}[/] "
