@@ -4,7 +4,7 @@ one into a :class:`~scanner.inventory.packages.PackageDatabase` (package records
 file lists, from which ownership is computed afterwards, once, for all managers).
 
 Readers register themselves (:func:`register`); :func:`read_package_databases` runs every
-registered reader in order (rpm, then dpkg: when two packages claim one file, the first read
+registered reader in order (rpm, dpkg, apk, then opkg: when two packages claim one file, the first read
 owns it). Readers never see the scan cache: :func:`read_databases` asks the memo for each
 database by its identity (:meth:`PackageReader.identity`, a fingerprint of the database
 files) and stores what the reader returned.
@@ -30,7 +30,7 @@ from scanner.target import RootFS
 # at import, which every scan pays)
 
 #: the modules of the built-in readers, in the order their databases are read
-BUILTIN = ("scanner.inventory.rpmdb", "scanner.inventory.dpkg")
+BUILTIN = ("scanner.inventory.rpmdb", "scanner.inventory.dpkg", "scanner.inventory.apk", "scanner.inventory.opkg")
 
 
 class ReadContext(NamedTuple):
@@ -143,6 +143,6 @@ def _read_one(reader: PackageReader, fs: RootFS, loc: Location, ctx: ReadContext
 def read_package_databases(fs: RootFS, os_release: Mapping[str, str], rpm_reader: str = "auto",
                            memo: Memo | None = None) -> list[PackageDatabase]:
     """Every package database in the target, by every registered reader (rpm: each
-    database found; dpkg)."""
+    database found; dpkg; apk; opkg)."""
     ctx = ReadContext(os_release, rpm_reader)
     return [db for reader in registered() for db in read_databases(reader, fs, ctx, memo)]
