@@ -114,6 +114,16 @@ MAX_OPKG_CONTROL_BYTES = 1 * MiB
 #: bytes of the target's os-release (or redhat-release, debian_version) read: real ones are
 #: under 1 KiB; its fields name the distribution in every purl
 MAX_OS_RELEASE_BYTES = 64 * KiB
+#: paths of one package database looked up in the target to tell whether its file lists carry
+#: an install prefix the target lacks (an SDK installed with ``rpm --relocate``, copied without
+#: it); each of the candidate prefixes costs as many lookups again
+MAX_RELOCATION_SAMPLE = 1000
+#: candidate prefixes tried (the most common leading folders of the paths not found) ...
+MAX_RELOCATION_CANDIDATES = 8
+#: ... each at most this many folders deep (``/opt/eldk-5.6/powerpc/rootfs`` is 4)
+MAX_RELOCATION_PREFIX_DEPTH = 6
+#: fewer paths than this in a database: no prefix is sought (too few to tell)
+MIN_RELOCATION_SAMPLE = 8
 #: characters of one package version (a dpkg ``Version``): real ones are under 100; 5,000
 #: digits of epoch cost Python's ``int()`` a ValueError and every report a line of garbage
 MAX_PACKAGE_VERSION_CHARS = 256

@@ -24,6 +24,7 @@ from scanner.errors import ErrorRecord
 from scanner.inventory import purl as purlmod
 from scanner.inventory.memo import Key, Memo, remembered
 from scanner.inventory.packages import PackageDatabase, database_from_memo, database_to_memo
+from scanner.inventory.relocation import strip_prefixes
 from scanner.target import RootFS
 
 # (the records passing between a reader and the registry are named tuples: cheap to define
@@ -143,6 +144,8 @@ def _read_one(reader: PackageReader, fs: RootFS, loc: Location, ctx: ReadContext
 def read_package_databases(fs: RootFS, os_release: Mapping[str, str], rpm_reader: str = "auto",
                            memo: Memo | None = None) -> list[PackageDatabase]:
     """Every package database in the target, by every registered reader (rpm: each
-    database found; dpkg; apk; opkg)."""
+    database found; dpkg; apk; opkg); a database whose paths carry an install prefix the
+    target lacks (an SDK installed with ``rpm --relocate``, then copied without its prefix)
+    has it removed (:func:`~scanner.inventory.relocation.strip_prefixes`), and says so."""
     ctx = ReadContext(os_release, rpm_reader)
-    return [db for reader in registered() for db in read_databases(reader, fs, ctx, memo)]
+    return strip_prefixes(fs, [db for reader in registered() for db in read_databases(reader, fs, ctx, memo)])

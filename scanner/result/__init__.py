@@ -238,7 +238,9 @@ def build(target: TargetInfo, scan: ScanInfo, census: Census, linkage: Linkage,
         },
         "databases": [
             {"manager": db.manager, "path": text(db.path), "backend": db.backend, "reader": db.reader,
-             "packages": len(db.packages)}
+             "packages": len(db.packages),
+             **({"prefix_stripped": text(db.prefix_stripped), "prefix_note": text(db.prefix_note or "")}
+                if db.prefix_stripped else {})}
             for db in databases
         ],
         "packages": packages,
