@@ -185,3 +185,71 @@ def test_yocto_root_full_scan(tmp_path: Path, built_elves: dict[str, bytes]) -> 
     assert {e["path"]: e["owner"] for e in doc["elves"]} == {"/bin/busybox.nosuid": None}
     assert doc["summary"]["unowned_elves"] == 1
     reports_render(doc, tmp_path / "reports")
+
+
+def test_apk_and_opkg_reads_remembered_until_a_file_changes(tmp_path: Path, alpine_root: Path,
+                                                            built_elves: dict[str, bytes]) -> None:
+    """The scan cache keeps each read under the database's identity (opkg: also the files of
+    ``info/``): an unchanged database is read from it, records equal; a changed ``.list`` or
+    ``.control`` is read again."""
+    from scanner.inventory.cache import ScanCache
+    from scanner.inventory.readers import read_package_databases
+
+    root = opkg_root(tmp_path / "openwrt", OPENWRT, "/usr/lib/opkg", built_elves)
+    for fs, os_release, kind in ((DirectoryRoot(alpine_root), {"ID": "alpine"}, "apk"),
+                                 (DirectoryRoot(root), {"ID": "openwrt"}, "opkg")):
+        cache_file = tmp_path / f"{kind}.sqlite"
+        cold = ScanCache(cache_file, "DirectoryRoot:t")
+        first = read_package_databases(fs, os_release, "python", cold.memo)
+        cold.commit()
+        cold.close()
+        assert [d.manager for d in first] == [kind] and first[0].packages
+        warm = ScanCache(cache_file, "DirectoryRoot:t")
+        assert read_package_databases(fs, os_release, "python", warm.memo) == first
+        assert warm.memo.hits == {kind: 1}
+    (root / "usr/lib/opkg/info/beep.list").write_text("/usr/bin/beep\n/usr/bin/beep2\n")
+    warm = ScanCache(tmp_path / "opkg.sqlite", "DirectoryRoot:t")
+    again = read_package_databases(DirectoryRoot(root), {"ID": "openwrt"}, "python", warm.memo)
+    assert warm.memo.hits == {}
+    assert {p.name: p.files for p in again[0].packages}["beep"] == ("/usr/bin/beep", "/usr/bin/beep2")
+
+
+def test_relocated_apk_database_and_a_bounded_sample(tmp_path: Path, alpine_root: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real apk database with every folder below ``opt/alpine`` (as if installed with
+    ``apk --root /opt/alpine`` and copied without it): the prefix is found, every file is owned
+    as in the unmoved root; the lookups it costs stay within ``(1 + candidates) * sample``
+    (each lookup an ``exists`` and, for a missing path, an ``is_symlink``)."""
+    from scanner import limits
+    from scanner.inventory import apk, relocation
+    from scanner.inventory.packages import OwnershipIndex
+
+    root = tmp_path / "root"
+    shutil.copytree(alpine_root, root, symlinks=True)
+    db_file = root / "lib/apk/db/installed"
+    db_file.write_bytes(db_file.read_bytes().replace(b"\nF:", b"\nF:opt/alpine/"))
+
+    class Counting(DirectoryRoot):
+        lookups = 0
+
+        def exists(self, path: str) -> bool:
+            Counting.lookups += 1
+            return super().exists(path)
+
+    fs = Counting(root)
+    db = apk.read_database(fs, {"ID": "alpine"})
+    assert db is not None and all(f.startswith("/opt/alpine/") for p in db.packages for f in p.files if f != "/")
+    monkeypatch.setattr(limits, "MAX_RELOCATION_SAMPLE", 50)
+    Counting.lookups = 0
+    reloc = relocation.detect(fs, db)
+    assert reloc is not None and reloc.prefix == "/opt/alpine" and 40 <= reloc.sample <= 50 and reloc.present == 0
+    assert reloc.found == reloc.under == reloc.sample
+    assert Counting.lookups <= (1 + limits.MAX_RELOCATION_CANDIDATES) * 50
+    [moved] = relocation.strip_prefixes(fs, [db])
+    original = apk.read_database(DirectoryRoot(alpine_root), {"ID": "alpine"})
+    assert original is not None and moved.packages == original.packages
+    ids = {p.name: p.id for p in original.packages}
+    index = OwnershipIndex(fs, [moved])
+    for path, name in ALPINE_ELF.items():
+        assert index.owner(path) == ids[name], path
+    assert OwnershipIndex(fs, [db]).owner("/bin/busybox") is None  # as listed, nobody's
