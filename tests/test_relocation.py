@@ -109,3 +109,13 @@ def test_root_missing_most_files_gets_no_prefix(tmp_path: Path) -> None:
     db = opkg.read_database(fs, {})
     assert db is not None and sum(len(p.files) for p in db.packages) > 100
     assert detect(fs, db) is None
+
+
+def test_cli_says_the_prefix_was_stripped(relocated: Path, tmp_path: Path) -> None:
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "scanner", "scan", str(relocated / "root"), "-o", str(tmp_path),
+                        "-j", "1"], capture_output=True, text=True, check=False, env={"COLUMNS": "300",
+                                                                                      "PATH": "/usr/bin:/bin"})
+    assert r.returncode in (0, 1), r.stderr
+    assert "install prefix /opt/sdk stripped: the database lists its files below /opt/sdk" in r.stdout

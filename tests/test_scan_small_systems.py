@@ -253,3 +253,37 @@ def test_relocated_apk_database_and_a_bounded_sample(tmp_path: Path, alpine_root
     for path, name in ALPINE_ELF.items():
         assert index.owner(path) == ids[name], path
     assert OwnershipIndex(fs, [db]).owner("/bin/busybox") is None  # as listed, nobody's
+
+
+def test_hostile_databases_in_a_full_scan(tmp_path: Path, built_elves: dict[str, bytes]) -> None:
+    """A FIFO where apk's database should be and binary garbage in opkg's status, in one root:
+    the scan goes on (never blocks on the FIFO), each database is in the result with its error
+    records, and the document validates."""
+    import os
+    import signal
+
+    root = opkg_root(tmp_path / "root", OPENWRT, "/usr/lib/opkg", built_elves)
+    status = root / "usr/lib/opkg/status"
+    status.write_bytes(b"\x00\xff\xfe garbage\n\n" + status.read_bytes() + b"Package: cut")
+    (root / "lib/apk/db").mkdir(parents=True)
+    os.mkfifo(root / "lib/apk/db/installed")
+
+    def stop(*_: object) -> None:
+        raise TimeoutError("the scan blocked (opened a FIFO?)")
+
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(60)
+    try:
+        doc = scan(DirectoryRoot(root), ScanOptions(jobs=1))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    validate(doc)
+    dbs = {d["manager"]: d for d in doc["databases"]}
+    assert (dbs["apk"]["path"], dbs["apk"]["packages"]) == ("/lib/apk/db/installed", 0)
+    assert dbs["opkg"]["packages"] == grep_count("^Package:", OPENWRT / "status")
+    errors = [(e["path"], e["message"]) for e in doc["errors"]]
+    assert ("/lib/apk/db/installed", "not a regular file; not read") in errors
+    assert any(p == "/usr/lib/opkg/status" and "is not a 'Field: value' line" in m for p, m in errors)
+    assert any(p == "/usr/lib/opkg/status" and "cut short" in m for p, m in errors)
+    assert doc["summary"]["unowned_elves"] == 0
