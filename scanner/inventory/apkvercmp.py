@@ -12,6 +12,11 @@ follows is a pre-release suffix (``1.1_rc1`` < ``1.1`` < ``1.1.1`` and ``1.1`` <
 past the first token that is not the grammar's, the rest is not compared (and the kinds of the
 next tokens decide, as apk-tools does).
 
+Followed as written, quirks included: after ``.0`` the zero run is a token of its own and the
+kind of the token after it decides, so ``1.0_rc1`` orders after ``1.0`` (while ``1.1_rc1``
+orders before ``1.1``), as apk-tools 2.x's ``version.c`` reads it (not checked against a running
+``apk``: it does not install on Debian).
+
 One difference: apk-tools keeps a number in a C ``int``; here numbers are exact (a 14-digit
 ``_pre20191002222144`` overflows the C type; apk-tools' own test vectors expect the exact
 order; ``tests/test_versions.py`` runs all of them).
