@@ -5,8 +5,10 @@ JSON-able ``flightcheck/diff/1`` document:
 
 * **packages** matched by ``(manager, name, arch)``: added, removed, upgraded and
   downgraded. Versions are ordered as the package manager orders them: rpm's
-  ``labelCompare`` (epoch, then ``rpmvercmp`` of version and release) for rpm, and
-  python-debian's :class:`~debian.debian_support.Version` for dpkg, PEP 440 (packaging) for
+  ``labelCompare`` (epoch, then ``rpmvercmp`` of version and release) for rpm,
+  python-debian's :class:`~debian.debian_support.Version` for dpkg and for opkg (whose
+  ``[epoch:]upstream[-revision]`` order is dpkg's: libopkg's ``verrevcmp`` is dpkg's),
+  apk-tools' order for apk (:mod:`scanner.inventory.apkvercmp`), PEP 440 (packaging) for
   Python distributions, SemVer 2.0 for Go modules and crates. When a name and arch
   is installed more than once (rpm's install-only kernels), the versions present on
   both sides are the same package, and one version going while another comes is an
@@ -40,6 +42,7 @@ from typing import Any
 
 from scanner import __version__
 from scanner.findings import FAILING_STATES, SEV_RANK
+from scanner.inventory.apkvercmp import apk_version_compare
 from scanner.inventory.rpmvercmp import Evr, rpmvercmp
 from scanner.inventory.rpmvercmp import label_compare as _rpm_label_compare
 
@@ -49,6 +52,9 @@ SCHEMA_ID = "flightcheck/diff/1"
 COMPARED_OPTIONS = ("paths", "exclude", "packages", "licenses", "cross_mounts")
 
 PkgKey = tuple[str, str, str | None]
+
+#: the managers whose versions are ``[epoch:]upstream[-revision]`` in dpkg's order
+DPKG_ORDER = ("dpkg", "opkg")
 
 
 # --------------------------------------------------------------------------- versions
@@ -87,9 +93,9 @@ def semver_key(version: str) -> tuple[Any, ...] | None:
 
 def compare_versions(manager: str, old: dict[str, Any], new: dict[str, Any]) -> int:
     """-1, 0 or 1: how package record ``new``'s version orders against ``old``'s. Each
-    manager's own order: rpm's, dpkg's, PEP 440 for Python distributions, SemVer for Go
-    modules and crates; where a version does not follow its scheme, rpm's segment order
-    is the stand-in."""
+    manager's own order: rpm's, dpkg's (opkg's too), apk's, PEP 440 for Python
+    distributions, SemVer for Go modules and crates; where a version does not follow its
+    scheme, rpm's segment order is the stand-in."""
     a, b = str(old.get("version") or ""), str(new.get("version") or "")
     if manager == "python":
         from packaging.version import InvalidVersion, Version as Pep440
@@ -104,7 +110,9 @@ def compare_versions(manager: str, old: dict[str, Any], new: dict[str, Any]) -> 
         if ka is not None and kb is not None:
             return (kb > ka) - (kb < ka)
         return rpmvercmp(b, a)
-    if manager == "dpkg":
+    if manager == "apk":  # the version is whole (``1.2.2-r3``), as apk compares it
+        return apk_version_compare(b, a)
+    if manager in DPKG_ORDER:
         from debian.debian_support import Version
 
         a, b = _deb_version(old), _deb_version(new)
@@ -118,7 +126,7 @@ def compare_versions(manager: str, old: dict[str, Any], new: dict[str, Any]) -> 
 
 def evr(p: dict[str, Any]) -> str:
     """A package's version as its manager writes it: ``[E:]V[-R]``."""
-    if p.get("manager") == "dpkg":
+    if p.get("manager") in DPKG_ORDER:
         return _deb_version(p)
     s = (f"{p['epoch']}:" if p.get("epoch") not in (None, "", 0, "0") else "") + str(p.get("version") or "")
     return s + (f"-{p['release']}" if p.get("release") else "")

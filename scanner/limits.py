@@ -98,12 +98,32 @@ MAX_VMDK_DESCRIPTOR_BYTES = 64 * KiB
 #: sets LIBGUESTFS_BACKEND_SETTINGS; FLIGHTCHECK_GUESTFS_KVM_LAUNCH_SECONDS overrides it
 GUESTFS_KVM_LAUNCH_SECONDS = 60
 
-# ---- package databases (dpkg, rpm) and repositories -----------------------------------------
+# ---- package databases (dpkg, rpm, apk, opkg) and repositories -----------------------------------------
 #: bytes of dpkg's ``status`` file read (a Debian system of 5,000 packages has about 10 MiB)
 MAX_DPKG_STATUS_BYTES = 64 * MiB
+#: bytes of apk's ``installed`` database read (it holds every package's file list inline: a
+#: large Alpine system of 1,500 packages has about 15 MiB); a larger one is read up to the cap,
+#: whole paragraphs only, and said
+MAX_APK_INSTALLED_BYTES = 64 * MiB
+#: bytes of opkg's ``status`` file read (OpenWrt's of 500 packages is under 100 KiB; Yocto's of
+#: 5,000 about 5 MiB)
+MAX_OPKG_STATUS_BYTES = 64 * MiB
+#: bytes of one opkg ``info/<package>.control`` read (real ones are under 4 KiB); its License
+#: field is all that is read of it
+MAX_OPKG_CONTROL_BYTES = 1 * MiB
 #: bytes of the target's os-release (or redhat-release, debian_version) read: real ones are
 #: under 1 KiB; its fields name the distribution in every purl
 MAX_OS_RELEASE_BYTES = 64 * KiB
+#: paths of one package database looked up in the target to tell whether its file lists carry
+#: an install prefix the target lacks (an SDK installed with ``rpm --relocate``, copied without
+#: it); each of the candidate prefixes costs as many lookups again
+MAX_RELOCATION_SAMPLE = 1000
+#: candidate prefixes tried (the most common leading folders of the paths not found) ...
+MAX_RELOCATION_CANDIDATES = 8
+#: ... each at most this many folders deep (``/opt/eldk-5.6/powerpc/rootfs`` is 4)
+MAX_RELOCATION_PREFIX_DEPTH = 6
+#: fewer paths than this in a database: no prefix is sought (too few to tell)
+MIN_RELOCATION_SAMPLE = 8
 #: characters of one package version (a dpkg ``Version``): real ones are under 100; 5,000
 #: digits of epoch cost Python's ``int()`` a ValueError and every report a line of garbage
 MAX_PACKAGE_VERSION_CHARS = 256

@@ -124,7 +124,9 @@ def loader_to_json(linkage: Linkage) -> dict[str, Any]:
 
 def database_to_json(db: PackageDatabase) -> dict[str, Any]:
     return {"manager": db.manager, "path": text(db.path), "backend": db.backend, "reader": db.reader,
-            "packages": len(db.packages)}
+            "packages": len(db.packages),
+            **({"prefix_stripped": text(db.prefix_stripped), "prefix_note": text(db.prefix_note or "")}
+               if db.prefix_stripped else {})}
 
 
 def jsonable(v: Any) -> Any:

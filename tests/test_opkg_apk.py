@@ -241,7 +241,7 @@ def test_apk_fifo_and_cap(tmp_path: Path, no_hang: None, monkeypatch: pytest.Mon
     assert messages(db) == ["not a regular file; not read"]
     (root / "lib/apk/db/installed").unlink()
     shutil.copy(APK_DB, root / "lib/apk/db/installed")
-    monkeypatch.setattr(apk, "MAX_APK_INSTALLED_BYTES", 10_000)
+    monkeypatch.setattr(limits, "MAX_APK_INSTALLED_BYTES", 10_000)
     db = apk.read_database(DirectoryRoot(root), ALPINE)
     assert db is not None
     assert len(db.packages) == APK_DB.read_bytes()[:10_000].count(b"\n\n")

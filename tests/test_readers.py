@@ -65,9 +65,9 @@ def test_purl_percent_encodes_undecodable_bytes() -> None:
 
 # ---- the registry -----------------------------------------------------------------------------------
 def test_every_registered_reader_in_order(tmp_path: Path, rpmroot: Path) -> None:
-    """rpm first, then dpkg (the first read owns a file two claim); each database read once,
-    the same records as each reader's own entry point."""
-    assert [r.manager for r in registered()] == ["rpm", "dpkg"]
+    """rpm first, then dpkg, apk and opkg (the first read owns a file two claim); each database
+    read once, the same records as each reader's own entry point."""
+    assert [r.manager for r in registered()] == ["rpm", "dpkg", "apk", "opkg"]
     fs = DirectoryRoot(both_root(tmp_path, rpmroot))
     dbs = read_package_databases(fs, DEBIAN, "python")
     assert [(d.manager, d.path, d.backend) for d in dbs] == [("rpm", "/var/lib/rpm/rpmdb.sqlite", "sqlite"),

@@ -108,6 +108,9 @@ def _print_sources(doc: dict[str, Any], console: "Console") -> None:
     for db in doc.get("databases", []) if not repo_info else ():
         console.print(f"  {markup(db['manager'])} database {markup(db['path'])} ({markup(db['backend'])}, "
                       f"read by {markup(db['reader'])}): {markup(db['packages'])} packages", highlight=False)
+        if db.get("prefix_stripped"):
+            console.print(f"  [yellow]install prefix {markup(db['prefix_stripped'])} stripped[/]: "
+                          f"{markup(db.get('prefix_note', ''))}", highlight=False)
 
 
 def _print_findings(doc: dict[str, Any], console: "Console") -> None:

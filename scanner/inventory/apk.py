@@ -30,7 +30,8 @@ from scanner import limits
 from scanner.errors import ErrorRecord
 from scanner.inventory.packages import Package, PackageDatabase, PathBudget, checked_arch, shown
 from scanner.inventory.purl import distro, namespace, purl
-from scanner.inventory.textdb import (MAX_APK_INSTALLED_BYTES, Paragraph, checked_path, ends_cut, lines_of, paragraphs,
+from scanner.inventory.readers import register
+from scanner.inventory.textdb import (Paragraph, TextDbReader, checked_path, ends_cut, lines_of, paragraphs,
                                       read_capped, read_located, reconcile)
 from scanner.limits import LimitExceeded
 from scanner.target import RootFS
@@ -44,6 +45,17 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,255}")
 _VERSION = re.compile(r"[0-9]+(\.[0-9]+)*[a-z]?(_(alpha|beta|pre|rc|cvs|svn|git|hg|p)[0-9]*)*(~[0-9a-f]+)?(-r[0-9]+)?")
 
 
+@register
+class ApkReader(TextDbReader):
+    """apk's database (:class:`~scanner.inventory.readers.PackageReader`): ``installed``,
+    which holds every package's file list inline."""
+
+    manager, backend, candidates = MANAGER, BACKEND, CANDIDATES
+
+    def parse(self, fs: RootFS, os_release: dict[str, str], path: str) -> PackageDatabase:
+        return _read(fs, os_release, path)
+
+
 def read_database(fs: RootFS, os_release: dict[str, str]) -> PackageDatabase | None:
     """The apk database of the target, or None when it has none."""
     return read_located(fs, CANDIDATES, "apk", MANAGER, BACKEND, lambda path: _read(fs, os_release, path))
@@ -52,7 +64,7 @@ def read_database(fs: RootFS, os_release: dict[str, str]) -> PackageDatabase | N
 def _read(fs: RootFS, os_release: dict[str, str], path: str) -> PackageDatabase:
     """Every paragraph of the database at ``path``, each package's files within one budget."""
     errors: list[ErrorRecord] = []
-    data = read_capped(fs, path, MAX_APK_INSTALLED_BYTES, "MAX_APK_INSTALLED_BYTES", errors, whole=b"\n\n")
+    data = read_capped(fs, path, limits.MAX_APK_INSTALLED_BYTES, "MAX_APK_INSTALLED_BYTES", errors, whole=b"\n\n")
     if data is None:
         return PackageDatabase(MANAGER, path, BACKEND, "python", (), tuple(errors))
     ends_cut(data, path, errors)

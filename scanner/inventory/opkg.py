@@ -34,9 +34,9 @@ from scanner import limits
 from scanner.errors import ErrorRecord
 from scanner.inventory.packages import Package, PackageDatabase, PathBudget, checked_arch, shown
 from scanner.inventory.purl import distro, namespace, purl
-from scanner.inventory.textdb import (MAX_OPKG_CONTROL_BYTES, MAX_OPKG_STATUS_BYTES, Paragraph, control_fields,
-                                      ends_cut, lines_of, paragraphs, read_capped, read_located, read_path_list,
-                                      reconcile)
+from scanner.inventory.readers import register
+from scanner.inventory.textdb import (Paragraph, TextDbReader, control_fields, ends_cut, lines_of, paragraphs,
+                                      read_capped, read_located, read_path_list, reconcile)
 from scanner.limits import LimitExceeded
 from scanner.target import RootFS
 
@@ -46,6 +46,19 @@ GONE = {"not-installed", "config-files"}
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9+._-]{0,255}")
 _EPOCH = re.compile(r"[0-9]{1,9}")
+
+
+@register
+class OpkgReader(TextDbReader):
+    """opkg's database (:class:`~scanner.inventory.readers.PackageReader`): ``status`` and
+    the ``.list`` and ``.control`` files of ``info/`` beside it (their identities are part of
+    what a remembered read depends on)."""
+
+    manager, backend, candidates = MANAGER, BACKEND, CANDIDATES
+    beside, beside_suffixes = "info", (".list", ".control")
+
+    def parse(self, fs: RootFS, os_release: dict[str, str], path: str) -> PackageDatabase:
+        return _read(fs, os_release, path)
 
 
 def read_database(fs: RootFS, os_release: dict[str, str]) -> PackageDatabase | None:
@@ -58,7 +71,7 @@ def _read(fs: RootFS, os_release: dict[str, str], status: str) -> PackageDatabas
     """Every paragraph of ``status``, each package's files (``info/`` beside it) within one
     budget, the paragraphs counted and reconciled with the packages listed."""
     errors: list[ErrorRecord] = []
-    data = read_capped(fs, status, MAX_OPKG_STATUS_BYTES, "MAX_OPKG_STATUS_BYTES", errors, whole=b"\n\n")
+    data = read_capped(fs, status, limits.MAX_OPKG_STATUS_BYTES, "MAX_OPKG_STATUS_BYTES", errors, whole=b"\n\n")
     if data is None:
         return PackageDatabase(MANAGER, status, BACKEND, "python", (), tuple(errors))
     ends_cut(data, status, errors)
@@ -132,7 +145,7 @@ def _control(fs: RootFS, path: str, errors: list[ErrorRecord]) -> Paragraph | No
     there is none or it cannot be read (then an error record says why)."""
     if not (fs.exists(path) or fs.is_symlink(path)):
         return None
-    data = read_capped(fs, path, MAX_OPKG_CONTROL_BYTES, "MAX_OPKG_CONTROL_BYTES", errors)
+    data = read_capped(fs, path, limits.MAX_OPKG_CONTROL_BYTES, "MAX_OPKG_CONTROL_BYTES", errors)
     if data is None:
         return None
     for start, block in paragraphs(lines_of(data)):

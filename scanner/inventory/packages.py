@@ -28,7 +28,7 @@ class Package:
     """One installed package, whatever manager installed it."""
 
     id: str
-    manager: str  # rpm | dpkg | python | golang | cargo | elf-note
+    manager: str  # rpm | dpkg | apk | opkg | python | golang | cargo | elf-note
     name: str
     epoch: int | None
     version: str
@@ -52,10 +52,14 @@ class PackageDatabase:
 
     manager: str
     path: str  # guest path of the database folder or file
-    backend: str  # sqlite | bdb | ndb | dpkg-status
+    backend: str  # sqlite | bdb | ndb | dpkg-status | apk-installed | opkg-status
     reader: str  # librpm | python | python-debian
     packages: tuple[Package, ...]
     errors: tuple[ErrorRecord, ...] = ()
+    #: the install prefix removed from its packages' paths (they are matched without it: see
+    #: :mod:`scanner.inventory.relocation`), and the note that says why; None for nearly all
+    prefix_stripped: str | None = None
+    prefix_note: str | None = None
 
 
 class PathBudget:

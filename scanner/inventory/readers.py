@@ -4,7 +4,7 @@ one into a :class:`~scanner.inventory.packages.PackageDatabase` (package records
 file lists, from which ownership is computed afterwards, once, for all managers).
 
 Readers register themselves (:func:`register`); :func:`read_package_databases` runs every
-registered reader in order (rpm, then dpkg: when two packages claim one file, the first read
+registered reader in order (rpm, dpkg, apk, then opkg: when two packages claim one file, the first read
 owns it). Readers never see the scan cache: :func:`read_databases` asks the memo for each
 database by its identity (:meth:`PackageReader.identity`, a fingerprint of the database
 files) and stores what the reader returned.
@@ -24,13 +24,14 @@ from scanner.errors import ErrorRecord
 from scanner.inventory import purl as purlmod
 from scanner.inventory.memo import Key, Memo, remembered
 from scanner.inventory.packages import PackageDatabase, database_from_memo, database_to_memo
+from scanner.inventory.relocation import strip_prefixes
 from scanner.target import RootFS
 
 # (the records passing between a reader and the registry are named tuples: cheap to define
 # at import, which every scan pays)
 
 #: the modules of the built-in readers, in the order their databases are read
-BUILTIN = ("scanner.inventory.rpmdb", "scanner.inventory.dpkg")
+BUILTIN = ("scanner.inventory.rpmdb", "scanner.inventory.dpkg", "scanner.inventory.apk", "scanner.inventory.opkg")
 
 
 class ReadContext(NamedTuple):
@@ -143,6 +144,8 @@ def _read_one(reader: PackageReader, fs: RootFS, loc: Location, ctx: ReadContext
 def read_package_databases(fs: RootFS, os_release: Mapping[str, str], rpm_reader: str = "auto",
                            memo: Memo | None = None) -> list[PackageDatabase]:
     """Every package database in the target, by every registered reader (rpm: each
-    database found; dpkg)."""
+    database found; dpkg; apk; opkg); a database whose paths carry an install prefix the
+    target lacks (an SDK installed with ``rpm --relocate``, then copied without its prefix)
+    has it removed (:func:`~scanner.inventory.relocation.strip_prefixes`), and says so."""
     ctx = ReadContext(os_release, rpm_reader)
-    return [db for reader in registered() for db in read_databases(reader, fs, ctx, memo)]
+    return strip_prefixes(fs, [db for reader in registered() for db in read_databases(reader, fs, ctx, memo)])

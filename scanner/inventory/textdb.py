@@ -12,33 +12,25 @@ PATH_MAX is an error record, and the paths one database builds are bounded by
 record and the rest is read; the paragraphs read and the packages listed are counted and
 reconciled (:func:`reconcile`), so no package is lost without a record saying so.
 
-The caps below are new; they belong in :mod:`scanner.limits` (kept here so this change adds
-files only: move them there, and into the README's table, when it is merged).
+Their caps are in :mod:`scanner.limits` (``MAX_APK_INSTALLED_BYTES``, ``MAX_OPKG_STATUS_BYTES``,
+``MAX_OPKG_CONTROL_BYTES``), read when a database is read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from scanner import limits
 from scanner.errors import ErrorRecord
+from scanner.inventory.memo import file_key
 from scanner.inventory.packages import PackageDatabase, PathBudget, shown
-from scanner.limits import MiB, LimitExceeded
+from scanner.inventory.readers import Found, Location, ReadContext
+from scanner.limits import LimitExceeded
 from scanner.target import RootFS
-
-#: bytes of apk's ``installed`` database read (it holds every package's file list inline: a
-#: large Alpine system of 1,500 packages has about 15 MiB); a larger one is read up to the cap,
-#: whole paragraphs only, and said
-MAX_APK_INSTALLED_BYTES = 64 * MiB
-#: bytes of opkg's ``status`` file read (OpenWrt's of 500 packages is under 100 KiB; Yocto's of
-#: 5,000 about 5 MiB)
-MAX_OPKG_STATUS_BYTES = 64 * MiB
-#: bytes of one opkg ``info/<package>.control`` read (real ones are under 4 KiB); its License
-#: field is all that is read of it
-MAX_OPKG_CONTROL_BYTES = 1 * MiB
 
 
 @dataclass(frozen=True)
@@ -225,3 +217,61 @@ def reconcile(path: str, read: int, listed: int, not_installed: int, errors: lis
     if skipped:
         errors.append(ErrorRecord(path, "inventory", f"{read:,} paragraphs read, {listed:,} packages listed, "
                                                      f"{not_installed:,} not installed, {skipped:,} skipped"))
+
+
+def fingerprint(fs: RootFS, path: str, os_release: Mapping[str, str], folder: str | None = None,
+                suffixes: tuple[str, ...] = ()) -> str | None:
+    """What a read of the database file ``path`` depends on: its identity, the os-release
+    fields its purls carry, and (opkg) the identities of the files of ``folder`` ending in one
+    of ``suffixes`` (their names and stats, not contents: listed inside the root, never
+    followed out of it). None when ``path`` is not a regular file (never read, so nothing to
+    remember); OSError when it cannot be looked at."""
+    if not fs.is_file(path):
+        return None
+    h = hashlib.sha256(repr(sorted(os_release.items())).encode("utf-8", "surrogateescape"))
+    if folder is not None:
+        try:
+            for name, kind, st in sorted(fs.listdir_stat(fs.resolve(folder))):
+                if name.endswith(suffixes):
+                    h.update(f"{name}\0{kind}\0{file_key(st) if st else '-'}\n".encode("utf-8", "surrogateescape"))
+        except OSError:
+            h.update(b"no folder")
+    return file_key(fs.stat(path)) + "+" + h.hexdigest()[:32]
+
+
+class TextDbReader:
+    """The :class:`~scanner.inventory.readers.PackageReader` of a one-file text database
+    (apk's ``installed``, opkg's ``status``): found at the first of ``candidates`` (a second,
+    different one is a record, not read), read by ``parse`` (``fs, os_release, path``), its
+    whole failure the database's one error record. Subclasses set the class attributes."""
+
+    manager = ""
+    backend = ""
+    candidates: tuple[str, ...] = ()
+    #: the folder beside the database whose files a read also depends on (opkg's ``info``)
+    beside: str | None = None
+    beside_suffixes: tuple[str, ...] = ()
+
+    def parse(self, fs: RootFS, os_release: dict[str, str], path: str) -> PackageDatabase:
+        raise NotImplementedError
+
+    def locate(self, fs: RootFS, ctx: ReadContext) -> Found:
+        path, notes = locate(fs, self.candidates, self.manager)
+        return Found((Location(path, self.backend),) if path else (), tuple(notes))
+
+    def identity(self, fs: RootFS, location: Location, ctx: ReadContext) -> str | None:
+        folder = posixpath.join(posixpath.dirname(location.path), self.beside) if self.beside else None
+        return fingerprint(fs, location.path, ctx.os_release, folder, self.beside_suffixes)
+
+    def read(self, fs: RootFS, location: Location, ctx: ReadContext) -> PackageDatabase:
+        try:
+            return self.parse(fs, dict(ctx.os_release), location.path)
+        except Exception as exc:  # noqa: BLE001 - the database's failure is its error record, not the scan's
+            return unreadable(self.manager, location.path, self.backend,
+                              f"cannot be read ({type(exc).__name__}: {exc})")
+
+    def keep(self, db: PackageDatabase) -> bool:
+        return True
+
+    def reader_name(self, ctx: ReadContext) -> str:
+        return "python"

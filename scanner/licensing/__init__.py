@@ -26,11 +26,19 @@ __all__ = ["LicenseOutcome", "LicenseTables", "LinkedLicense", "PackageLicense",
            "license_packages", "load_tables", "normalize"]
 
 
+#: the field each manager's records carry their license in (dpkg's is a copyright file): the
+#: ``license_source`` of a package is its manager's name when that field is set. apk writes
+#: SPDX since Alpine 3.x (``GPL-2.0-only``) and older lists (``MIT BSD GPL2+``); opkg's is
+#: the recipe's ``LICENSE``: SPDX-style ids joined by ``&``/``|`` on Yocto (``GPLv2 & bzip2``,
+#: OpenEmbedded's names), SPDX on OpenWrt (``GPL-2.0-or-later``)
+LICENSE_FIELDS = {"rpm": "rpm LICENSE tag", "apk": "apk L: field", "opkg": "opkg License: field"}
+
+
 @dataclass(frozen=True)
 class PackageLicense:
     package: str  # package id
     raw: str | None
-    source: str  # rpm | dep5 | copyright-text | none
+    source: str  # rpm | apk | opkg | dep5 | copyright-text | none
     evidence: str
     outcome: LicenseOutcome
     category: str
@@ -50,9 +58,10 @@ class LinkedLicense:
 def license_packages(fs: RootFS | None, databases: Iterable[PackageDatabase], tables: LicenseTables,
                      network_copyleft: tuple[str, ...] = DEFAULT_NETWORK_COPYLEFT,
                      memo: Memo | None = None) -> dict[str, PackageLicense]:
-    """The license of every package: rpm's LICENSE tag, dpkg's copyright file (``memo``:
-    the scan cache, which keeps what each copyright file said). ``fs`` is None for a
-    repository's packages, which have only their own declaration."""
+    """The license of every package: rpm's LICENSE tag, apk's ``L:``, opkg's ``License:``,
+    dpkg's copyright file (``memo``: the scan cache, which keeps what each copyright file
+    said), the metadata of Python distributions. ``fs`` is None for a repository's
+    packages, which have only their own declaration."""
 
     # what each distinct raw string meant last time, when the tables, the policy's names and
     # the code are the same (the scan cache): normalising is most of a rescan's license work
@@ -100,7 +109,9 @@ FIELD_EVIDENCE = {
 
 def _package_license(fs: RootFS | None, pkg: Package, outcome: Callable[[str | None], tuple[LicenseOutcome, str]],
                      memo: Memo | None) -> PackageLicense:
-    """One package's license: rpm's LICENSE tag, dpkg's copyright file."""
+    """One package's license: dpkg's copyright file; the license field of the others' own
+    records (rpm's LICENSE tag, apk's ``L:``, opkg's ``License:``, a Python distribution's
+    metadata), source named by manager or field."""
     if pkg.manager == "dpkg" and fs is not None:
         deb = read_copyright(fs, pkg.name, memo)
         raw, source, evidence = deb.raw, deb.source, deb.evidence
@@ -109,7 +120,8 @@ def _package_license(fs: RootFS | None, pkg: Package, outcome: Callable[[str | N
     elif pkg.manager in ("golang", "cargo", "elf-note"):  # what a binary declares names no license
         raw, source, evidence = None, "none", f"{pkg.manager} metadata names no license"
     else:
-        raw, source, evidence = pkg.license_raw, ("rpm" if pkg.license_raw else "none"), "rpm LICENSE tag"
+        manager = pkg.manager if pkg.manager in LICENSE_FIELDS else "rpm"
+        raw, source, evidence = pkg.license_raw, (manager if pkg.license_raw else "none"), LICENSE_FIELDS[manager]
     o, cat = outcome(raw)
     if source == "copyright-text" and o.status == "exact":
         o = LicenseOutcome(o.raw, o.spdx, "guess", o.refs, (*o.notes, "read from free-text copyright"),
