@@ -38,13 +38,17 @@ PYTEST_ARGS ?=
 #  postgresql         a real PostgreSQL server for the scan history tests, started on 127.0.0.1
 #                     by the tests (initdb, pg_ctl) and stopped afterwards
 #  strace             sees what C libraries (librpm, sqlite) open, for the no-host-reads test
+#  libvirt-daemon-system libvirt-clients dnsmasq-base qemu-system-x86  a real libvirtd (qemu:///system)
+#                     and virtlogd, started and stopped by the suite (tests/libvirt_harness.py), whose
+#                     domains are defined on the fixture images; one runs under TCG
 #  golang-go rustc    a Go program (build info) and a Rust program (cargo-auditable data) built
 #                     for the origins tests (fixtures/build_origins.py)
 APT_PKGS := python3.11 python3.11-venv python3.11-dev python3-rpm rpm gcc libc6-dev pax-utils file binutils util-linux \
             gcc-aarch64-linux-gnu libc6-dev-arm64-cross musl musl-dev musl-tools \
             libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core chromium chromium-driver poppler-utils \
             qemu-utils fdisk e2fsprogs xfsprogs libvirt-dev pkg-config python3-guestfs linux-image-amd64 \
-            createrepo-c nginx-light postgresql strace golang-go rustc
+            createrepo-c nginx-light postgresql strace golang-go rustc \
+            libvirt-daemon-system libvirt-clients dnsmasq-base qemu-system-x86
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
