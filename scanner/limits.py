@@ -139,3 +139,11 @@ MAX_REPO_PACKAGES = 500_000
 #: real packages have under 200,000 files; a 256 MiB header of empty strings claims 256
 #: million, a list of pointers alone larger than the memory a scan has
 MAX_RPM_HEADER_FILES = 1_000_000
+#: pages of one Berkeley DB file walked (rpm's ``Packages``: a distribution of 5,000 packages
+#: is about 60,000 pages of 4 KiB; a 2 GiB file of 512-byte pages is 4 million)
+MAX_BDB_PAGES = 4_194_304
+#: bytes of one Berkeley DB record (an rpm header: librpm's own ``headerMaxbytes`` is 256 MiB)
+MAX_BDB_RECORD_BYTES = 256 * MiB
+#: levels of one off-page duplicate tree descended (Berkeley DB's trees of a 2 GiB file are
+#: under 10 deep)
+MAX_BDB_TREE_DEPTH = 32

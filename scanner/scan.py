@@ -156,7 +156,7 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
     rules = rules_for(rules, target.kind, waivers)
     doc = resultmod.build(target, info, census, linkage, databases, owners, pkg_licenses, linked)
     findings = evaluate(CheckContext(doc["elves"], doc["packages"], doc["unresolved"], policy, fs,
-                                     errors=doc["errors"], domain=identity.domain), rules, waivers)
+                                     errors=doc["errors"], domain=identity.domain, databases=doc["databases"]), rules, waivers)
     doc["scan"].setdefault("timings", {})["checks"] = round(time.monotonic() - mark, 3)
     return resultmod.add_findings(doc, rules, findings, policy, options.fail_on,
                                   str(options.waivers) if options.waivers else None)

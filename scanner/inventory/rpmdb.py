@@ -18,11 +18,12 @@ import posixpath
 import re
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from scanner import limits
 from scanner.errors import ErrorRecord
-from scanner.inventory import rpmheader
+from scanner.inventory import rpmheader, rpmstore
 from scanner.inventory.memo import file_key
 from scanner.inventory.packages import Package, PackageDatabase, PathBudget, checked_arch, package_id, shown
 from scanner.inventory import purl as purlmod
@@ -170,78 +171,78 @@ def _why(exc: BaseException) -> str:
     return f"cannot be decoded ({type(exc).__name__}: {exc})"
 
 
-def _headers_python(dbdir: str, backend: str, fname: str, budget: PathBudget,
-                    errors: list[str]) -> Iterator[rpmheader.RpmHeader]:
-    path = os.path.join(dbdir, fname)
-    if backend == "sqlite":
-        blobs = rpmheader.sqlite_blobs(path)
-    else:
-        with open(path, "rb") as fh:
-            data = fh.read()
-        blobs = rpmheader.bdb_blobs(data) if backend == "bdb" else rpmheader.ndb_blobs(data)
-    for i, blob in enumerate(blobs):
+def _headers_python(store: rpmstore.Store, budget: PathBudget, errors: list[str]) -> Iterator[rpmheader.RpmHeader]:
+    """Every header of the database's storage the built-in reader can read; each record it
+    cannot is a ``package header N`` line in ``errors``."""
+    for i, rec in enumerate(store.records()):
+        if rec.blob is None:
+            errors.append(f"package header {i}: {rec.problem}")
+            continue
         try:
-            header = rpmheader.parse_header(blob, budget)
+            header = rpmheader.parse_header(rec.blob, budget)
         except Exception as exc:  # noqa: BLE001 - one header's failure is that header's error record
             errors.append(f"package header {i}: {_why(exc)}")
             continue
         yield header
 
 
-def _stored_headers(dbdir: str, backend: str, fname: str) -> int | None:
-    """How many package headers the database file holds, by the built-in reader's own
-    walk of its storage (None when it cannot tell): librpm skips a damaged header
-    silently, and a package must never be lost without a record."""
-    path = os.path.join(dbdir, fname)
-    try:
-        if backend == "sqlite":
-            return rpmheader.sqlite_count(path)
-        with open(path, "rb") as fh:
-            data = fh.read()
-        return sum(1 for _ in (rpmheader.bdb_blobs(data) if backend == "bdb" else rpmheader.ndb_blobs(data)))
-    except (rpmheader.RpmDbError, OSError):
-        return None
-
-
 def read_database(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[str, str],
                   *, prefer: str = "auto") -> PackageDatabase:
-    """Read one rpm database. ``prefer``: ``auto`` (librpm where it reads the backend,
-    the built-in reader otherwise or when librpm fails or skips headers), ``librpm`` or
-    ``python``."""
+    """Read one rpm database. ``prefer``: ``auto`` (librpm where it reads the backend; the
+    built-in reader otherwise, or when librpm fails or reads fewer headers than the
+    database stores and the built-in reader reads more), ``librpm`` or ``python``. The
+    database's ``why`` says which read it and why."""
     use_librpm = prefer != "python" and backend in ("sqlite", "bdb") and librpm_available()
     if prefer == "librpm" and not use_librpm:
         db_path = posixpath.join(folder, fname)
         return PackageDatabase("rpm", db_path, backend, "librpm", (), (ErrorRecord(
-            db_path, "inventory", f"rpm database ({backend}): librpm cannot read this backend here"),))
-    db, skipped = _read(fs, folder, backend, fname, os_release, use_librpm)
-    if use_librpm and prefer == "auto" and (skipped or not db.packages and db.errors):
-        fallback, _ = _read(fs, folder, backend, fname, os_release, False)
-        if len(fallback.packages) > len(db.packages):
-            return fallback  # (its records name each header it could not read)
-        if not db.packages:
-            # neither could read it: say what each reader found
-            msg = "; ".join([e.message for e in db.errors] + [
-                e.message.replace(f"rpm database ({backend}): ", "built-in reader: ") for e in fallback.errors])
-            return PackageDatabase("rpm", db.path, backend, db.reader, (), (ErrorRecord(db.path, "inventory", msg),))
-    return db
+            db_path, "inventory", f"rpm database ({backend}): librpm cannot read this backend here"),),
+            why="--rpm-reader librpm")
+    db = _read(fs, folder, backend, fname, os_release, use_librpm)
+    if prefer != "auto":
+        return replace(db, why=f"--rpm-reader {prefer}")
+    if not use_librpm:
+        return replace(db, why=f"librpm cannot read {backend} here" if librpm_available() else "no librpm bindings")
+    if db.records is not None and (db.read or 0) >= db.records and not (not db.packages and db.errors):
+        return replace(db, why="librpm read every header stored")
+    fallback = _read(fs, folder, backend, fname, os_release, False)
+    stored = f"{db.records:,}" if db.records is not None else "an uncounted number of"
+    if (fallback.read or 0) > (db.read or 0):
+        # (its records name each header it could not read)
+        return replace(fallback, why=f"librpm read {db.read or 0:,} of the {stored} headers stored, the built-in "
+                                     f"reader {fallback.read or 0:,}")
+    if not db.packages and db.errors:
+        # neither could read it: say what each reader found
+        msg = "; ".join([e.message for e in db.errors] + [
+            e.message.replace(f"rpm database ({backend}): ", "built-in reader: ") for e in fallback.errors])
+        return replace(db, packages=(), errors=(ErrorRecord(db.path, "inventory", msg),),
+                       why="neither librpm nor the built-in reader could read it")
+    return replace(db, why=f"librpm read {db.read or 0:,} of the {stored} headers stored, the built-in reader "
+                           f"no more ({fallback.read or 0:,})")
 
 
 def _read(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[str, str],
-          use_librpm: bool) -> tuple[PackageDatabase, int]:
-    """One reader's read of a database, and how many of its headers librpm skipped."""
+          use_librpm: bool) -> PackageDatabase:
+    """One reader's read of a database, with the records its storage holds counted and
+    reconciled with the headers read: every record not read is said, with the numbers."""
     reader = "librpm" if use_librpm else "python"
     db_path = posixpath.join(folder, fname)
     errors: list[str] = []
     packages: list[Package] = []
     budget = PathBudget()
-    read = skipped = 0
+    read = 0
+    records: int | None = None
+    variants: dict[tuple[int, int], int] = {}
+    notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="flightcheck-rpmdb-") as tmp:
+        store = rpmstore.Store(os.path.join(tmp, fname), backend)
         try:
             _copy_db(fs, folder, backend, fname, tmp)
-            headers = (_headers_librpm(tmp, budget, errors) if use_librpm
-                       else _headers_python(tmp, backend, fname, budget, errors))
+            headers = _headers_librpm(tmp, budget, errors) if use_librpm else _headers_python(store, budget, errors)
             for h in headers:
                 read += 1
+                for v in h.variants:
+                    variants[v] = variants.get(v, 0) + 1
                 if h.name == "gpg-pubkey":
                     continue  # imported signing keys, not software
                 problems = list(h.problems)
@@ -250,23 +251,52 @@ def _read(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[st
                 except Exception as exc:  # noqa: BLE001 - one package's failure is its own error record
                     problems.append(_why(exc))
                 errors.extend(f"package {shown(h.name, 100)}: {m}" for m in problems)
-            failed = sum(1 for m in errors if m.startswith("package header "))  # each has its own record
-            if use_librpm:
-                stored = _stored_headers(tmp, backend, fname)
-                skipped = stored - read - failed if stored is not None and stored > read + failed else 0
-                if skipped:
-                    errors.append(f"librpm read {read:,} of the {stored:,} package headers stored; "
-                                  f"{skipped:,} could not be read")
-            elif failed:
-                errors.append(f"{failed:,} of the {read + failed:,} package headers stored could not be read")
+            records = _reconcile(store, use_librpm, read, errors)
         except OSError as exc:
             errors.append(f"cannot read: {exc.strerror or exc}")
         except Exception as exc:  # noqa: BLE001 - the database stops here; what was read is kept
             errors.append(_why(exc))
+    if store.layout:
+        notes.append(store.layout)
+    notes.extend(f"{n:,} header(s) store tag {tag} as {_TYPE_NAMES.get(typ, typ)}, a width rpm 4 does not declare "
+                 f"for it (an older rpm's writing): read by the stored type" for (tag, typ), n in sorted(variants.items()))
     starved = budget.starved_record(db_path)
     errs = tuple(ErrorRecord(db_path, "inventory", f"rpm database ({backend}): {m}") for m in errors)
-    return PackageDatabase("rpm", db_path, backend, reader, tuple(packages),
-                           errs + ((starved,) if starved else ())), skipped
+    failed = None if records is None else max(records - read, 0)
+    return PackageDatabase("rpm", db_path, backend, reader, tuple(packages), errs + ((starved,) if starved else ()),
+                           records=records, read=read, failed=failed, unread_parts=len(store.problems),
+                           notes=tuple(notes))
+
+
+_TYPE_NAMES = {1: "CHAR", 2: "INT8", 3: "INT16", 4: "INT32", 5: "INT64"}
+
+
+def _reconcile(store: rpmstore.Store, use_librpm: bool, read: int, errors: list[str]) -> int | None:
+    """The records the storage holds (None: it could not be walked), after the read; the
+    lines saying what was not read (headers skipped or failed, pages not counted) go to
+    ``errors``."""
+    failed = sum(1 for m in errors if m.startswith("package header "))  # each has its own record
+    if use_librpm:
+        records: int | None
+        try:
+            records, counted = rpmstore.count(store.path, store.backend)
+            store.problems, store.layout = counted.problems, counted.layout
+        except (rpmheader.RpmDbError, OSError) as exc:
+            records = None
+            errors.append(f"the stored headers could not be counted: {_why(exc)}")
+        skipped = records - read - failed if records is not None and records > read + failed else 0
+        if skipped and records is not None:
+            errors.append(f"librpm read {read:,} of the {records:,} package headers stored; "
+                          f"{skipped:,} could not be read")
+    else:
+        records = read + failed
+        if failed:
+            errors.append(f"{failed:,} of the {records:,} package headers stored could not be read")
+    errors.extend(store.problems)
+    if store.problems:
+        errors.append(f"{len(store.problems):,} part(s) of the storage could not be read: the count of "
+                      f"{records or 0:,} headers stored leaves out what they held")
+    return records
 
 
 def _package(h: rpmheader.RpmHeader, os_release: dict[str, str], db_path: str, problems: list[str]) -> Package:

@@ -100,6 +100,7 @@ def inventory(spec: str, options: RepoOptions = RepoOptions()) -> dict[str, Any]
                                             "fail_on": options.fail_on})
     doc = resultmod.build(target, scan_info, Census((), (), 0), Linkage({}, (), "none"), [db], {}, licenses, {})
     del licenses, packages, db
-    findings = evaluate(CheckContext([], doc["packages"], [], policy, None, errors=doc["errors"]), rules, waivers)
+    findings = evaluate(CheckContext([], doc["packages"], [], policy, None, errors=doc["errors"],
+                                     databases=doc["databases"]), rules, waivers)
     return resultmod.add_findings(doc, rules, findings, policy, options.fail_on,
                                   str(options.waivers) if options.waivers else None)

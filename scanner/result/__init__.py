@@ -238,7 +238,7 @@ def build(target: TargetInfo, scan: ScanInfo, census: Census, linkage: Linkage,
         },
         "databases": [
             {"manager": db.manager, "path": text(db.path), "backend": db.backend, "reader": db.reader,
-             "packages": len(db.packages)}
+             "packages": len(db.packages), **database_counts(db)}
             for db in databases
         ],
         "packages": packages,
@@ -324,3 +324,17 @@ def validate(doc: dict[str, Any]) -> None:
     import jsonschema
 
     jsonschema.validate(doc, schema(), cls=jsonschema.Draft202012Validator)
+
+
+def database_counts(db: PackageDatabase) -> dict[str, Any]:
+    """The counts of one database entry (rpm: ``records`` stored, ``read``, ``failed``),
+    why its reader read it, and its notes; only what the reader said."""
+    out: dict[str, Any] = {k: v for k, v in (("records", db.records), ("read", db.read), ("failed", db.failed))
+                           if v is not None}
+    if db.unread_parts:
+        out["unread_parts"] = db.unread_parts
+    if db.why:
+        out["reader_reason"] = text(db.why)
+    if db.notes:
+        out["notes"] = [text(n) for n in db.notes]
+    return out
