@@ -25,6 +25,9 @@ def _partial(db: dict[str, Any]) -> str | None:
     return "; ".join(why) or None
 
 
+_EVIDENCE = ("manager", "backend", "reader", "records", "read", "failed", "unread_parts", "reader_reason")
+
+
 @check("database-partial")
 def database_partial(ctx: CheckContext, rule: Rule) -> Iterator[Outcome]:
     """``fail`` for each package database read in part; ``pass`` for each whose every
@@ -35,8 +38,7 @@ def database_partial(ctx: CheckContext, rule: Rule) -> Iterator[Outcome]:
             continue
         counted += 1
         path = str(db.get("path", ""))
-        evidence: dict[str, Any] = {k: db[k] for k in ("manager", "backend", "reader", "records", "read", "failed", "unread_parts",
-                                       "reader_reason") if k in db}
+        evidence: dict[str, Any] = {k: db[k] for k in _EVIDENCE if k in db}
         why = _partial(db)
         if why:
             yield Outcome("fail", path, f"The {db.get('manager', '')} database {path} was read in part: {why}. The "

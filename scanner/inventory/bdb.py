@@ -22,9 +22,11 @@ two access methods and was the factual reference for the item layouts:
   bytes) or ``BOVERFLOW`` (type, first overflow page, length) items; ``B_DUPLICATE`` 2
   names an off-page duplicate tree; a type with bit 0x80 set is a deleted item;
 * overflow pages (``P_OVERFLOW`` 7) chain a long item, ``hf_offset`` bytes each;
-* off-page duplicates are trees of ``P_LDUP`` 12 leaves under ``P_IBTREE`` 3 /
-  ``P_IRECNO`` 4 internal pages, or (files written before Berkeley DB 3.1, never upgraded)
-  chains of ``P_DUPLICATE`` 1 pages: both read as they are, no upgrade step.
+* off-page duplicates are trees of ``P_LDUP`` 12 leaves under ``P_IBTREE`` 3 internal
+  pages (sorted duplicates) or of ``P_LRECNO`` 6 leaves under ``P_IRECNO`` 4 (unsorted),
+  or (files written before Berkeley DB 3.1, never upgraded) chains of ``P_DUPLICATE`` 1
+  pages: all read as they are, no upgrade step; so are hash version 8 files (Berkeley DB
+  before 4.6), whose pages are ``P_HASH_UNSORTED``.
 
 How: the key/data pages (hash pages, B-tree leaves) are taken in file order, each once,
 so a damaged bucket or leaf chain can neither loop nor hide a page; the chains a record
@@ -51,7 +53,9 @@ H_KEYDATA, H_DUPLICATE, H_OFFPAGE, H_OFFDUP = 1, 2, 3, 4
 B_KEYDATA, B_DUPLICATE, B_OVERFLOW, B_DELETE = 1, 2, 3, 0x80
 PAGE_HEADER = 26
 #: pages reached only through a record (or free): never taken as key/data pages themselves
-_REACHED = frozenset({P_INVALID, P_DUPLICATE, P_IBTREE, P_IRECNO, P_OVERFLOW, P_LDUP})
+_REACHED = frozenset({P_INVALID, P_DUPLICATE, P_IBTREE, P_IRECNO, P_LRECNO, P_OVERFLOW, P_LDUP})
+#: the leaves of an off-page duplicate tree: sorted (``P_LDUP``), unsorted (``P_LRECNO``), pre-3.1
+_DUP_LEAVES = frozenset({P_LDUP, P_LRECNO, P_DUPLICATE})
 PAGE_NAMES = {0: "invalid", 1: "duplicate", 2: "hash (unsorted)", 3: "B-tree internal", 4: "recno internal",
               5: "B-tree leaf", 6: "recno leaf", 7: "overflow", 8: "hash meta", 9: "B-tree meta", 10: "queue meta",
               11: "queue data", 12: "duplicate leaf", 13: "hash"}
@@ -101,14 +105,18 @@ class BdbFile:
         if pagesize < 512 or pagesize > 65536 or pagesize & (pagesize - 1):
             raise BdbError(f"Berkeley DB page size {pagesize} is invalid")
         self.npages = len(data) // pagesize
-        if len(data) % pagesize:
-            raise BdbError(f"Berkeley DB file of {len(data):,} bytes is no whole number of {pagesize}-byte "
-                           f"pages (truncated?)")
         self._u16, self._u32 = struct.Struct(order + "H"), struct.Struct(order + "I")
         #: pages already taken by a record's chain (one bit each)
         self._taken = bytearray((self.npages + 7) // 8)
         #: what could not be read, one line each (pages skipped, chains cut)
         self.problems: list[str] = []
+        last = self._u32.unpack_from(data, 32)[0]  # DBMETA's last_pgno (Berkeley DB 3.0 and later)
+        if self.version >= (6 if self.kind == "hash" else 7) and last >= self.npages:
+            self.problems.append(f"the meta page says the file has {last + 1:,} pages, it holds {self.npages:,} "
+                                 f"(truncated): the pages after it were not read")
+        elif len(data) % pagesize:
+            self.problems.append(f"the file ends {len(data) % pagesize:,} bytes into page {self.npages} "
+                                 f"(truncated): that page was not read")
         #: key/data pages skipped whole (their records could not be counted)
         self.pages_skipped = 0
 
@@ -266,7 +274,7 @@ class BdbFile:
         leaves = 0
         while leaf:
             try:
-                nxt, entries, _hf, _t = (self._take(leaf, frozenset({P_LDUP, P_DUPLICATE}), what) if leaves
+                nxt, entries, _hf, _t = (self._take(leaf, _DUP_LEAVES, what) if leaves
                                          else self._header(leaf)[1:3] + (0, 0))
                 offs = self._offsets(leaf, entries)
             except _Bad as exc:
@@ -282,8 +290,8 @@ class BdbFile:
         """The leftmost leaf under ``root`` (marked taken, with the pages above it)."""
         pgno = root
         for _ in range(limits.MAX_BDB_TREE_DEPTH):
-            _nxt, entries, _hf, ptype = self._take(pgno, frozenset({P_LDUP, P_DUPLICATE, P_IBTREE, P_IRECNO}), what)
-            if ptype in (P_LDUP, P_DUPLICATE):
+            _nxt, entries, _hf, ptype = self._take(pgno, _DUP_LEAVES | {P_IBTREE, P_IRECNO}, what)
+            if ptype in _DUP_LEAVES:
                 return pgno
             offs = self._offsets(pgno, entries)
             if not offs:
