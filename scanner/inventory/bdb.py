@@ -52,6 +52,8 @@ P_HASHMETA, P_BTREEMETA, P_LDUP, P_HASH = 8, 9, 12, 13
 H_KEYDATA, H_DUPLICATE, H_OFFPAGE, H_OFFDUP = 1, 2, 3, 4
 B_KEYDATA, B_DUPLICATE, B_OVERFLOW, B_DELETE = 1, 2, 3, 0x80
 PAGE_HEADER = 26
+#: pages skipped that are each said in a line of their own (the rest: counted in one line)
+SHOWN = 20
 #: pages reached only through a record (or free): never taken as key/data pages themselves
 _REACHED = frozenset({P_INVALID, P_DUPLICATE, P_IBTREE, P_IRECNO, P_LRECNO, P_OVERFLOW, P_LDUP})
 #: the leaves of an off-page duplicate tree: sorted (``P_LDUP``), unsorted (``P_LRECNO``), pre-3.1
@@ -110,15 +112,17 @@ class BdbFile:
         self._taken = bytearray((self.npages + 7) // 8)
         #: what could not be read, one line each (pages skipped, chains cut)
         self.problems: list[str] = []
+        #: key/data pages skipped whole, and a truncated end (their records could not be counted)
+        self.pages_skipped = 0
         last = self._u32.unpack_from(data, 32)[0]  # DBMETA's last_pgno (Berkeley DB 3.0 and later)
         if self.version >= (6 if self.kind == "hash" else 7) and last >= self.npages:
+            self.pages_skipped += 1
             self.problems.append(f"the meta page says the file has {last + 1:,} pages, it holds {self.npages:,} "
                                  f"(truncated): the pages after it were not read")
         elif len(data) % pagesize:
+            self.pages_skipped += 1
             self.problems.append(f"the file ends {len(data) % pagesize:,} bytes into page {self.npages} "
                                  f"(truncated): that page was not read")
-        #: key/data pages skipped whole (their records could not be counted)
-        self.pages_skipped = 0
 
     # ---- pages -----------------------------------------------------------------------------
     def _header(self, pgno: int) -> tuple[int, int, int, int, int]:
@@ -181,6 +185,7 @@ class BdbFile:
         wanted = (P_HASH, P_HASH_UNSORTED) if self.kind == "hash" else (P_LBTREE,)
         last = min(self.npages, limits.MAX_BDB_PAGES)
         if self.npages > last:
+            self.pages_skipped += self.npages - last
             self.problems.append(str(limits.LimitExceeded(
                 "MAX_BDB_PAGES", limits.MAX_BDB_PAGES, f"the {self.npages - last:,} pages after it were not read")))
         for pgno in range(1, last):
@@ -204,10 +209,14 @@ class BdbFile:
             for rec in items:
                 if rec.key != b"\0\0\0\0":  # rpm keeps its next header number under key 0
                     yield rec
+        if self.pages_skipped > SHOWN:
+            self.problems.append(f"{self.pages_skipped - SHOWN:,} more pages skipped (their records are not counted)")
 
     def _skip(self, pgno: int, why: str) -> None:
+        """One key/data page not read: said (the first :data:`SHOWN` of them), counted."""
         self.pages_skipped += 1
-        self.problems.append(f"page {pgno} skipped (its records are not counted): {why}")
+        if self.pages_skipped <= SHOWN:
+            self.problems.append(f"page {pgno} skipped (its records are not counted): {why}")
 
     def _hash_page(self, pgno: int, offs: tuple[int, ...]) -> Iterator[Record]:
         base = pgno * self.pagesize

@@ -203,10 +203,12 @@ def read_database(fs: RootFS, folder: str, backend: str, fname: str, os_release:
         return replace(db, why=f"--rpm-reader {prefer}")
     if not use_librpm:
         return replace(db, why=f"librpm cannot read {backend} here" if librpm_available() else "no librpm bindings")
-    if db.records is not None and (db.read or 0) >= db.records and not (not db.packages and db.errors):
+    if db.records is not None and (db.read or 0) >= db.records and not db.unread_parts \
+            and not (not db.packages and db.errors):
         return replace(db, why="librpm read every header stored")
     fallback = _read(fs, folder, backend, fname, os_release, False)
-    stored = f"{db.records:,}" if db.records is not None else "an uncounted number of"
+    stored = ("an uncounted number of" if db.records is None
+              else f"at least {db.records:,}" if db.unread_parts else f"{db.records:,}")
     if (fallback.read or 0) > (db.read or 0):
         # (its records name each header it could not read)
         return replace(fallback, why=f"librpm read {db.read or 0:,} of the {stored} headers stored, the built-in "
@@ -264,7 +266,7 @@ def _read(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[st
     errs = tuple(ErrorRecord(db_path, "inventory", f"rpm database ({backend}): {m}") for m in errors)
     failed = None if records is None else max(records - read, 0)
     return PackageDatabase("rpm", db_path, backend, reader, tuple(packages), errs + ((starved,) if starved else ()),
-                           records=records, read=read, failed=failed, unread_parts=len(store.problems),
+                           records=records, read=read, failed=failed, unread_parts=store.unread,
                            notes=tuple(notes))
 
 
@@ -280,7 +282,7 @@ def _reconcile(store: rpmstore.Store, use_librpm: bool, read: int, errors: list[
         records: int | None
         try:
             records, counted = rpmstore.count(store.path, store.backend)
-            store.problems, store.layout = counted.problems, counted.layout
+            store.problems, store.layout, store.unread = counted.problems, counted.layout, counted.unread
         except (rpmheader.RpmDbError, OSError) as exc:
             records = None
             errors.append(f"the stored headers could not be counted: {_why(exc)}")
@@ -293,8 +295,8 @@ def _reconcile(store: rpmstore.Store, use_librpm: bool, read: int, errors: list[
         if failed:
             errors.append(f"{failed:,} of the {records:,} package headers stored could not be read")
     errors.extend(store.problems)
-    if store.problems:
-        errors.append(f"{len(store.problems):,} part(s) of the storage could not be read: the count of "
+    if store.unread:
+        errors.append(f"{store.unread:,} part(s) of the storage could not be read: the count of "
                       f"{records or 0:,} headers stored leaves out what they held")
     return records
 

@@ -39,6 +39,8 @@ class Store:
     backend: str
     problems: list[str] = field(default_factory=list)
     layout: str = ""
+    #: parts of the storage whose records could not be counted (pages, slots, a cut end)
+    unread: int = 0
 
     def records(self) -> Iterator[Stored]:
         """Every stored record; :class:`~scanner.inventory.rpmheader.RpmDbError` when the
@@ -70,6 +72,7 @@ class Store:
             if not self.problems and "no such table" in str(exc):
                 raise rpmheader.RpmDbError(f"sqlite: {exc}") from exc
             self.problems.append(f"sqlite: {exc} (the rows after it were not counted)")
+            self.unread += 1
         finally:
             con.close()
 
@@ -85,6 +88,7 @@ class Store:
                 yield Stored(rec.data, rec.problem) if rec.problem or rec.data is None else Stored(rec.data)
         finally:
             self.problems.extend(f.problems)
+            self.unread += f.pages_skipped
 
     def _ndb(self, data: bytes | mmap.mmap) -> Iterator[Stored]:
         """ndb ``Packages.db``: its slots, each occupied one a record (format in
@@ -102,7 +106,9 @@ class Store:
         for i in range(slot_pages * _NDB_PAGE // 16 - 2):  # the 32-byte file header takes two slots
             smagic, pkgidx, blkoff, _blkcnt = struct.unpack_from("<IIII", data, 32 + 16 * i)
             if smagic != _NDB_SLOT_MAGIC:
-                self.problems.append(f"ndb slot {i} has a bad magic (skipped, not counted)")
+                self.unread += 1
+                if self.unread <= bdb.SHOWN:
+                    self.problems.append(f"ndb slot {i} has a bad magic (skipped, not counted)")
                 continue
             if pkgidx:
                 yield _ndb_blob(data, pkgidx, blkoff * 16)
