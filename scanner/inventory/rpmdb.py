@@ -16,10 +16,11 @@ import hashlib
 import os
 import posixpath
 import re
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
+from typing import IO, Any
 
 from scanner import limits
 from scanner.errors import ErrorRecord
@@ -135,12 +136,15 @@ def header_from_librpm(h: Any, budget: PathBudget) -> rpmheader.RpmHeader:
 
 
 def _headers_librpm(dbdir: str, budget: PathBudget, errors: list[str]) -> Iterator[rpmheader.RpmHeader]:
-    """Every header librpm reads (it skips damaged ones without a word: :func:`_read`
-    compares what it got with what the database holds)."""
+    """Every header librpm reads (it skips damaged ones with a log line only: :func:`_read`
+    compares what it got with what the database holds, and librpm's first error lines,
+    written to a file in the private folder rather than the terminal, are kept)."""
     import rpm
 
-    rpm.setVerbosity(rpm.RPMLOG_CRIT)  # librpm warns on stderr about absent index files
+    rpm.setVerbosity(rpm.RPMLOG_ERR)  # (librpm warns about absent index files: not errors)
     rpm.addMacro("_dbpath", dbdir)
+    log = open(os.path.join(dbdir, ".librpm.log"), "w+", encoding="utf-8", errors="replace")
+    rpm.setLogFile(log)
     try:
         ts = rpm.TransactionSet()
         ts.setVSFlags(-1)  # no signature or digest checks: reading, not installing
@@ -159,8 +163,21 @@ def _headers_librpm(dbdir: str, budget: PathBudget, errors: list[str]) -> Iterat
             yield header
         ts.closeDB()
     finally:
+        rpm.setLogFile(sys.stderr)
         rpm.delMacro("_dbpath")
         rpm.setVerbosity(rpm.RPMLOG_NOTICE)
+        errors.extend(_librpm_said(log))
+        log.close()
+
+
+def _librpm_said(log: IO[str]) -> list[str]:
+    """librpm's error lines (the first few, and how many more), one error line."""
+    log.seek(0)
+    lines = [line.strip() for line in log.read(64 << 10).splitlines() if line.strip()]
+    if not lines:
+        return []
+    more = len(lines) - 3
+    return [f"librpm said: {shown(' | '.join(lines[:3]), 600)}" + (f" (and {more:,} more lines)" if more > 0 else "")]
 
 
 def _why(exc: BaseException) -> str:
