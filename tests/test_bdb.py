@@ -9,8 +9,11 @@ itself as the second oracle; and hostile files."""
 from __future__ import annotations
 
 import random
+import shutil
 import sqlite3
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -253,6 +256,12 @@ def test_one_corrupt_record_is_one_error_and_the_rest_is_read(tmp_path: Path, rp
     assert "11 of the 12 records it stores were read (1 failed)" in finding["message"]
     assert finding["evidence"]["failed"] == 1
     assert any(f["rule"] == "FC-ERR-001" and f["state"] == "error" for f in doc["findings"])
+    # and the CLI's summary says so
+    run = subprocess.run([str(Path(sys.executable).with_name("flightcheck")), "scan", str(root), "-j", "1",
+                          "-o", str(tmp_path / "out"), "--fail-on", "never"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "read in part: 11 of the 12 records it stores" in run.stdout + run.stderr
 
 
 def test_complete_database_passes_the_rule(tmp_path: Path, rpmroot: Path) -> None:
@@ -348,3 +357,36 @@ def test_no_database_at_all(tmp_path: Path) -> None:
     db = read(tmp_path, "python")
     assert db.records is None and not db.packages
     assert any("not a Berkeley DB hash or B-tree file (bad magic)" in m for m in messages(db))
+
+
+# ---- the other backends: the same accounting ------------------------------------------------------
+def test_sqlite_row_that_is_no_blob_is_counted(tmp_path: Path, rpmroot: Path) -> None:
+    """A row of rpmdb.sqlite whose blob is text: counted, failed, said (it was skipped
+    silently before)."""
+    db_file = tmp_path / "var/lib/rpm/rpmdb.sqlite"
+    db_file.parent.mkdir(parents=True)
+    shutil.copyfile(rpmroot / "var/lib/rpm/rpmdb.sqlite", db_file)
+    con = sqlite3.connect(db_file)
+    hnum = con.execute("SELECT min(hnum) FROM Packages").fetchone()[0]
+    con.execute("UPDATE Packages SET blob = 'text' WHERE hnum = ?", (hnum,))
+    con.commit()
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    db = rpmdb.read_database(DirectoryRoot(tmp_path), "/var/lib/rpm", "sqlite", "rpmdb.sqlite", {}, prefer="python")
+    assert (db.records, db.read, db.failed) == (12, 11, 1)
+    assert f"rpm database (sqlite): package header 0: row {hnum}: its blob is a str, not bytes" in messages(db)
+
+
+def test_ndb_damage_is_counted(tmp_path: Path) -> None:
+    """A real ndb Packages.db (SLE 15) with one slot's magic and one blob's header broken:
+    the slot is an uncounted part, the blob a failed record, the 33 others read."""
+    data = bytearray((SHARED / "sle15-bci/Packages.db").read_bytes())
+    slots = [i for i in range(4096 // 16 - 2) if struct.unpack_from("<II", data, 32 + 16 * i)[1]]
+    struct.pack_into("<I", data, 32 + 16 * slots[0], 0)  # slot magic
+    blkoff = struct.unpack_from("<I", data, 32 + 16 * slots[1] + 8)[0]
+    struct.pack_into("<I", data, blkoff * 16, 0)  # blob magic
+    (tmp_path / "Packages.db").write_bytes(bytes(data))
+    db = rpmdb.read_database(DirectoryRoot(tmp_path), "/", "ndb", "Packages.db", {}, prefer="auto")
+    assert (db.reader, db.records, db.read, db.failed, db.unread_parts) == ("python", 34, 33, 1, 1)
+    assert any("bad blob header" in m for m in messages(db))
+    assert any("ndb slot" in m and "bad magic" in m for m in messages(db))

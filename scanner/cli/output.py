@@ -107,6 +107,10 @@ def _print_sources(doc: dict[str, Any], console: "Console") -> None:
     for db in doc.get("databases", []) if not repo_info else ():
         console.print(f"  {markup(db['manager'])} database {markup(db['path'])} ({markup(db['backend'])}, "
                       f"read by {markup(db['reader'])}): {markup(db['packages'])} packages", highlight=False)
+        if db.get("failed") or db.get("unread_parts"):
+            parts = f"; {db['unread_parts']:,} part(s) of its storage not counted" if db.get("unread_parts") else ""
+            console.print(f"  [yellow]read in part[/]: {db.get('read', 0):,} of the {db.get('records', 0):,} records "
+                          f"it stores{parts}", highlight=False)
 
 
 def _print_findings(doc: dict[str, Any], console: "Console") -> None:
