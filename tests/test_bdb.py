@@ -390,3 +390,21 @@ def test_ndb_damage_is_counted(tmp_path: Path) -> None:
     assert (db.reader, db.records, db.read, db.failed, db.unread_parts) == ("python", 34, 33, 1, 1)
     assert any("bad blob header" in m for m in messages(db))
     assert any("ndb slot" in m and "bad magic" in m for m in messages(db))
+
+
+@pytest.mark.parametrize("method", ["hash", "btree"])
+def test_long_keys_with_duplicates(tmp_path: Path, method: str) -> None:
+    """Keys on overflow pages, each with small duplicates (a B-tree leaf lists one key item
+    for all its duplicates): every pair as db5.3_dump reads it."""
+    records = [(bytes([k]) * 2000, struct.pack("<I", i)) for k in range(1, 4) for i in range(5)]
+    path = B.write_db(tmp_path / "k.db", records, method=method, pagesize=512, duplicates="dup")
+    f = bdb.BdbFile(path.read_bytes())
+    got = [(r.key, r.data) for r in f.records()]
+    assert not f.problems and sorted(got) == sorted(B.dump(path)) == sorted(records)
+
+
+def test_encrypted_file_is_refused_whole(tmp_path: Path) -> None:
+    path = B.write_db(tmp_path / "e.db", [(b"k", b"v")], method="btree")
+    poke(path, 24, "B", 1)
+    with pytest.raises(bdb.BdbError, match="encrypted"):
+        bdb.BdbFile(path.read_bytes())

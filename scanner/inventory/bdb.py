@@ -102,6 +102,8 @@ class BdbFile:
         else:
             raise BdbError("not a Berkeley DB hash or B-tree file (bad magic)")
         self.kind = "hash" if magic == HASH_MAGIC else "btree"
+        if version >= (6 if self.kind == "hash" else 7) and data[24]:  # DBMETA's encrypt_alg
+            raise BdbError(f"Berkeley DB file encrypted (algorithm {data[24]}): its pages cannot be read")
         self.order, self.version, self.pagesize = order, version, pagesize
         self.swapped = order == ">"  # big-endian file (the reader's own host is little-endian)
         if pagesize < 512 or pagesize > 65536 or pagesize & (pagesize - 1):
@@ -336,9 +338,13 @@ class BdbFile:
         return None, f"{what}: item of type {kind}"
 
     def _btree_page(self, pgno: int, offs: tuple[int, ...]) -> Iterator[Record]:
+        """The pairs of a B-tree leaf; on-page duplicates of a key share its item (read once)."""
+        last: tuple[int, tuple[bytes | None, str | None] | None] = (-1, None)
         for i in range(0, len(offs), 2):
             what = f"page {pgno} pair {i // 2}"
-            k = self._bitem(pgno, offs[i], what, allow_dup=False)
+            if offs[i] != last[0]:
+                last = (offs[i], self._bitem(pgno, offs[i], what, allow_dup=False))
+            k = last[1]
             d = self._bitem(pgno, offs[i + 1], what, allow_dup=True)
             if k is None or d is None:
                 continue  # deleted (as Berkeley DB's own cursor, and bdb_ro, skip it)
