@@ -408,3 +408,21 @@ def test_encrypted_file_is_refused_whole(tmp_path: Path) -> None:
     poke(path, 24, "B", 1)
     with pytest.raises(bdb.BdbError, match="encrypted"):
         bdb.BdbFile(path.read_bytes())
+
+
+def test_pre_31_duplicate_pages_read_directly(tmp_path: Path) -> None:
+    """Duplicates as Berkeley DB before 3.1 kept them off the page (a chain of
+    ``P_DUPLICATE`` pages, hash version 5), made from a db5.3 file whose off-page
+    duplicate sets are single recno leaves, by setting the version and those pages' type
+    as the old library wrote them: every pair read, no upgrade step."""
+    records = [(struct.pack("<I", k), struct.pack("<I", i) * 25) for k in range(1, 4) for i in range(12)]
+    path = B.write_db(tmp_path / "old.db", records, method="hash", duplicates="dup")
+    leaves = pages(path, bdb.P_LRECNO)
+    assert leaves and not pages(path, bdb.P_IRECNO)  # each duplicate set one leaf, no tree above it
+    poke(path, 16, "<I", 5)
+    for page in leaves:
+        poke(path, 4096 * page + 25, "B", bdb.P_DUPLICATE)
+    f = bdb.BdbFile(path.read_bytes())
+    assert f.version == 5
+    got = [(r.key, r.data) for r in f.records()]
+    assert not f.problems and sorted(got) == sorted(records)
