@@ -147,3 +147,6 @@ MAX_BDB_RECORD_BYTES = 256 * MiB
 #: levels of one off-page duplicate tree descended (Berkeley DB's trees of a 2 GiB file are
 #: under 10 deep)
 MAX_BDB_TREE_DEPTH = 32
+#: unreadable headers of one rpm database each said in an error record of its own; the rest
+#: are counted in one record (a hostile Berkeley DB file of 64 MiB holds a million records)
+MAX_RPM_HEADER_ERRORS = 1_000

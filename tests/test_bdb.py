@@ -426,3 +426,53 @@ def test_pre_31_duplicate_pages_read_directly(tmp_path: Path) -> None:
     assert f.version == 5
     got = [(r.key, r.data) for r in f.records()]
     assert not f.problems and sorted(got) == sorted(records)
+
+
+def overflow_bomb(path: Path, pages: int) -> int:
+    """A B-tree file of 512-byte pages (the meta page db5.3_load wrote, then ``pages``
+    pages): every other page a leaf of 20 pairs whose data are overflow items of 200 MB
+    starting at random pages, the others overflow pages chained at random. Returns how
+    many records it stores."""
+    B.write_db(path, [(b"k", b"v")], method="btree", pagesize=512)
+    meta = bytearray(path.read_bytes()[:512])
+    struct.pack_into("<I", meta, 32, pages)  # last_pgno
+    rng = random.Random(5)
+    body = bytearray(rng.randbytes(512 * pages))
+    leaves = 0
+    for i in range(pages):
+        b = 512 * i
+        struct.pack_into("<I", body, b + 8, i + 1)
+        if i % 2:
+            leaves += 1
+            body[b + 25] = bdb.P_LBTREE
+            struct.pack_into("<H", body, b + 20, 40)
+            for j in range(40):
+                off = 112 + 8 * j
+                struct.pack_into("<H", body, b + 26 + 2 * j, off)
+                body[b + off + 2] = bdb.B_KEYDATA if j % 2 == 0 else bdb.B_OVERFLOW
+                struct.pack_into("<H", body, b + off, 1) if j % 2 == 0 else \
+                    struct.pack_into("<II", body, b + off + 4, rng.randrange(1, pages), 200_000_000)
+        else:
+            body[b + 25] = bdb.P_OVERFLOW
+            struct.pack_into("<H", body, b + 22, 486)
+            struct.pack_into("<I", body, b + 16, rng.randrange(1, pages))
+    path.write_bytes(bytes(meta) + bytes(body))
+    return leaves * 20
+
+
+def test_broken_records_are_counted_not_listed(tmp_path: Path) -> None:
+    """163,840 records on 16,384 pages of leaves whose every record leads into random overflow chains: every
+    record counted and failed, the first MAX_RPM_HEADER_ERRORS said one by one, the rest in
+    one line, in bounded time."""
+    (tmp_path / "var/lib/rpm").mkdir(parents=True)
+    stored = overflow_bomb(tmp_path / "var/lib/rpm/Packages", 16_384)
+    for prefer in ["python", "auto"]:
+        t0 = time.monotonic()
+        db = read(tmp_path, prefer)
+        assert time.monotonic() - t0 < 60, prefer
+        assert (db.records, db.read, db.failed) == (stored, 0, stored), prefer
+        assert len(db.errors) < limits.MAX_RPM_HEADER_ERRORS + 10
+        assert sum(len(m) for m in messages(db)) < 400 * (limits.MAX_RPM_HEADER_ERRORS + 10)
+        if prefer == "python":
+            assert any(f"{stored - limits.MAX_RPM_HEADER_ERRORS:,} more headers that could not be read are counted"
+                       in m for m in messages(db))

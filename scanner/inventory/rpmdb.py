@@ -143,7 +143,27 @@ def header_from_librpm(h: Any, budget: PathBudget) -> rpmheader.RpmHeader:
                                files=files, problems=tuple(problems))
 
 
-def _headers_librpm(dbdir: str, budget: PathBudget, errors: list[str]) -> Iterator[rpmheader.RpmHeader]:
+class _Errors(list[str]):
+    """One read's error lines. Headers that could not be read are all counted (``failed``),
+    the first ``MAX_RPM_HEADER_ERRORS`` each said in a line of its own (a hostile database
+    of a million broken records is not a million error records)."""
+
+    failed = 0
+
+    def header(self, i: int, why: str) -> None:
+        self.failed += 1
+        if self.failed <= limits.MAX_RPM_HEADER_ERRORS:
+            self.append(f"package header {i}: {why}")
+
+    def unlisted(self) -> None:
+        """The line counting the headers not listed, if any."""
+        if self.failed > limits.MAX_RPM_HEADER_ERRORS:
+            self.append(str(LimitExceeded("MAX_RPM_HEADER_ERRORS", limits.MAX_RPM_HEADER_ERRORS,
+                                          f"{self.failed - limits.MAX_RPM_HEADER_ERRORS:,} more headers that could "
+                                          "not be read are counted, not listed")))
+
+
+def _headers_librpm(dbdir: str, budget: PathBudget, errors: _Errors) -> Iterator[rpmheader.RpmHeader]:
     """Every header librpm reads (it skips damaged ones with a log line only: :func:`_read`
     compares what it got with what the database holds, and librpm's first error lines,
     written to a file in the private folder rather than the terminal, are kept)."""
@@ -166,7 +186,7 @@ def _headers_librpm(dbdir: str, budget: PathBudget, errors: list[str]) -> Iterat
             try:
                 header = header_from_librpm(h, budget)
             except Exception as exc:  # noqa: BLE001 - one header's failure is that header's error record
-                errors.append(f"package header {i}: {_why(exc)}")
+                errors.header(i, _why(exc))
                 continue
             yield header
         ts.closeDB()
@@ -196,17 +216,17 @@ def _why(exc: BaseException) -> str:
     return f"cannot be decoded ({type(exc).__name__}: {exc})"
 
 
-def _headers_python(store: rpmstore.Store, budget: PathBudget, errors: list[str]) -> Iterator[rpmheader.RpmHeader]:
+def _headers_python(store: rpmstore.Store, budget: PathBudget, errors: _Errors) -> Iterator[rpmheader.RpmHeader]:
     """Every header of the database's storage the built-in reader can read; each record it
     cannot is a ``package header N`` line in ``errors``."""
     for i, rec in enumerate(store.records()):
         if rec.blob is None:
-            errors.append(f"package header {i}: {rec.problem}")
+            errors.header(i, str(rec.problem))
             continue
         try:
             header = rpmheader.parse_header(rec.blob, budget)
         except Exception as exc:  # noqa: BLE001 - one header's failure is that header's error record
-            errors.append(f"package header {i}: {_why(exc)}")
+            errors.header(i, _why(exc))
             continue
         yield header
 
@@ -240,8 +260,10 @@ def read_database(fs: RootFS, folder: str, backend: str, fname: str, os_release:
                                      f"reader {fallback.read or 0:,}")
     if not db.packages and db.errors:
         # neither could read it: say what each reader found
-        msg = "; ".join([e.message for e in db.errors] + [
-            e.message.replace(f"rpm database ({backend}): ", "built-in reader: ") for e in fallback.errors])
+        lines = [e.message for e in db.errors] + [
+            e.message.replace(f"rpm database ({backend}): ", "built-in reader: ") for e in fallback.errors]
+        more = len(lines) - 40
+        msg = "; ".join(lines[:20] + lines[-20:] if more > 0 else lines) + (f" ({more:,} more lines)" if more > 0 else "")
         return replace(db, packages=(), errors=(ErrorRecord(db.path, "inventory", msg),),
                        why="neither librpm nor the built-in reader could read it")
     return replace(db, why=f"librpm read {db.read or 0:,} of the {stored} headers stored, the built-in reader "
@@ -254,7 +276,7 @@ def _read(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[st
     reconciled with the headers read: every record not read is said, with the numbers."""
     reader = "librpm" if use_librpm else "python"
     db_path = posixpath.join(folder, fname)
-    errors: list[str] = []
+    errors = _Errors()
     packages: list[Package] = []
     budget = PathBudget()
     read = 0
@@ -298,11 +320,12 @@ def _read(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[st
 _TYPE_NAMES = {1: "CHAR", 2: "INT8", 3: "INT16", 4: "INT32", 5: "INT64"}
 
 
-def _reconcile(store: rpmstore.Store, use_librpm: bool, read: int, errors: list[str]) -> int | None:
+def _reconcile(store: rpmstore.Store, use_librpm: bool, read: int, errors: _Errors) -> int | None:
     """The records the storage holds (None: it could not be walked), after the read; the
     lines saying what was not read (headers skipped or failed, pages not counted) go to
     ``errors``."""
-    failed = sum(1 for m in errors if m.startswith("package header "))  # each has its own record
+    errors.unlisted()
+    failed = errors.failed
     if use_librpm:
         records: int | None
         try:
