@@ -476,3 +476,13 @@ def test_broken_records_are_counted_not_listed(tmp_path: Path) -> None:
         if prefer == "python":
             assert any(f"{stored - limits.MAX_RPM_HEADER_ERRORS:,} more headers that could not be read are counted"
                        in m for m in messages(db))
+
+
+def test_counts_survive_the_scan_cache(tmp_path: Path, rpmroot: Path) -> None:
+    """A read remembered by the scan cache comes back with its counts, reason and notes."""
+    from scanner.inventory.packages import database_from_memo, database_to_memo
+
+    root = root_with(tmp_path / "root", rpm5_headers(rpmroot), method="btree")
+    db = read(root, "auto")
+    back = database_from_memo(database_to_memo(db), "rpm", db.path, "bdb")
+    assert back == db and (back.records, back.read, back.why, back.notes) == (db.records, db.read, db.why, db.notes)
