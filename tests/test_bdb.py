@@ -357,6 +357,10 @@ def test_no_database_at_all(tmp_path: Path) -> None:
     db = read(tmp_path, "python")
     assert db.records is None and not db.packages
     assert any("not a Berkeley DB hash or B-tree file (bad magic)" in m for m in messages(db))
+    doc = scan_root(tmp_path)
+    validate(doc)
+    (finding,) = [f for f in doc["findings"] if f["rule"] == "FC-INV-002"]
+    assert finding["state"] == "error" and "could not be counted" in finding["message"]
 
 
 # ---- the other backends: the same accounting ------------------------------------------------------

@@ -30,15 +30,20 @@ _EVIDENCE = ("manager", "backend", "reader", "records", "read", "failed", "unrea
 
 @check("database-partial")
 def database_partial(ctx: CheckContext, rule: Rule) -> Iterator[Outcome]:
-    """``fail`` for each package database read in part; ``pass`` for each whose every
-    counted record was read; ``notapplicable`` when no database counted its records."""
+    """``fail`` for each package database read in part; ``error`` for one whose records
+    could not be counted; ``pass`` for each whose every counted record was read;
+    ``notapplicable`` when no database counts its records."""
     counted = 0
     for db in ctx.databases:
-        if "records" not in db and not db.get("unread_parts"):
-            continue
+        if "records" not in db and "read" not in db and not db.get("unread_parts"):
+            continue  # a reader that counts nothing (dpkg, repositories)
         counted += 1
         path = str(db.get("path", ""))
         evidence: dict[str, Any] = {k: db[k] for k in _EVIDENCE if k in db}
+        if "records" not in db:  # it counts, but could not count this one: never a pass
+            yield Outcome("error", path, f"The records of the {db.get('manager', '')} database {path} could not be "
+                          f"counted ({db.get('read', 0):,} read): it may have been read in part.", evidence)
+            continue
         why = _partial(db)
         if why:
             yield Outcome("fail", path, f"The {db.get('manager', '')} database {path} was read in part: {why}. The "
