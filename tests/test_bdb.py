@@ -490,3 +490,20 @@ def test_counts_survive_the_scan_cache(tmp_path: Path, rpmroot: Path) -> None:
     db = read(root, "auto")
     back = database_from_memo(database_to_memo(db), "rpm", db.path, "bdb")
     assert back == db and (back.records, back.read, back.why, back.notes) == (db.records, db.read, db.why, db.notes)
+
+
+@pytest.mark.parametrize("method", ["hash", "btree"])
+def test_rpm5_big_endian_header_numbers(tmp_path: Path, rpmroot: Path, method: str) -> None:
+    """rpm 5.3 and later store the header number keys big-endian (and its key 0 too): both
+    readers read every header, and agree."""
+    blobs = fixture_headers(rpmroot)
+    records = [(b"\0\0\0\0", struct.pack(">I", len(blobs) + 1))]
+    records += [(struct.pack(">I", i), b) for i, b in enumerate(blobs, 1)]
+    (tmp_path / "var/lib/rpm").mkdir(parents=True)
+    B.write_db(tmp_path / "var/lib/rpm/Packages", records, method=method)
+    py = read(tmp_path, "python")
+    assert (py.records, py.read, py.failed) == (12, 12, 0) and not py.errors
+    if rpmdb.librpm_available():
+        lib = read(tmp_path, "librpm")
+        assert (lib.records, lib.read, lib.failed) == (12, 12, 0) and not lib.errors
+        assert sorted(lib.packages, key=lambda p: p.id) == sorted(py.packages, key=lambda p: p.id)
