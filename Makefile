@@ -43,12 +43,15 @@ PYTEST_ARGS ?=
 #                     domains are defined on the fixture images; one runs under TCG
 #  golang-go rustc    a Go program (build info) and a Rust program (cargo-auditable data) built
 #                     for the origins tests (fixtures/build_origins.py)
+#  db5.3-util         db5.3_load / db5.3_dump write and read the Berkeley DB rpm databases of
+#                     tests/test_bdb.py (hash and B-tree, both byte orders: fixtures/build_bdb.py)
 APT_PKGS := python3.11 python3.11-venv python3.11-dev python3-rpm rpm gcc libc6-dev pax-utils file binutils util-linux \
             gcc-aarch64-linux-gnu libc6-dev-arm64-cross musl musl-dev musl-tools \
             libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core chromium chromium-driver poppler-utils \
             qemu-utils fdisk e2fsprogs xfsprogs libvirt-dev pkg-config python3-guestfs linux-image-amd64 \
             createrepo-c nginx-light postgresql strace golang-go rustc \
-            libvirt-daemon-system libvirt-clients dnsmasq-base qemu-system-x86
+            libvirt-daemon-system libvirt-clients dnsmasq-base qemu-system-x86 \
+            db5.3-util
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

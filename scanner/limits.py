@@ -176,3 +176,16 @@ MAX_PYTHON_DISTRIBUTIONS = 20_000
 MAX_PYTHON_METADATA_BYTES = 4 * MiB
 #: bytes of one RECORD / installed-files.txt (a large wheel: a few MiB)
 MAX_PYTHON_RECORD_BYTES = 32 * MiB
+
+# ---- Berkeley DB (scanner/inventory/bdb.py) and rpm database counts -------------------------
+#: pages of one Berkeley DB file walked (rpm's ``Packages``: a distribution of 5,000 packages
+#: is about 60,000 pages of 4 KiB; a 2 GiB file of 512-byte pages is 4 million)
+MAX_BDB_PAGES = 4_194_304
+#: bytes of one Berkeley DB record (an rpm header: librpm's own ``headerMaxbytes`` is 256 MiB)
+MAX_BDB_RECORD_BYTES = 256 * MiB
+#: levels of one off-page duplicate tree descended (Berkeley DB's trees of a 2 GiB file are
+#: under 10 deep)
+MAX_BDB_TREE_DEPTH = 32
+#: unreadable headers of one rpm database each said in an error record of its own; the rest
+#: are counted in one record (a hostile Berkeley DB file of 64 MiB holds a million records)
+MAX_RPM_HEADER_ERRORS = 1_000

@@ -124,9 +124,23 @@ def loader_to_json(linkage: Linkage) -> dict[str, Any]:
 
 def database_to_json(db: PackageDatabase) -> dict[str, Any]:
     return {"manager": db.manager, "path": text(db.path), "backend": db.backend, "reader": db.reader,
-            "packages": len(db.packages),
+            "packages": len(db.packages), **database_counts(db),
             **({"prefix_stripped": text(db.prefix_stripped), "prefix_note": text(db.prefix_note or "")}
                if db.prefix_stripped else {})}
+
+
+def database_counts(db: PackageDatabase) -> dict[str, Any]:
+    """The counts of one database entry (rpm: ``records`` stored, ``read``, ``failed``),
+    why its reader read it, and its notes; only what the reader said."""
+    out: dict[str, Any] = {k: v for k, v in (("records", db.records), ("read", db.read), ("failed", db.failed))
+                           if v is not None}
+    if db.unread_parts:
+        out["unread_parts"] = db.unread_parts
+    if db.why:
+        out["reader_reason"] = text(db.why)
+    if db.notes:
+        out["notes"] = [text(n) for n in db.notes]
+    return out
 
 
 def jsonable(v: Any) -> Any:
@@ -246,3 +260,4 @@ def package_to_json(p: Package, lic: PackageLicense | None = None) -> dict[str, 
 
 def error_to_json(err: ErrorRecord) -> dict[str, str]:
     return {"path": text(err.path), "stage": err.stage, "message": text(err.message)}
+

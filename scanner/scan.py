@@ -83,7 +83,7 @@ def conclude(gate: Gate, target: resultmod.TargetInfo, records: Records, started
     mark = time.monotonic()
     rules = rules_for(gate.rules, target.kind, gate.waivers)
     ctx = CheckContext(records.elves, records.packages, records.unresolved, gate.policy, errors=records.errors,
-                       domain=domain, system=system)
+                       domain=domain, system=system, databases=records.databases)
     judgement = judge(ctx, rules, gate.waivers, gate.policy, gate.fail_on,
                       str(gate.waivers_path) if gate.waivers_path else None)
     if timings is not None:

@@ -101,6 +101,8 @@ class CheckContext:
     # the scan-level error records ({path, stage, message}: what the stages could not
     # read), so that the gate sees them (scanner/checks/scanerrors.py)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    # the package databases read (the result's ``databases``: counts of records and reads)
+    databases: list[dict[str, Any]] = field(default_factory=list)
     # the libvirt domain's facts (``TargetIdentity.domain``), for the IPv6 libvirt-network rule
     domain: dict[str, Any] | None = None
     # the configuration records the boot and IPv6 rules read (boot loaders, sysctl, ...),

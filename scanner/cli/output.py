@@ -111,6 +111,10 @@ def _print_sources(doc: dict[str, Any], console: "Console") -> None:
         if db.get("prefix_stripped"):
             console.print(f"  [yellow]install prefix {markup(db['prefix_stripped'])} stripped[/]: "
                           f"{markup(db.get('prefix_note', ''))}", highlight=False)
+        if db.get("failed") or db.get("unread_parts"):
+            parts = f"; {db['unread_parts']:,} part(s) of its storage not counted" if db.get("unread_parts") else ""
+            console.print(f"  [yellow]read in part[/]: {db.get('read', 0):,} of the {db.get('records', 0):,} records "
+                          f"it stores{parts}", highlight=False)
 
 
 def _print_findings(doc: dict[str, Any], console: "Console") -> None:

@@ -28,7 +28,7 @@ Key = str
 #: the code whose answers the cache keeps (paths under ``scanner/``, globs allowed): the ELF
 #: parser, the package readers and their records, the Debian copyright reader, and the
 #: census cache's own record codec
-READER_CODE = ("inventory/elf*.py", "inventory/rpm*.py", "inventory/dpkg.py", "inventory/apk.py",
+READER_CODE = ("inventory/elf*.py", "inventory/rpm*.py", "inventory/bdb.py", "inventory/dpkg.py", "inventory/apk.py",
                "inventory/opkg.py", "inventory/textdb.py", "inventory/packages.py", "inventory/purl.py",
                "inventory/readers.py", "inventory/cachecodec.py", "licensing/debian.py")
 

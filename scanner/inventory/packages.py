@@ -60,6 +60,19 @@ class PackageDatabase:
     #: :mod:`scanner.inventory.relocation`), and the note that says why; None for nearly all
     prefix_stripped: str | None = None
     prefix_note: str | None = None
+    #: records the database stores, by a walk of its storage (rpm: one per package header;
+    #: None when not counted, or when the storage could not be walked at all)
+    records: int | None = None
+    #: headers (records) read into packages (rpm: gpg-pubkey headers are read, not listed)
+    read: int | None = None
+    #: records counted but not read (each said in an error record)
+    failed: int | None = None
+    #: parts of the storage (pages, slots) whose records could not even be counted
+    unread_parts: int = 0
+    #: why this reader read it (``--rpm-reader auto``: which reader, and why)
+    why: str = ""
+    #: what was read differently from how the format's own tools read it (not errors)
+    notes: tuple[str, ...] = ()
 
 
 class PathBudget:
@@ -127,7 +140,8 @@ def database_to_memo(db: PackageDatabase) -> dict[str, Any]:
             # of 140,000 paths reads back as 1,000 strings, split in C
             "packages": [[p.id, p.name, p.epoch, p.version, p.release, p.arch, p.source, p.vendor, p.license_raw,
                           p.purl, "\0".join(p.files)] for p in db.packages],
-            "errors": [[e.path, e.message] for e in db.errors]}
+            "errors": [[e.path, e.message] for e in db.errors],
+            "counts": [db.records, db.read, db.failed, db.unread_parts], "why": db.why, "notes": list(db.notes)}
 
 
 def database_from_memo(value: Any, manager: str, path: str, backend: str) -> PackageDatabase:
@@ -154,7 +168,13 @@ def database_from_memo(value: Any, manager: str, path: str, backend: str) -> Pac
         if not isinstance(e, list) or len(e) != 2 or not all(isinstance(x, str) for x in e):
             raise ValueError("not an error record")
         errors.append(ErrorRecord(e[0], "inventory", e[1]))
-    return PackageDatabase(manager, path, backend, value["reader"], tuple(packages), tuple(errors))
+    counts, why, notes = value.get("counts"), value.get("why"), value.get("notes")
+    if not isinstance(counts, list) or len(counts) != 4 or not all(c is None or type(c) is int for c in counts) \
+            or not isinstance(why, str) or not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise ValueError("counts, why or notes of the wrong type")
+    return PackageDatabase(manager, path, backend, value["reader"], tuple(packages), tuple(errors),
+                           records=counts[0], read=counts[1], failed=counts[2], unread_parts=counts[3] or 0, why=why,
+                           notes=tuple(notes))
 
 
 def package_id(manager: str, name: str, epoch: int | None, version: str, release: str | None,

@@ -7,7 +7,15 @@ How: the database files are copied into a private temporary folder and the copy 
 because librpm writes into any folder it opens (``-shm``/``-wal`` files, even an empty
 ``rpmdb.sqlite``). librpm (the ``rpm`` bindings) reads sqlite and Berkeley DB here; the
 pure-Python reader (:mod:`scanner.inventory.rpmheader`) reads ndb, and all three when the
-bindings are missing. The reader used is named in the result.
+bindings are missing. The reader used is named in the result, with why.
+
+Every record accounted for: the records the database stores are counted by walking its
+storage (:mod:`scanner.inventory.rpmstore`) and reconciled with the headers read
+(``PackageDatabase.records``, ``read``, ``failed``, ``unread_parts``). librpm skips a header
+it refuses with a log line only (rpm 5's FILESTATES as INT8: "BAD, tag 1029 type 2"): its
+log lines are kept, the shortfall is an error record with the numbers, and with ``auto``
+the built-in reader, which reads rpm 5's integer type variants, reads the database too;
+the reading with more headers wins.
 """
 
 from __future__ import annotations
@@ -16,13 +24,15 @@ import hashlib
 import os
 import posixpath
 import re
+import sys
 import tempfile
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import replace
+from typing import IO, Any
 
 from scanner import limits
 from scanner.errors import ErrorRecord
-from scanner.inventory import rpmheader
+from scanner.inventory import rpmheader, rpmstore
 from scanner.inventory.memo import file_key
 from scanner.inventory.packages import Package, PackageDatabase, PathBudget, checked_arch, package_id, shown
 from scanner.inventory import purl as purlmod
@@ -133,13 +143,36 @@ def header_from_librpm(h: Any, budget: PathBudget) -> rpmheader.RpmHeader:
                                files=files, problems=tuple(problems))
 
 
-def _headers_librpm(dbdir: str, budget: PathBudget, errors: list[str]) -> Iterator[rpmheader.RpmHeader]:
-    """Every header librpm reads (it skips damaged ones without a word: :func:`_read`
-    compares what it got with what the database holds)."""
+class _Errors(list[str]):
+    """One read's error lines. Headers that could not be read are all counted (``failed``),
+    the first ``MAX_RPM_HEADER_ERRORS`` each said in a line of its own (a hostile database
+    of a million broken records is not a million error records)."""
+
+    failed = 0
+
+    def header(self, i: int, why: str) -> None:
+        self.failed += 1
+        if self.failed <= limits.MAX_RPM_HEADER_ERRORS:
+            self.append(f"package header {i}: {why}")
+
+    def unlisted(self) -> None:
+        """The line counting the headers not listed, if any."""
+        if self.failed > limits.MAX_RPM_HEADER_ERRORS:
+            self.append(str(LimitExceeded("MAX_RPM_HEADER_ERRORS", limits.MAX_RPM_HEADER_ERRORS,
+                                          f"{self.failed - limits.MAX_RPM_HEADER_ERRORS:,} more headers that could "
+                                          "not be read are counted, not listed")))
+
+
+def _headers_librpm(dbdir: str, budget: PathBudget, errors: _Errors) -> Iterator[rpmheader.RpmHeader]:
+    """Every header librpm reads (it skips damaged ones with a log line only: :func:`_read`
+    compares what it got with what the database holds, and librpm's first error lines,
+    written to a file in the private folder rather than the terminal, are kept)."""
     import rpm
 
-    rpm.setVerbosity(rpm.RPMLOG_CRIT)  # librpm warns on stderr about absent index files
+    rpm.setVerbosity(rpm.RPMLOG_ERR)  # (librpm warns about absent index files: not errors)
     rpm.addMacro("_dbpath", dbdir)
+    log = open(os.path.join(dbdir, ".librpm.log"), "w+", encoding="utf-8", errors="replace")
+    rpm.setLogFile(log)
     try:
         ts = rpm.TransactionSet()
         ts.setVSFlags(-1)  # no signature or digest checks: reading, not installing
@@ -153,13 +186,26 @@ def _headers_librpm(dbdir: str, budget: PathBudget, errors: list[str]) -> Iterat
             try:
                 header = header_from_librpm(h, budget)
             except Exception as exc:  # noqa: BLE001 - one header's failure is that header's error record
-                errors.append(f"package header {i}: {_why(exc)}")
+                errors.header(i, _why(exc))
                 continue
             yield header
         ts.closeDB()
     finally:
+        rpm.setLogFile(sys.stderr)
         rpm.delMacro("_dbpath")
         rpm.setVerbosity(rpm.RPMLOG_NOTICE)
+        errors.extend(_librpm_said(log))
+        log.close()
+
+
+def _librpm_said(log: IO[str]) -> list[str]:
+    """librpm's error lines (the first few, and how many more), one error line."""
+    log.seek(0)
+    lines = [line.strip() for line in log.read(64 << 10).splitlines() if line.strip()]
+    if not lines:
+        return []
+    more = len(lines) - 3
+    return [f"librpm said: {shown(' | '.join(lines[:3]), 600)}" + (f" (and {more:,} more lines)" if more > 0 else "")]
 
 
 def _why(exc: BaseException) -> str:
@@ -170,78 +216,82 @@ def _why(exc: BaseException) -> str:
     return f"cannot be decoded ({type(exc).__name__}: {exc})"
 
 
-def _headers_python(dbdir: str, backend: str, fname: str, budget: PathBudget,
-                    errors: list[str]) -> Iterator[rpmheader.RpmHeader]:
-    path = os.path.join(dbdir, fname)
-    if backend == "sqlite":
-        blobs = rpmheader.sqlite_blobs(path)
-    else:
-        with open(path, "rb") as fh:
-            data = fh.read()
-        blobs = rpmheader.bdb_blobs(data) if backend == "bdb" else rpmheader.ndb_blobs(data)
-    for i, blob in enumerate(blobs):
+def _headers_python(store: rpmstore.Store, budget: PathBudget, errors: _Errors) -> Iterator[rpmheader.RpmHeader]:
+    """Every header of the database's storage the built-in reader can read; each record it
+    cannot is a ``package header N`` line in ``errors``."""
+    for i, rec in enumerate(store.records()):
+        if rec.blob is None:
+            errors.header(i, str(rec.problem))
+            continue
         try:
-            header = rpmheader.parse_header(blob, budget)
+            header = rpmheader.parse_header(rec.blob, budget)
         except Exception as exc:  # noqa: BLE001 - one header's failure is that header's error record
-            errors.append(f"package header {i}: {_why(exc)}")
+            errors.header(i, _why(exc))
             continue
         yield header
 
 
-def _stored_headers(dbdir: str, backend: str, fname: str) -> int | None:
-    """How many package headers the database file holds, by the built-in reader's own
-    walk of its storage (None when it cannot tell): librpm skips a damaged header
-    silently, and a package must never be lost without a record."""
-    path = os.path.join(dbdir, fname)
-    try:
-        if backend == "sqlite":
-            return rpmheader.sqlite_count(path)
-        with open(path, "rb") as fh:
-            data = fh.read()
-        return sum(1 for _ in (rpmheader.bdb_blobs(data) if backend == "bdb" else rpmheader.ndb_blobs(data)))
-    except (rpmheader.RpmDbError, OSError):
-        return None
-
-
 def read_database(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[str, str],
                   *, prefer: str = "auto") -> PackageDatabase:
-    """Read one rpm database. ``prefer``: ``auto`` (librpm where it reads the backend,
-    the built-in reader otherwise or when librpm fails or skips headers), ``librpm`` or
-    ``python``."""
+    """Read one rpm database. ``prefer``: ``auto`` (librpm where it reads the backend; the
+    built-in reader otherwise, or when librpm fails or reads fewer headers than the
+    database stores and the built-in reader reads more), ``librpm`` or ``python``. The
+    database's ``why`` says which read it and why."""
     use_librpm = prefer != "python" and backend in ("sqlite", "bdb") and librpm_available()
     if prefer == "librpm" and not use_librpm:
         db_path = posixpath.join(folder, fname)
         return PackageDatabase("rpm", db_path, backend, "librpm", (), (ErrorRecord(
-            db_path, "inventory", f"rpm database ({backend}): librpm cannot read this backend here"),))
-    db, skipped = _read(fs, folder, backend, fname, os_release, use_librpm)
-    if use_librpm and prefer == "auto" and (skipped or not db.packages and db.errors):
-        fallback, _ = _read(fs, folder, backend, fname, os_release, False)
-        if len(fallback.packages) > len(db.packages):
-            return fallback  # (its records name each header it could not read)
-        if not db.packages:
-            # neither could read it: say what each reader found
-            msg = "; ".join([e.message for e in db.errors] + [
-                e.message.replace(f"rpm database ({backend}): ", "built-in reader: ") for e in fallback.errors])
-            return PackageDatabase("rpm", db.path, backend, db.reader, (), (ErrorRecord(db.path, "inventory", msg),))
-    return db
+            db_path, "inventory", f"rpm database ({backend}): librpm cannot read this backend here"),),
+            why="--rpm-reader librpm")
+    db = _read(fs, folder, backend, fname, os_release, use_librpm)
+    if prefer != "auto":
+        return replace(db, why=f"--rpm-reader {prefer}")
+    if not use_librpm:
+        return replace(db, why=f"librpm cannot read {backend} here" if librpm_available() else "no librpm bindings")
+    if db.records is not None and (db.read or 0) >= db.records and not db.unread_parts \
+            and not (not db.packages and db.errors):
+        return replace(db, why="librpm read every header stored")
+    fallback = _read(fs, folder, backend, fname, os_release, False)
+    stored = ("an uncounted number of" if db.records is None
+              else f"at least {db.records:,}" if db.unread_parts else f"{db.records:,}")
+    if (fallback.read or 0) > (db.read or 0):
+        # (its records name each header it could not read)
+        return replace(fallback, why=f"librpm read {db.read or 0:,} of the {stored} headers stored, the built-in "
+                                     f"reader {fallback.read or 0:,}")
+    if not db.packages and db.errors:
+        # neither could read it: say what each reader found
+        lines = [e.message for e in db.errors] + [
+            e.message.replace(f"rpm database ({backend}): ", "built-in reader: ") for e in fallback.errors]
+        more = len(lines) - 40
+        msg = "; ".join(lines[:20] + lines[-20:] if more > 0 else lines) + (f" ({more:,} more lines)" if more > 0 else "")
+        return replace(db, packages=(), errors=(ErrorRecord(db.path, "inventory", msg),),
+                       why="neither librpm nor the built-in reader could read it")
+    return replace(db, why=f"librpm read {db.read or 0:,} of the {stored} headers stored, the built-in reader "
+                           f"no more ({fallback.read or 0:,})")
 
 
 def _read(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[str, str],
-          use_librpm: bool) -> tuple[PackageDatabase, int]:
-    """One reader's read of a database, and how many of its headers librpm skipped."""
+          use_librpm: bool) -> PackageDatabase:
+    """One reader's read of a database, with the records its storage holds counted and
+    reconciled with the headers read: every record not read is said, with the numbers."""
     reader = "librpm" if use_librpm else "python"
     db_path = posixpath.join(folder, fname)
-    errors: list[str] = []
+    errors = _Errors()
     packages: list[Package] = []
     budget = PathBudget()
-    read = skipped = 0
+    read = 0
+    records: int | None = None
+    variants: dict[tuple[int, int], int] = {}
+    notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="flightcheck-rpmdb-") as tmp:
+        store = rpmstore.Store(os.path.join(tmp, fname), backend)
         try:
             _copy_db(fs, folder, backend, fname, tmp)
-            headers = (_headers_librpm(tmp, budget, errors) if use_librpm
-                       else _headers_python(tmp, backend, fname, budget, errors))
+            headers = _headers_librpm(tmp, budget, errors) if use_librpm else _headers_python(store, budget, errors)
             for h in headers:
                 read += 1
+                for v in h.variants:
+                    variants[v] = variants.get(v, 0) + 1
                 if h.name == "gpg-pubkey":
                     continue  # imported signing keys, not software
                 problems = list(h.problems)
@@ -250,23 +300,53 @@ def _read(fs: RootFS, folder: str, backend: str, fname: str, os_release: dict[st
                 except Exception as exc:  # noqa: BLE001 - one package's failure is its own error record
                     problems.append(_why(exc))
                 errors.extend(f"package {shown(h.name, 100)}: {m}" for m in problems)
-            failed = sum(1 for m in errors if m.startswith("package header "))  # each has its own record
-            if use_librpm:
-                stored = _stored_headers(tmp, backend, fname)
-                skipped = stored - read - failed if stored is not None and stored > read + failed else 0
-                if skipped:
-                    errors.append(f"librpm read {read:,} of the {stored:,} package headers stored; "
-                                  f"{skipped:,} could not be read")
-            elif failed:
-                errors.append(f"{failed:,} of the {read + failed:,} package headers stored could not be read")
+            records = _reconcile(store, use_librpm, read, errors)
         except OSError as exc:
             errors.append(f"cannot read: {exc.strerror or exc}")
         except Exception as exc:  # noqa: BLE001 - the database stops here; what was read is kept
             errors.append(_why(exc))
+    if store.layout:
+        notes.append(store.layout)
+    notes.extend(f"{n:,} header(s) store tag {tag} as {_TYPE_NAMES.get(typ, typ)}, a width rpm 4 does not declare "
+                 f"for it (an older rpm's writing): read by the stored type" for (tag, typ), n in sorted(variants.items()))
     starved = budget.starved_record(db_path)
     errs = tuple(ErrorRecord(db_path, "inventory", f"rpm database ({backend}): {m}") for m in errors)
-    return PackageDatabase("rpm", db_path, backend, reader, tuple(packages),
-                           errs + ((starved,) if starved else ())), skipped
+    failed = None if records is None else max(records - read, 0)
+    return PackageDatabase("rpm", db_path, backend, reader, tuple(packages), errs + ((starved,) if starved else ()),
+                           records=records, read=read, failed=failed, unread_parts=store.unread,
+                           notes=tuple(notes))
+
+
+_TYPE_NAMES = {1: "CHAR", 2: "INT8", 3: "INT16", 4: "INT32", 5: "INT64"}
+
+
+def _reconcile(store: rpmstore.Store, use_librpm: bool, read: int, errors: _Errors) -> int | None:
+    """The records the storage holds (None: it could not be walked), after the read; the
+    lines saying what was not read (headers skipped or failed, pages not counted) go to
+    ``errors``."""
+    errors.unlisted()
+    failed = errors.failed
+    if use_librpm:
+        records: int | None
+        try:
+            records, counted = rpmstore.count(store.path, store.backend)
+            store.problems, store.layout, store.unread = counted.problems, counted.layout, counted.unread
+        except (rpmheader.RpmDbError, OSError) as exc:
+            records = None
+            errors.append(f"the stored headers could not be counted: {_why(exc)}")
+        skipped = records - read - failed if records is not None and records > read + failed else 0
+        if skipped and records is not None:
+            errors.append(f"librpm read {read:,} of the {records:,} package headers stored; "
+                          f"{skipped:,} could not be read")
+    else:
+        records = read + failed
+        if failed:
+            errors.append(f"{failed:,} of the {records:,} package headers stored could not be read")
+    errors.extend(store.problems)
+    if store.unread:
+        errors.append(f"{store.unread:,} part(s) of the storage could not be read: the count of "
+                      f"{records or 0:,} headers stored leaves out what they held")
+    return records
 
 
 def _package(h: rpmheader.RpmHeader, os_release: dict[str, str], db_path: str, problems: list[str]) -> Package:

@@ -9,8 +9,8 @@ Python library reads these formats; the formats are from rpm's own sources:
 * header blob (``lib/header.c``, ``headerImport``): big-endian ``il`` (entry count) and
   ``dl`` (data size), ``il`` index entries ``(tag, type, offset, count)``, then the data;
 * sqlite (``lib/backend/sqlite.c``): table ``Packages(hnum, blob)``;
-* Berkeley DB hash (``lib/backend/bdb_ro.c``): hash pages of key/data pairs, the header
-  blobs usually on overflow page chains;
+* Berkeley DB hash and B-tree: :mod:`scanner.inventory.bdb` (every record accounted for
+  by :mod:`scanner.inventory.rpmstore`);
 * ndb (``lib/backend/ndb/rpmpkg.c``): a ``RpmP`` header, slot pages of ``Slot`` entries
   ``(magic, pkgidx, blkoff, blkcnt)``, each pointing at a ``BlbS`` blob header followed
   by the header blob, in 16-byte blocks.
@@ -77,6 +77,11 @@ _TAG_TYPES: dict[int, tuple[int, ...]] = {
     9: (1004, 1005, 1016),
 }
 _STRING_TYPES = frozenset({T_STRING, T_STRING_ARRAY, T_I18NSTRING})
+#: integer types of another width than rpm 4 declares, as older writers stored them: rpm 5
+#: (Yocto before 2.3) writes FILESTATES (1029, CHAR in rpm 4) as INT8. librpm 4 refuses such a
+#: header (``hdrchkTagType``: "BAD, tag 1029 type 2"); this reader reads the entry by the
+#: type the header declares for it and notes the variant (:attr:`RpmHeader.variants`)
+_INT_TYPES = frozenset({T_CHAR, T_INT8, T_INT16, T_INT32, T_INT64})
 _TAG_TYPE = {tag: typ for typ, tags in _TAG_TYPES.items() for tag in tags}
 
 
@@ -99,6 +104,9 @@ class RpmHeader:
     files: tuple[str, ...]
     #: what was left out of this header without making it unreadable (file paths past a cap)
     problems: tuple[str, ...] = ()
+    #: ``(tag, stored type)`` of entries stored with an integer type of another width than
+    #: rpm 4 declares (read by the stored type; see :data:`_INT_TYPES`)
+    variants: tuple[tuple[int, int], ...] = ()
 
 
 def _strings(data: bytes, off: int, count: int) -> list[str]:
@@ -162,7 +170,8 @@ def _align_pad(typ: int, at: int) -> int:
     return -at % size if size is not None and size > 1 else 0
 
 
-def verify_blob(blob: bytes) -> tuple[list[tuple[int, int, int, int]], bytes]:
+def verify_blob(blob: bytes, variants: list[tuple[int, int]] | None = None
+                ) -> tuple[list[tuple[int, int, int, int]], bytes]:
     """The index entries ``(tag, type, offset, count)`` and the data of a header blob,
     checked as librpm's ``headerImport`` checks a blob before it loads it: the intro's
     counts in range and the blob exactly ``8 + 16 il + dl`` bytes; a region tag (first
@@ -173,7 +182,9 @@ def verify_blob(blob: bytes) -> tuple[list[tuple[int, int, int, int]], bytes]:
     previous entry's data and off the region trailer, its data (strings to their NUL)
     inside the data; and the data length equal to what the entries span
     (with their alignment, plus the trailer). :class:`RpmDbError` naming the first
-    check that fails."""
+    check that fails. With ``variants`` (a list), an integer tag stored as an integer of
+    another width (rpm 5's FILESTATES as INT8) is accepted and appended there as
+    ``(tag, type)``; without it, refused as librpm refuses it."""
     if len(blob) < 8:
         raise RpmDbError(f"header blob of {len(blob)} bytes is too short")
     il, dl = struct.unpack_from(">ii", blob, 0)
@@ -220,7 +231,9 @@ def verify_blob(blob: bytes) -> tuple[list[tuple[int, int, int, int]], bytes]:
             raise RpmDbError(f"{what}: offset outside the {dl} data bytes")
         declared = _TAG_TYPE.get(tag, typ) if typechk else typ
         if declared != typ and not (declared in _STRING_TYPES and typ in _STRING_TYPES):
-            raise RpmDbError(f"{what}: rpm declares this tag of type {declared}")
+            if variants is None or declared not in _INT_TYPES or typ not in _INT_TYPES:
+                raise RpmDbError(f"{what}: rpm declares this tag of type {declared}")
+            variants.append((tag, typ))
         length = _data_length(data, typ, off, count)
         if length <= 0:
             raise RpmDbError(f"{what}: its data runs past the {dl} data bytes")
@@ -239,7 +252,8 @@ def parse_header(blob: bytes, budget: PathBudget | None = None) -> RpmHeader:
     """Decode an installed package's header blob (as the databases store it: no lead, no
     header magic), checked whole first (:func:`verify_blob`). ``budget``: what the
     database's file lists may still cost (one of its own when None)."""
-    entries, data = verify_blob(blob)
+    variants: list[tuple[int, int]] = []
+    entries, data = verify_blob(blob, variants)
     dl = len(data)
     want = {NAME, VERSION, RELEASE, EPOCH, LICENSE, VENDOR, ARCH, SOURCERPM, *FILE_TAGS}
     values: dict[int, object] = {}
@@ -262,10 +276,11 @@ def parse_header(blob: bytes, budget: PathBudget | None = None) -> RpmHeader:
             if off + 4 * count > dl:
                 raise RpmDbError(f"tag {tag}: int32 array runs past the data")
             values[tag] = list(struct.unpack_from(f">{count}i", data, off))
-        elif typ == T_INT16:
-            if off + 2 * count > dl:
-                raise RpmDbError(f"tag {tag}: int16 array runs past the data")
-            values[tag] = list(struct.unpack_from(f">{count}h", data, off))
+        elif typ in _INT_TYPES:
+            size = _SIZE[typ] or 1
+            if off + size * count > dl:
+                raise RpmDbError(f"tag {tag}: integer array runs past the data")
+            values[tag] = list(struct.unpack_from(f">{count}{' BBhiq'[typ]}", data, off))
     name = values.get(NAME)
     if not isinstance(name, str):
         raise RpmDbError("header has no NAME")
@@ -284,6 +299,7 @@ def parse_header(blob: bytes, budget: PathBudget | None = None) -> RpmHeader:
         license=_text(values, LICENSE),
         files=files,
         problems=tuple(problems),
+        variants=tuple(variants),
     )
 
 
@@ -366,74 +382,6 @@ def sqlite_count(path: str) -> int:
             con.close()
     except sqlite3.DatabaseError as exc:
         raise RpmDbError(f"sqlite: {exc}") from exc
-
-
-# Berkeley DB hash (db-5 on-disk format)
-_DB_HASHMAGIC = 0x061561
-_P_HASH_UNSORTED, _P_OVERFLOW, _P_HASHMETA, _P_HASH = 2, 7, 8, 13
-_H_KEYDATA, _H_OFFPAGE = 1, 3
-_PAGE_HEADER = 26
-
-
-def bdb_blobs(data: bytes) -> Iterator[bytes]:
-    """Data items of a Berkeley DB hash file (rpm's ``Packages``): the header blobs."""
-    if len(data) < 512:
-        raise RpmDbError(f"Berkeley DB file of {len(data)} bytes is too short")
-    for order in ("<", ">"):
-        magic, _version, pagesize = struct.unpack_from(order + "III", data, 12)
-        if magic == _DB_HASHMAGIC:
-            break
-    else:
-        raise RpmDbError("not a Berkeley DB hash file (bad magic)")
-    if pagesize < 512 or pagesize > 65536 or pagesize & (pagesize - 1):
-        raise RpmDbError(f"Berkeley DB page size {pagesize} is invalid")
-    npages = len(data) // pagesize
-    u16, u32 = order + "H", order + "I"
-
-    def overflow(pgno: int, total: int) -> bytes:
-        out = bytearray()
-        seen = set()
-        while pgno and len(out) < total:
-            if pgno in seen or pgno >= npages:
-                raise RpmDbError(f"Berkeley DB overflow chain broken at page {pgno}")
-            seen.add(pgno)
-            page = pgno * pagesize
-            if data[page + 25] != _P_OVERFLOW:
-                raise RpmDbError(f"Berkeley DB page {pgno} is not an overflow page")
-            length = struct.unpack_from(u16, data, page + 22)[0]
-            if length > pagesize - _PAGE_HEADER:
-                raise RpmDbError(f"Berkeley DB overflow page {pgno} claims {length} bytes")
-            out += data[page + _PAGE_HEADER : page + _PAGE_HEADER + length]
-            pgno = struct.unpack_from(u32, data, page + 16)[0]
-        if len(out) != total:
-            raise RpmDbError(f"Berkeley DB overflow item has {len(out)} of {total} bytes")
-        return bytes(out)
-
-    for pgno in range(1, npages):
-        page = pgno * pagesize
-        ptype = data[page + 25]
-        if ptype not in (_P_HASH, _P_HASH_UNSORTED):
-            continue
-        entries = struct.unpack_from(u16, data, page + 20)[0]
-        if _PAGE_HEADER + 2 * entries > pagesize:
-            raise RpmDbError(f"Berkeley DB page {pgno} claims {entries} entries")
-        offsets = struct.unpack_from(f"{order}{entries}H", data, page + _PAGE_HEADER)
-        # items are key, data, key, data...; each ends where the previous one starts
-        for i in range(1, entries, 2):
-            off = offsets[i]
-            end = offsets[i - 1]
-            if not (_PAGE_HEADER <= off < pagesize) or end > pagesize or end < off:
-                raise RpmDbError(f"Berkeley DB page {pgno}: item offset {off} outside the page")
-            # rpm keeps its next-instance counter under key 0: not a header
-            koff, kend = offsets[i - 1], offsets[i - 2] if i >= 2 else pagesize
-            if data[page + koff] == _H_KEYDATA and data[page + koff + 1 : page + kend] == b"\0\0\0\0":
-                continue
-            kind = data[page + off]
-            if kind == _H_KEYDATA:
-                yield data[page + off + 1 : page + end]
-            elif kind == _H_OFFPAGE:
-                first, total = struct.unpack_from(order + "II", data, page + off + 4)
-                yield overflow(first, total)
 
 
 _NDB_MAGIC = 0x506D7052  # "RpmP" little-endian
