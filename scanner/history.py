@@ -185,7 +185,8 @@ def _check_shape(conn: sa.Connection, where: str) -> bool:
 def _target_name(doc: dict[str, Any]) -> str:
     target = doc.get("target") or {}
     if target.get("kind") == "domain" and (target.get("domain") or {}).get("name"):
-        return str(target["domain"]["name"])
+        hypervisor = (target["domain"].get("hypervisor") or {}).get("name")  # a fleet scan: HYPERVISOR/DOMAIN
+        return f"{hypervisor}/{target['domain']['name']}" if hypervisor else str(target["domain"]["name"])
     return str(target.get("root") or "?")
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 
-from scanner.cli import history, scan, tools  # noqa: F401 - each registers its commands on main
+from scanner.cli import fleet, history, scan, tools  # noqa: F401 - each registers its commands on main
 from scanner.cli.app import EXIT_ERROR, EXIT_FAIL, EXIT_INTERRUPTED, EXIT_PASS, main
 from scanner.cli.output import print_summary
 from scanner.textsafe import visible

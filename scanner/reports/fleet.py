@@ -81,3 +81,13 @@ def write_fleet(fleet: Fleet, output: Path, template_dir: Path | None = None) ->
     (output / FLEET_HTML).write_text(render_fleet(fleet.guests, fleet.connect, verdict, template_dir),
                                      encoding="utf-8")
     return [output / FLEET_JSON, output / FLEET_HTML]
+
+
+def render_fleet_run(document: dict[str, Any], template_dir: Path | None = None) -> str:
+    """The report of ``flightcheck fleet scan`` (``reports/fleet-run.html.j2``): totals per
+    hypervisor, the guests that moved, one row per guest."""
+    from scanner.reports.html import asset, environment, template_folders
+
+    folders = template_folders(template_dir)
+    return environment(folders).get_template("fleet-run.html.j2").render(doc=document,
+                                                                          css=asset(folders, "report.css"))
