@@ -26,6 +26,7 @@ from test_history import postgres  # noqa: F401 - a fixture
 
 import libvirt_harness as harness
 from scanner import history
+from scanner import result as resultmod
 from scanner.fleet import FleetOptions, Hypervisor, fleet_scan, from_uris, load_inventory
 from scanner.fleet.inventory import FleetError
 from scanner.fleet.work import GuestJob
@@ -172,7 +173,9 @@ def test_every_guest_on_the_worker_of_its_hypervisor(lab: harness.Lab, node: str
     assert stored == {f"{hv}/{d}" for (hv, d), r in rows.items() if r["outcome"] == "scanned"}
     fleet = json.loads((tmp_path / "fleet.json").read_text())
     assert {h["hypervisor"]: h["guests"] for h in fleet["hypervisors"]} == {"sys": 4, "tst": 1}
-    assert (tmp_path / "sys" / lab.name("plain") / "result.json").is_file()
+    guest = json.loads((tmp_path / "sys" / lab.name("plain") / "result.json").read_text())
+    resultmod.validate(guest)
+    assert guest["target"]["domain"]["hypervisor"]["name"] == "sys" and guest["target"]["domain"]["disks_fingerprint"]
     assert "tst-db" in (tmp_path / "fleet.html").read_text() and doc["verdict"] in ("pass", "fail")
 
 
