@@ -73,16 +73,19 @@ def _worker() -> tuple[str, str]:
 
 def scan_guest(job: GuestJob) -> dict[str, Any]:
     """Scan one guest on this machine; the outcome as a dict (see :class:`GuestResult`)."""
-    from scanner.target.libvirt import connect, domain_images, list_domains
+    from scanner.target.libvirt import connect, domain_images, find_domain
 
     worker, host = _worker()
     res = GuestResult(job.hypervisor, job.domain, "error", worker, host)
     try:
-        found = [d for d in list_domains(connect(job.uri)) if d.name == job.domain]
-        if not found:
+        conn = connect(job.uri)
+        try:
+            dom = find_domain(conn, job.domain)
+        finally:
+            conn.close()
+        if dom is None:
             res.reason = f"no domain {job.domain} on {job.hypervisor} ({job.uri}) any more"
             return asdict(res)
-        dom = found[0]
         res.uuid, res.state = dom.uuid, dom.state
         try:
             res.disks = [str(d) for d in domain_images(dom, allow_running=job.allow_running)]

@@ -256,15 +256,28 @@ def _interface(conn: Any, el: ET.Element, seen: dict[str, HypervisorNetwork | st
 def list_domains(conn: Any) -> list[Domain]:
     """Every domain, active and inactive (``virsh list --all``, ``domblklist`` and
     ``domiflist``), with the libvirt networks its interfaces are on."""
-    out = []
     networks: dict[str, HypervisorNetwork | str] = {}  # each network looked up once
-    for dom in conn.listAllDomains(0):
-        state = STATES.get(dom.state()[0], "unknown")
-        root = ET.fromstring(dom.XMLDesc(0))
-        disks = tuple(_disk(conn, el) for el in root.iter("disk"))
-        ifaces = tuple(_interface(conn, el, networks) for el in root.findall("devices/interface"))
-        out.append(Domain(dom.name(), dom.UUIDString(), state, bool(dom.isActive()), disks, ifaces))
-    return sorted(out, key=lambda d: d.name)
+    return sorted((_domain(conn, dom, networks) for dom in conn.listAllDomains(0)), key=lambda d: d.name)
+
+
+def find_domain(conn: Any, name: str) -> Domain | None:
+    """One domain by name (None when there is none): a fleet worker asks for its guest
+    alone, not for the hypervisor's every domain."""
+    import libvirt
+
+    try:
+        dom = conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return None
+    return _domain(conn, dom, {})
+
+
+def _domain(conn: Any, dom: Any, networks: dict[str, HypervisorNetwork | str]) -> Domain:
+    state = STATES.get(dom.state()[0], "unknown")
+    root = ET.fromstring(dom.XMLDesc(0))
+    disks = tuple(_disk(conn, el) for el in root.iter("disk"))
+    ifaces = tuple(_interface(conn, el, networks) for el in root.findall("devices/interface"))
+    return Domain(dom.name(), dom.UUIDString(), state, bool(dom.isActive()), disks, ifaces)
 
 
 def domain_images(domain: Domain, *, allow_running: bool) -> list[str]:
