@@ -15,7 +15,8 @@ are the file lists of its packages; Trivy's JSON names no files), and the wall t
 Roots: the fixture rpm root (fixtures/build_rpmroot.py), the apk and opkg fixture roots when
 their builders exist, a Debian 12 root made with ``mmdebstrap --variant=standard`` (cached in
 ``.cache/bench/``; needs root, mmdebstrap and the Debian mirror, else it says why it is left
-out), and this host's ``/usr`` (``--host``: the whole of ``/`` takes the peers minutes).
+out), and this host (``--host``: ``/usr`` and the dpkg database; every other top-level
+folder, and all of ``/var`` but ``/var/lib/dpkg``, is left out by all three tools).
 Figures are for this machine and this run only.
 
 Usage: bench/peers.py [--host] [--no-debian] [--root PATH ...]
@@ -87,9 +88,23 @@ def spdx_ids(expressions: list[str]) -> tuple[bool, bool]:
     return bool(listed), bool(listed) and len(listed) == len(tokens)
 
 
-def flightcheck(root: Path, out: Path) -> tuple[Count, list[str]]:
+#: what each tool leaves out of a scan of this host's / so that all three read /usr and the
+#: package database (/var/lib/dpkg) and nothing else: top-level folders, then within /var
+HOST_KEEP = {"usr", "var", "etc", "bin", "sbin", "lib", "lib64", "lib32", "libx32"}
+
+
+def host_skips() -> list[str]:
+    """Guest paths under / to leave out of a host scan (not /usr, /etc, /var/lib/dpkg)."""
+    skips = [f"/{n}" for n in sorted(os.listdir("/")) if n not in HOST_KEEP and not os.path.islink(f"/{n}")]
+    skips += [f"/var/{n}" for n in sorted(os.listdir("/var")) if n != "lib"]
+    skips += [f"/var/lib/{n}" for n in sorted(os.listdir("/var/lib")) if n != "dpkg"]
+    return skips
+
+
+def flightcheck(root: Path, out: Path, host: bool = False) -> tuple[Count, list[str]]:
+    extra = ["--path", "/usr"] if host else []
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "scanner", "scan", str(root), "-o", str(out), "-q", "--no-progress",
+    subprocess.run([sys.executable, "-m", "scanner", "scan", str(root), *extra, "-o", str(out), "-q", "--no-progress",
                     "--fail-on", "never"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     took = time.perf_counter() - t
     doc = json.loads((out / "result.json").read_text())
@@ -101,11 +116,12 @@ def flightcheck(root: Path, out: Path) -> tuple[Count, list[str]]:
                  sum(1 for e in doc["elves"] if e["owner"]), took), elves
 
 
-def syft(root: Path, out: Path, elves: list[str]) -> Count:
+def syft(root: Path, out: Path, elves: list[str], host: bool = False) -> Count:
     dest = out / "syft.json"
     env = {**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false"}
+    skips = [a for p in host_skips() for a in ("--exclude", f".{p}/**")] if host else []
     t = time.perf_counter()
-    run = subprocess.run([str(peer_bin("syft")), "scan", f"dir:{root}", "-o", f"syft-json={dest}", "-q"],
+    run = subprocess.run([str(peer_bin("syft")), "scan", f"dir:{root}", *skips, "-o", f"syft-json={dest}", "-q"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, check=False)
     took = time.perf_counter() - t
     if run.returncode != 0 or not dest.exists():
@@ -123,11 +139,12 @@ def syft(root: Path, out: Path, elves: list[str]) -> Count:
                  sum(every for _, every in ids), sum(1 for e in elves if e in owned), took)
 
 
-def trivy(root: Path, out: Path) -> Count:
+def trivy(root: Path, out: Path, host: bool = False) -> Count:
     dest = out / "trivy.json"
     env = {**os.environ, "TRIVY_CACHE_DIR": str(out / "trivy-cache")}
+    skips = ["--skip-dirs", ",".join(host_skips())] if host else []
     t = time.perf_counter()
-    run = subprocess.run([str(peer_bin("trivy")), "rootfs", "--scanners", "license", "--pkg-types", "os",
+    run = subprocess.run([str(peer_bin("trivy")), "rootfs", *skips, "--scanners", "license", "--pkg-types", "os",
                           "--offline-scan", "--skip-db-update", "--skip-java-db-update", "-f", "json", "-o", str(dest),
                           "-q", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
                          check=False)
@@ -169,7 +186,7 @@ def debian_root(skip: bool) -> tuple[str, Path] | str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--host", action="store_true", help="also this host's /usr")
+    ap.add_argument("--host", action="store_true", help="also this host (/usr and the dpkg database)")
     ap.add_argument("--no-debian", action="store_true", help="do not build the mmdebstrap root")
     ap.add_argument("--root", action="append", type=Path, default=[], help="another root folder")
     args = ap.parse_args()
@@ -181,13 +198,14 @@ def main() -> int:
         roots.append(deb)
     roots += [(str(r), r) for r in args.root]
     if args.host:
-        roots.append(("this host's /usr", Path("/usr")))
+        roots.append(("this host (/usr and /var/lib/dpkg)", Path("/")))
     print(f"flightcheck beside Syft and Trivy on {os.uname().nodename}, {os.cpu_count()} cores")
     for label, root in roots:
         with tempfile.TemporaryDirectory(prefix="flightcheck-peers-") as tmp:
             out = Path(tmp)
-            fc, elves = flightcheck(root, out)
-            rows = [fc, syft(root, out, elves), trivy(root, out)]
+            host = str(root) == "/"
+            fc, elves = flightcheck(root, out, host)
+            rows = [fc, syft(root, out, elves, host), trivy(root, out, host)]
         print(f"\n{label} ({root}; {len(elves)} ELF files)")
         print("| tool | packages | with a license | with an SPDX id | SPDX ids only | ELF files owned | time vs flightcheck |")
         print("|---|---|---|---|---|---|---|")
