@@ -40,7 +40,8 @@ PYTEST_ARGS ?=
 #  strace             sees what C libraries (librpm, sqlite) open, for the no-host-reads test
 #  libvirt-daemon-system libvirt-clients dnsmasq-base qemu-system-x86  a real libvirtd (qemu:///system)
 #                     and virtlogd, started and stopped by the suite (tests/libvirt_harness.py), whose
-#                     domains are defined on the fixture images; one runs under TCG
+#                     domains are defined on the fixture images; one runs under TCG; openssh-server:
+#                     a real sshd the fleet tests start on 127.0.0.1 to reach it as qemu+ssh://
 #  golang-go rustc    a Go program (build info) and a Rust program (cargo-auditable data) built
 #                     for the origins tests (fixtures/build_origins.py)
 #  db5.3-util         db5.3_load / db5.3_dump write and read the Berkeley DB rpm databases of
@@ -50,7 +51,7 @@ APT_PKGS := python3.11 python3.11-venv python3.11-dev python3-rpm rpm gcc libc6-
             libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core chromium chromium-driver poppler-utils \
             qemu-utils fdisk e2fsprogs xfsprogs libvirt-dev pkg-config python3-guestfs linux-image-amd64 \
             createrepo-c nginx-light postgresql strace golang-go rustc \
-            libvirt-daemon-system libvirt-clients dnsmasq-base qemu-system-x86 \
+            libvirt-daemon-system libvirt-clients dnsmasq-base qemu-system-x86 openssh-server \
             db5.3-util
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -61,6 +61,11 @@ def system_libvirtd() -> Iterator[bool]:
     """The system libvirtd, started (with virtlogd) when it is not answering; yields whether
     this harness started it, and stops what it started on the way out."""
     started: list[int] = []
+    if not _pids("virtlogd"):  # a running libvirtd without it cannot start a guest
+        Path("/var/run/libvirt").mkdir(parents=True, exist_ok=True)
+        subprocess.run([shutil.which("virtlogd") or "/usr/sbin/virtlogd", "-d"], check=True, timeout=30)
+        time.sleep(0.3)
+        started += sorted(_pids("virtlogd"))
     if not _answers():
         Path("/var/run/libvirt").mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + 45

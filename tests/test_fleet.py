@@ -260,3 +260,58 @@ def test_inventory_and_unreachable_hypervisors(node: str, tmp_path: Path) -> Non
         with pytest.raises(FleetError, match=re.escape(why)):
             load_inventory(inv)
     assert [h.name for h in from_uris(["qemu:///system", "qemu:///session"])] == ["local", "local-2"]
+
+
+@pytest.fixture()
+def sshd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[int, Path]]:
+    """A real sshd on 127.0.0.1 (its own host key, config and authorized key, in tmp_path),
+    and an ``ssh`` first on PATH that adds ``-F /dev/null`` and a throwaway known-hosts file,
+    so libvirt's ssh transport reaches it without touching this machine's ssh setup."""
+    sshd_bin = Path("/usr/sbin/sshd")
+    if not sshd_bin.exists() or harness.missing() is not None:
+        pytest.skip("needs root and OpenSSH's sshd (make installs openssh-server)")
+    d = tmp_path / "ssh"
+    d.mkdir(mode=0o700)
+    for key in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True)
+    (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
+    port = _port()
+    (d / "sshd_config").write_text(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\n"
+                                   f"PidFile {d / 'sshd.pid'}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
+                                   "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+                                   "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n")
+    Path("/run/sshd").mkdir(exist_ok=True)
+    subprocess.run([str(sshd_bin), "-f", str(d / "sshd_config"), "-E", str(d / "sshd.log")], check=True)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    wrapper = bindir / "ssh"
+    wrapper.write_text(f'#!/bin/sh\nexec /usr/bin/ssh -F /dev/null -o UserKnownHostsFile={d}/known_hosts '
+                       f'-o StrictHostKeyChecking=no -o BatchMode=yes "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    try:
+        deadline = time.monotonic() + 10
+        while not (d / "sshd.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        yield port, d / "client_key"
+    finally:
+        os.kill(int((d / "sshd.pid").read_text()), signal.SIGTERM)
+
+
+def test_a_hypervisor_over_qemu_ssh(lab: harness.Lab, sshd: tuple[int, Path], tmp_path: Path) -> None:
+    """The same daemon reached through a real sshd (qemu+ssh://): listed and scanned through
+    the ssh transport, exactly as over the local socket."""
+    port, key = sshd
+    uri = f"qemu+ssh://root@127.0.0.1:{port}/system?keyfile={key}&no_tty=1"
+    from scanner.target.libvirt import connect, list_domains
+
+    over_ssh = {d.name: d for d in list_domains(connect(uri)) if d.name.startswith(lab.prefix)}
+    local = {d.name: d for d in list_domains(connect(harness.SYSTEM_URI)) if d.name.startswith(lab.prefix)}
+    assert over_ssh == local and set(over_ssh) == set(lab.images)
+    result, _ = fleet_scan([Hypervisor("over-ssh", uri, include=(f"{lab.prefix}-*",))],
+                           FleetOptions(output=tmp_path, job=GuestJob("", "", "", options=ScanOptions(jobs=1))))
+    outcomes = {r["domain"]: r["outcome"] for r in result.rows}
+    assert outcomes == {lab.name("plain"): "scanned", lab.name("overlay"): "scanned",
+                        lab.name("pooled"): "scanned", lab.name("running"): "skipped"}
+    doc = json.loads((tmp_path / "over-ssh" / lab.name("plain") / "result.json").read_text())
+    assert doc["target"]["domain"]["hypervisor"]["uri"] == uri and doc["summary"]["elves"] > 0
