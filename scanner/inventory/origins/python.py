@@ -38,6 +38,39 @@ MANAGER = "python"
 SUFFIXES = (".dist-info", ".egg-info")
 
 
+#: trove classifiers (PyPI's ``License ::`` list) by the name the license tables read: the
+#: SPDX id where the classifier names one license and version, else the umbrella name the
+#: tables read as a guess ("BSD License" says neither which BSD nor which clauses)
+CLASSIFIERS = {
+    "BSD License": "BSD",
+    "GNU General Public License (GPL)": "GPL",
+    "GNU General Public License v2 (GPLv2)": "GPL-2.0-only",
+    "GNU General Public License v2 or later (GPLv2+)": "GPL-2.0-or-later",
+    "GNU General Public License v3 (GPLv3)": "GPL-3.0-only",
+    "GNU General Public License v3 or later (GPLv3+)": "GPL-3.0-or-later",
+    "GNU Library or Lesser General Public License (LGPL)": "LGPL",
+    "GNU Lesser General Public License v2 (LGPLv2)": "LGPL-2.0-only",
+    "GNU Lesser General Public License v2 or later (LGPLv2+)": "LGPL-2.0-or-later",
+    "GNU Lesser General Public License v3 (LGPLv3)": "LGPL-3.0-only",
+    "GNU Lesser General Public License v3 or later (LGPLv3+)": "LGPL-3.0-or-later",
+    "GNU Affero General Public License v3": "AGPL-3.0-only",
+    "GNU Affero General Public License v3 or later (AGPLv3+)": "AGPL-3.0-or-later",
+    "Mozilla Public License 1.1 (MPL 1.1)": "MPL-1.1",
+    "Mozilla Public License 2.0 (MPL 2.0)": "MPL-2.0",
+    "ISC License (ISCL)": "ISC",
+    "Python Software Foundation License": "PSF-2.0",
+    "The Unlicense (Unlicense)": "Unlicense",
+    "Eclipse Public License 1.0": "EPL-1.0",
+    "Eclipse Public License 2.0 (EPL-2.0)": "EPL-2.0",
+    "European Union Public Licence 1.2 (EUPL 1.2)": "EUPL-1.2",
+    "zlib/libpng License": "Zlib",
+    "Boost Software License 1.0 (BSL-1.0)": "BSL-1.0",
+    "CC0 1.0 Universal (CC0 1.0) Public Domain Dedication": "CC0-1.0",
+    "MIT No Attribution License (MIT-0)": "MIT-0",
+    "Historical Permission Notice and Disclaimer (HPND)": "HPND",
+}
+
+
 @dataclass(frozen=True)
 class Declared:
     """A distribution's license as its metadata declares it, and which field said so."""
@@ -160,7 +193,7 @@ def declared_license(expression: str | None, field: str | None, classifiers: lis
     named = [c.rsplit("::", 1)[-1].strip() for c in classifiers if c.startswith("License ::")]
     named = [n for n in named if n and n not in ("OSI Approved", "Other/Proprietary License")] or named
     if named:
-        return Declared(" AND ".join(dict.fromkeys(named)), "python-classifier")
+        return Declared(" AND ".join(dict.fromkeys(CLASSIFIERS.get(n, n) for n in named)), "python-classifier")
     return Declared(None, "none")
 
 
