@@ -106,6 +106,43 @@ def history_show(scan_id: int, db: str | None, output: Path | None, formats: str
     print_reports(extra, out)
 
 
+@history_group.command("report")
+@click.argument("target")
+@HISTORY_DB
+@click.option("-o", "--output", "output", default="out", show_default=True, type=click.Path(path_type=Path),
+              help="Folder for history.html (and history.pdf).")
+@click.option("--format", "formats", default="html", show_default=True, metavar="LIST",
+              help="Comma-separated: html, pdf.")
+@click.option("-n", "--last", type=click.IntRange(min=2), default=30, show_default=True,
+              help="The newest N scans of the target.")
+@click.option("--template", type=click.Path(exists=True, file_okay=False, path_type=Path), help=TEMPLATE_HELP)
+@DEBUG_OPTION
+def history_report(target: str, db: str | None, output: Path, formats: str, last: int, template: Path | None) -> None:
+    """One TARGET over time (as `history list` names it): its verdict, failing findings by
+    severity and license categories per stored scan, as small line charts and a table, and
+    what changed between its last two scans."""
+    from scanner.diff import diff
+    from scanner.history import HistoryError, get, list_scans
+    from scanner.reports import timeline
+
+    db = history_db(db)
+    wanted = [f.strip() for f in formats.split(",") if f.strip()]
+    if not wanted or any(f not in ("html", "pdf") for f in wanted):
+        fail(f"unknown format in {formats!r} (choose from html, pdf)")
+    try:
+        rows = sorted(list_scans(db, target=target), key=lambda r: (r.started, r.id))[-last:]
+        docs = [(r.id, get(db, r.id)[1]) for r in rows]
+    except HistoryError as exc:
+        fail(str(exc))
+    if not docs:
+        fail(f"no stored scan of {target!r} (see: flightcheck history list)")
+    points = [timeline.point(doc, scan_id) for scan_id, doc in docs]
+    changes = diff(docs[-2][1], docs[-1][1], old_label=f"scan {docs[-2][0]}", new_label=f"scan {docs[-1][0]}") \
+        if len(docs) > 1 else None
+    for path in timeline.write(target, points, changes, output, wanted, template):
+        console().print(f"report: {markup(str(path))}", highlight=False)
+
+
 def load_result(arg: str, db: str | None) -> tuple[dict[str, Any], str]:
     """A result document from a file, or from the history when ARG is an integer that is
     not a file; and a label for it. Exits 2 with one line when it cannot be read."""
