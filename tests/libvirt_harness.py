@@ -177,3 +177,47 @@ def lab(images: dict[str, Path]) -> Iterator[Lab]:
             virsh("pool-destroy", out.pool, check=False)
             virsh("pool-undefine", out.pool, check=False)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def session_libvirtd(image: Path) -> Iterator[tuple[str, str]]:
+    """An unprivileged user's own libvirtd (``nobody``'s session daemon, with its home,
+    runtime and cache folders in a temporary folder): a second hypervisor, independent of the
+    system one, holding one shut-off guest on a copy of ``image``. Yields the URI that
+    reaches that daemon's socket (``qemu+unix:///session?socket=...``) and the guest's name.
+    The daemon is stopped and the folder removed afterwards."""
+    import pwd
+
+    user = pwd.getpwnam("nobody")
+    home = Path(tempfile.mkdtemp(prefix="fc-session-", dir="/var/tmp"))
+    run = home / "run"
+    run.mkdir(mode=0o700)
+    shutil.copy(image, home / "guest.qcow2")
+    for p in (home, run, home / "guest.qcow2"):
+        os.chown(p, user.pw_uid, user.pw_gid)
+    env = {"HOME": str(home), "XDG_RUNTIME_DIR": str(run), "XDG_CONFIG_HOME": str(home / "config"),
+           "XDG_CACHE_HOME": str(home / "cache"), "PATH": os.environ["PATH"]}
+    runuser = shutil.which("runuser") or "/usr/sbin/runuser"
+    subprocess.run([runuser, "-u", "nobody", "--", "env", *(f"{k}={v}" for k, v in env.items()),
+                    shutil.which("libvirtd") or "/usr/sbin/libvirtd", "--daemon"], check=True, timeout=30)
+    uri = f"qemu+unix:///session?socket={run}/libvirt/libvirt-sock"
+    name = f"fc-session-{uuid.uuid4().hex[:6]}"
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run(["virsh", "-c", uri, "version"], capture_output=True).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the session libvirtd does not answer")
+            time.sleep(0.3)
+        xml = home / "guest.xml"
+        xml.write_text(_domain_xml(name, _file_disk(home / "guest.qcow2", "qcow2")))
+        subprocess.run(["virsh", "-c", uri, "define", str(xml)], check=True, capture_output=True, timeout=60)
+        yield uri, name
+    finally:
+        pid_file = run / "libvirt" / "libvirtd.pid"
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+            except (ProcessLookupError, ValueError):
+                pass
+        time.sleep(0.5)
+        shutil.rmtree(home, ignore_errors=True)

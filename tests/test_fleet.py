@@ -315,3 +315,20 @@ def test_a_hypervisor_over_qemu_ssh(lab: harness.Lab, sshd: tuple[int, Path], tm
                         lab.name("pooled"): "scanned", lab.name("running"): "skipped"}
     doc = json.loads((tmp_path / "over-ssh" / lab.name("plain") / "result.json").read_text())
     assert doc["target"]["domain"]["hypervisor"]["uri"] == uri and doc["summary"]["elves"] > 0
+
+
+def test_two_independent_hypervisors(lab: harness.Lab, images: dict[str, Path], tmp_path: Path) -> None:
+    """The system libvirtd and an unprivileged user's session libvirtd: each lists only its
+    own guests, and one fleet scan covers both."""
+    from scanner.target.libvirt import connect, list_domains
+
+    with harness.session_libvirtd(images["gpt-ext4.qcow2"]) as (uri, guest):
+        session = {d.name for d in list_domains(connect(uri))}
+        system = {d.name for d in list_domains(connect(harness.SYSTEM_URI))}
+        assert session == {guest} and guest not in system
+        hvs = [Hypervisor("sys", harness.SYSTEM_URI, include=(f"{lab.prefix}-*",)), Hypervisor("session", uri)]
+        result, doc = fleet_scan(hvs, FleetOptions(output=tmp_path, job=GuestJob("", "", "",
+                                                                                 options=ScanOptions(jobs=1))))
+    rows = {(r["hypervisor"], r["domain"]): r["outcome"] for r in result.rows}
+    assert rows[("session", guest)] == "scanned" and rows[("sys", lab.name("plain"))] == "scanned"
+    assert {h["hypervisor"]: h["guests"] for h in doc["hypervisors"]} == {"sys": 4, "session": 1}
