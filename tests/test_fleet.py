@@ -332,3 +332,18 @@ def test_two_independent_hypervisors(lab: harness.Lab, images: dict[str, Path], 
     rows = {(r["hypervisor"], r["domain"]): r["outcome"] for r in result.rows}
     assert rows[("session", guest)] == "scanned" and rows[("sys", lab.name("plain"))] == "scanned"
     assert {h["hypervisor"]: h["guests"] for h in doc["hypervisors"]} == {"sys": 4, "session": 1}
+
+
+def test_moved_guests_and_the_fleet_pdf(node: str, tmp_path: Path) -> None:
+    """A guest stored under one hypervisor and found under another (the same uuid) is
+    reported as moved; --format pdf writes fleet.pdf beside fleet.html."""
+    db = str(tmp_path / "h.sqlite")
+    job = GuestJob("", "", "", options=ScanOptions(jobs=1))
+    fleet_scan([Hypervisor("kvm-a", node)], FleetOptions(output=tmp_path / "1", history=db, job=job))
+    result, doc = fleet_scan([Hypervisor("kvm-b", node)],
+                             FleetOptions(output=tmp_path / "2", history=db, job=job, formats=("json", "pdf")))
+    (moved,) = doc["moved"]
+    assert (moved["domain"], moved["moved_from"], moved["hypervisor"]) == ("tst-db", "kvm-a", "kvm-b")
+    assert "moved since their last stored scan" in (tmp_path / "2/fleet.html").read_text()
+    text = subprocess.run(["pdftotext", str(tmp_path / "2/fleet.pdf"), "-"], capture_output=True, text=True).stdout
+    assert "kvm-b" in text and "tst-db" in text

@@ -117,7 +117,7 @@ def fleet_scan(hypervisors: list[Hypervisor], options: FleetOptions,
                  threads=options.threads, progress=progress, lost_after=options.lost_after)
     result.rows = unreachable + result.rows
     document = fleet_document(hypervisors, result)
-    write_fleet_files(document, options.output, options.template)
+    write_fleet_files(document, options.output, options.template, pdf="pdf" in options.formats)
     return result, document
 
 
@@ -138,10 +138,19 @@ def fleet_document(hypervisors: list[Hypervisor], result: FleetRun) -> dict[str,
             "guests": result.rows}
 
 
-def write_fleet_files(document: dict[str, Any], output: Path, template: Path | None) -> list[Path]:
+def write_fleet_files(document: dict[str, Any], output: Path, template: Path | None, *,
+                      pdf: bool = False) -> list[Path]:
+    """``fleet.json``, ``fleet.html`` and, with ``pdf``, ``fleet.pdf`` (the same page)."""
     from scanner.reports.fleet import render_fleet_run
 
     output.mkdir(parents=True, exist_ok=True)
     (output / "fleet.json").write_text(json.dumps(document, indent=1, default=str) + "\n")
-    (output / "fleet.html").write_text(render_fleet_run(document, template), encoding="utf-8")
-    return [output / "fleet.json", output / "fleet.html"]
+    page = render_fleet_run(document, template)
+    (output / "fleet.html").write_text(page, encoding="utf-8")
+    written = [output / "fleet.json", output / "fleet.html"]
+    if pdf:
+        from weasyprint import HTML
+
+        HTML(string=page, base_url=str(output)).write_pdf(str(output / "fleet.pdf"))
+        written.append(output / "fleet.pdf")
+    return written
