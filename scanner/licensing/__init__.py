@@ -8,8 +8,9 @@ and the network-copyleft list are data (``rules/licenses/``, the policy)."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -18,7 +19,7 @@ from scanner.inventory.memo import Memo, code_fingerprint
 from scanner.inventory.packages import Package, PackageDatabase
 from scanner.licensing.categories import DEFAULT_NETWORK_COPYLEFT, category
 from scanner.licensing.debian import read_copyright
-from scanner.licensing.normalize import LicenseOutcome, license_ref, normalize
+from scanner.licensing.normalize import LicenseOutcome, license_ref, normalize, one_spelling
 from scanner.licensing.tables import LicenseTables, load_tables
 from scanner.target import RootFS
 
@@ -87,7 +88,7 @@ def license_packages(fs: RootFS | None, databases: Iterable[PackageDatabase], ta
                                              "unknown")
     if memo is not None and learned:
         memo.put("licenses", "outcomes", fingerprint, {**(known if isinstance(known, dict) else {}), **learned})
-    return out
+    return _one_ref_spelling(out, tables)
 
 
 #: what each metadata field a license may be read from is called in a finding's evidence
@@ -119,6 +120,17 @@ def _package_license(fs: RootFS | None, pkg: Package, outcome: Callable[[str | N
         o = LicenseOutcome(None, ref, "unknown", {ref: evidence}, ("copyright file is not machine-readable",))
         cat = "unknown"
     return PackageLicense(pkg.id, raw, source, evidence, o, cat)
+
+
+def _one_ref_spelling(out: dict[str, PackageLicense], tables: LicenseTables) -> dict[str, PackageLicense]:
+    """Every LicenseRef id spelt one way across the packages (SPDX ids ignore case)."""
+    preferred = frozenset(r for e in (*tables.names.values(), *tables.exceptions.values())
+                          for r in re.findall(r"LicenseRef-[A-Za-z0-9.-]+", e.spdx))
+    ids = list(out)
+    for pid, o in zip(ids, one_spelling([out[i].outcome for i in ids], preferred)):
+        if o is not out[pid].outcome:
+            out[pid] = replace(out[pid], outcome=o)
+    return out
 
 
 def _outcomes_fingerprint(tables: LicenseTables, network_copyleft: tuple[str, ...]) -> str:
