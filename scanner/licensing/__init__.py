@@ -31,7 +31,7 @@ __all__ = ["LicenseOutcome", "LicenseTables", "LinkedLicense", "PackageLicense",
 class PackageLicense:
     package: str  # package id
     raw: str | None
-    source: str  # rpm | dep5 | copyright-text | none
+    source: str  # rpm | dep5 | copyright-text | notice-text | pointer-only | none | a metadata field
     evidence: str
     outcome: LicenseOutcome
     category: str
@@ -91,6 +91,13 @@ def license_packages(fs: RootFS | None, databases: Iterable[PackageDatabase], ta
     return _one_ref_spelling(out, tables)
 
 
+#: how a free-text copyright file was read, as a package's license notes say it
+FREE_TEXT = {
+    "copyright-text": "read from free-text copyright",
+    "notice-text": "read from the notice text of a free-text copyright file (its grants, version clauses, license texts)",
+    "pointer-only": "read from free-text copyright: only its /usr/share/common-licenses pointers name a license",
+}
+
 #: what each metadata field a license may be read from is called in a finding's evidence
 FIELD_EVIDENCE = {
     "python-license-expression": "METADATA License-Expression (an SPDX expression, core metadata 2.4)",
@@ -104,7 +111,7 @@ def _package_license(fs: RootFS | None, pkg: Package, outcome: Callable[[str | N
     """One package's license: rpm's LICENSE tag, dpkg's copyright file."""
     if pkg.manager == "dpkg" and fs is not None:
         deb = read_copyright(fs, pkg.name, memo)
-        raw, source, evidence = deb.raw, deb.source, deb.evidence
+        raw, source, evidence = deb.raw, deb.read or deb.source, deb.evidence
     elif pkg.license_from is not None:  # a field of the package's own metadata (Python)
         raw, source, evidence = pkg.license_raw, pkg.license_from, FIELD_EVIDENCE.get(pkg.license_from, pkg.license_from)
     elif pkg.manager in ("golang", "cargo", "elf-note"):  # what a binary declares names no license
@@ -112,9 +119,8 @@ def _package_license(fs: RootFS | None, pkg: Package, outcome: Callable[[str | N
     else:
         raw, source, evidence = pkg.license_raw, ("rpm" if pkg.license_raw else "none"), "rpm LICENSE tag"
     o, cat = outcome(raw)
-    if source == "copyright-text" and o.status == "exact":
-        o = LicenseOutcome(o.raw, o.spdx, "guess", o.refs, (*o.notes, "read from free-text copyright"),
-                           o.proprietary, o.public_domain)
+    if source in FREE_TEXT and o.status in ("exact", "guess"):  # a reading of free text is never certain
+        o = LicenseOutcome(o.raw, o.spdx, "guess", o.refs, (*o.notes, FREE_TEXT[source]), o.proprietary, o.public_domain)
     elif source == "copyright-text" and raw is None:
         ref = license_ref(f"{pkg.name}-copyright")
         o = LicenseOutcome(None, ref, "unknown", {ref: evidence}, ("copyright file is not machine-readable",))

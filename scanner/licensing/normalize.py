@@ -285,16 +285,18 @@ def one_spelling(outcomes: list[LicenseOutcome], preferred: frozenset[str] = fro
     """The same outcomes with every LicenseRef id spelt one way across all of them: SPDX
     compares license ids without regard to case, so ``LicenseRef-distributable`` and
     ``LicenseRef-Distributable`` in one document are one id. The spelling kept is the
-    name tables' (``preferred``) when they have one, else the first in sorted order."""
-    spellings: dict[str, set[str]] = {}
+    name tables' (``preferred``) when they have one, else the one most outcomes use (the
+    first in sorted order among equals)."""
+    spellings: dict[str, dict[str, int]] = {}
     for o in outcomes:
-        for ref in (*o.refs, *_ANY_REF.findall(o.spdx)):
-            spellings.setdefault(ref.casefold(), set()).add(ref)
+        for ref in set((*o.refs, *_ANY_REF.findall(o.spdx))):
+            counts = spellings.setdefault(ref.casefold(), {})
+            counts[ref] = counts.get(ref, 0) + 1
     chosen = {}
-    for seen in spellings.values():
-        if len(seen) > 1:
-            best = sorted(seen & preferred) or sorted(seen)
-            chosen.update({s: best[0] for s in seen if s != best[0]})
+    for counts in spellings.values():
+        if len(counts) > 1:
+            best = sorted(set(counts) & preferred) or sorted(counts, key=lambda r: (-counts[r], r))
+            chosen.update({s: best[0] for s in counts if s != best[0]})
     if not chosen:
         return outcomes
     out = []
