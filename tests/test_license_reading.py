@@ -4,11 +4,22 @@ and (below) the notice text of copyright files read for its grants and version c
 
 from __future__ import annotations
 
+import os
+import shutil
+import time
+from pathlib import Path
+
 import pytest
 from license_expression import get_spdx_licensing
 
 from scanner.inventory.packages import Package, PackageDatabase
-from scanner.licensing import license_packages, load_tables, normalize
+from scanner.licensing import PackageLicense, license_packages, load_tables, normalize
+from scanner.licensing.debian import read_copyright
+from scanner.licensing.notice import MAX_NOTICE, read_notice
+from scanner.target import DirectoryRoot
+
+from conftest import REPO
+from test_licensing import spdx_tools_accepts
 
 TABLES = load_tables()
 
@@ -68,3 +79,187 @@ def test_licenserefs_are_unique_regardless_of_case() -> None:
     assert set(a.refs) == set(b.refs) == {"LicenseRef-Distributable"}
     # the name tables' spelling wins over the one written in the package
     assert "LicenseRef-openssl-exception" not in c.spdx and c.spdx.count("LicenseRef-OpenSSL-exception") == 2
+
+
+# --- the notice read, not the pointer: real copyright files (fixtures/data/copyright/README.md) ---
+
+COPYRIGHT = REPO / "fixtures" / "data" / "copyright"
+
+#: package, how its license was read, status, the SPDX expression its copyright file grants;
+#: each checked by hand against the file's text (the README says where each file came from)
+REAL_FILES = [
+    # free-text files: the grant's version clause decides, not the common-licenses pointer
+    ("base-files", "notice-text", "guess", "GPL-2.0-or-later"),  # was GPL-1.0-or-later (bare GPL pointer)
+    ("libc6", "notice-text", "guess", "LGPL-2.1-or-later AND GPL-2.0-or-later AND BSD-3-Clause AND ISC"),
+    ("libkrb5-3", "notice-text", "guess",
+     "BSD-2-Clause AND CC-BY-SA-3.0 AND BSD-3-Clause AND MIT AND BSD-4-Clause AND ISC AND GPL-2.0-or-later"),
+    ("libpython3.11", "notice-text", "guess",
+     "Python-2.0 AND BSD-3-Clause AND GPL-2.0-or-later AND Zlib AND MIT AND BSD-2-Clause"),
+    ("python3", "notice-text", "guess", "Python-2.0 AND MIT"),
+    ("libselinux1", "notice-text", "guess", "GPL-2.0-only AND LGPL-2.1-or-later"),  # "version 2." alone: only
+    ("libgnutls30", "notice-text", "guess",
+     "LGPL-2.1-or-later AND GPL-3.0-or-later AND GFDL-1.3-or-later AND BSD-3-Clause AND BSD-2-Clause AND ISC AND MIT"
+     " AND Apache-2.0"),
+    ("libgcc-s1", "notice-text", "guess",
+     "GPL-3.0-or-later AND GPL-3.0-or-later WITH GCC-exception-3.1 AND BSD-3-Clause AND MIT AND GFDL-1.2-only AND "
+     "LGPL-2.0-or-later AND LGPL-2.1-or-later AND GPL-2.0-or-later AND Zlib AND GFDL-1.3-or-later AND BSD-4-Clause AND "
+     "BSD-2-Clause AND Artistic-1.0-Perl"),
+    # DEP-5 files: the short names, with the License paragraphs' text deciding or-later and the exception
+    ("bash", "dep5", "unknown",
+     "GPL-3.0-or-later AND GPL-3.0-or-later WITH Bison-exception-2.2 AND GPL-2.0-or-later AND "
+     "GFDL-1.3-no-invariants-only AND Latex2e AND (BSD-4-Clause-UC AND LicenseRef-MIT-like) AND LicenseRef-permissive"),
+    ("coreutils", "dep5", "exact",
+     "GPL-3.0-or-later AND (GPL-3.0-or-later AND BSD-4-Clause-UC) AND (GPL-3.0-or-later AND ISC) AND FSFULLR AND "
+     "GFDL-1.3-no-invariants-only"),
+    ("apt", "dep5", "exact", "GPL-2.0-or-later AND GPL-2.0-only AND BSD-3-Clause AND MIT"),  # rsh.cc: "terms version 2"
+    ("dash", "dep5", "exact", "BSD-3-Clause AND LicenseRef-Public-Domain AND GPL-2.0-or-later AND BSD-3-Clause"),
+    ("gpgv", "dep5", "unknown",
+     "GPL-3.0-or-later AND LicenseRef-permissive AND LGPL-2.1-or-later AND MIT AND (GPL-3.0-or-later OR BSD-3-Clause) "
+     "AND LGPL-3.0-or-later AND LicenseRef-RFC-Reference AND LicenseRef-TinySCHEME AND CC0-1.0"),
+    # "GPL-3+ with Bison exception": its text is Bison's 2.2 exception, so exact, no longer a guess
+    ("libelf1", "dep5", "exact",
+     "GPL-3.0-or-later AND (LGPL-3.0-or-later OR GPL-2.0-or-later) AND BSD-2-Clause AND GFDL-1.3-no-invariants-only AND "
+     "LGPL-2.1-or-later AND GPL-3.0-or-later WITH Bison-exception-2.2"),
+    ("tar", "dep5", "exact",
+     "GPL-3.0-or-later AND GPL-3.0-or-later WITH Bison-exception-2.2 AND LGPL-3.0-or-later AND GPL-2.0-or-later"),
+    # "License: GPL-2" whose paragraph grants "or (at your option) any later version"
+    ("logrotate", "dep5", "exact", "GPL-2.0-or-later AND GPL-3.0-or-later AND BSD-3-Clause"),
+    # "with Autoconf-data exception" / "with autoconf exception": the exception's text names which
+    ("libcurl3-gnutls", "dep5", "exact",
+     "curl AND OLDAP-2.8 AND ISC AND GPL-2.0-or-later WITH Autoconf-exception-generic AND GPL-3.0-or-later WITH "
+     "Autoconf-exception-macro AND GPL-2.0-or-later WITH Libtool-exception AND BSD-3-Clause AND BSD-4-Clause-UC AND "
+     "FSFULLR AND X11"),
+    ("libuv1", "dep5", "exact",
+     "MIT AND ISC AND CC-BY-4.0 AND Apache-2.0 AND BSD-3-Clause AND BSD-2-Clause AND GPL-3.0-or-later WITH "
+     "Autoconf-exception-macro"),
+]
+
+
+@pytest.fixture(scope="module")
+def real_licenses(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PackageLicense]:
+    root = tmp_path_factory.mktemp("copyright-root")
+    shutil.copytree(COPYRIGHT, root / "usr/share/doc", ignore=shutil.ignore_patterns("README.md"))
+    names = sorted(p.name for p in COPYRIGHT.iterdir() if p.is_dir())
+    pkgs = tuple(Package(f"deb/{n}", "dpkg", n, None, "1", None, "amd64", None, None, None, f"pkg:deb/debian/{n}@1", ())
+                 for n in names)
+    db = PackageDatabase("dpkg", "/var/lib/dpkg/status", "dpkg-status", "python-debian", pkgs)
+    return {k.removeprefix("deb/"): v for k, v in license_packages(DirectoryRoot(root), [db], TABLES).items()}
+
+
+@pytest.mark.parametrize("package,source,status,want", REAL_FILES, ids=[r[0] for r in REAL_FILES])
+def test_real_copyright_files(real_licenses: dict[str, PackageLicense], package: str, source: str, status: str,
+                              want: str) -> None:
+    got = real_licenses[package]
+    assert (got.outcome.spdx, got.source, got.outcome.status) == (want, source, status)
+    assert not spdx_tools_accepts(got.outcome.spdx, got.outcome.refs)  # valid SPDX 2.3 (spdx-tools' own check)
+    if source == "notice-text":
+        assert "read from the notice" in got.evidence and '"' in got.evidence  # the deciding sentences are kept
+
+
+def test_perl_bisons_one_word_exception(real_licenses: dict[str, PackageLicense]) -> None:
+    """perl's DEP-5 file says ``GPL-3+-WITH-BISON-EXCEPTION``: once a LicenseRef, now WITH."""
+    spdx = real_licenses["perl-base"].outcome.spdx
+    assert "GPL-3.0-or-later WITH Bison-exception-2.2" in spdx and "BISON-EXCEPTION" not in spdx
+
+
+def test_free_text_reading_is_said_in_the_notes(real_licenses: dict[str, PackageLicense]) -> None:
+    assert any("notice text" in n for n in real_licenses["libc6"].outcome.notes)
+    assert "LGPL-2.1+" in real_licenses["libc6"].evidence and "any later version" in real_licenses["libc6"].evidence
+
+
+#: real sentences from the files above, and what each grants (None: nothing; a pointer or prose)
+SENTENCES = [
+    ("The GNU C Library is free software; you can redistribute it and/or modify it under the terms of the GNU Lesser "
+     "General Public License as published by the Free Software Foundation; either version 2.1 of the License, or (at "
+     "your option) any later version.", "LGPL-2.1-or-later"),
+    ("This program is free software; you can redistribute it and/or modify\n    it under the terms of the GNU General "
+     "Public License as published\n    by the Free Software Foundation; version 2 of the License, or\n    (at your "
+     "option) any later version.", "GPL-2.0-or-later"),
+    ("Alternatively, the contents of this package may be used under the terms of the GNU General Public License "
+     "(\"GPL\") version 2 or any\n   later version, in which case the provisions of the GPL are applicable instead.",
+     "GPL-2.0-or-later"),
+    ("However, one file (utils/avcstat.c) is Copyright: 2004 Red Hat, Inc., James Morris and is distributed underthe "
+     "terms of the GNU General Public License, version 2.", "GPL-2.0-only"),
+    ("Most of the package is licensed under the GNU Lesser General Public License (LGPL) version 2.1 (or later), "
+     "except for helper and debugging binaries.", "LGPL-2.1-or-later"),
+    ("The main library is licensed under GNU Lesser General Public License (LGPL) version 2.1+, Gnutls Extra are "
+     "licenced under the GNU General Public License version 3+.", "LGPL-2.1-or-later AND GPL-3.0-or-later"),
+    ("The following runtime libraries are licensed under the terms of the\nGNU General Public License (v3 or later) "
+     "with version 3.1 of the GCC\nRuntime Library Exception (included in this file):",
+     "GPL-3.0-or-later WITH GCC-exception-3.1"),
+    ("The groff manual is also distributed under the terms of the GNU Free Documentation License version 1.3.",
+     "GFDL-1.3-only"),
+    ("Permission is granted to copy, distribute and/or modify this document under the terms of the GNU Free "
+     "Documentation License, Version 1.3 or any later version published by the Free Software Foundation",
+     "GFDL-1.3-or-later"),
+    ("This program is free software; you can redistribute it and/or modify it under the terms of the GNU General "
+     "Public License as published by the Free Software Foundation; either version 2 of the License, or\n(at your "
+     "option) any later version.", "GPL-2.0-or-later"),
+    ("Released under the terms of the GPL; see \n/usr/share/common-licenses/GPL-3.", None),  # wget: pointer only
+    ("On Debian systems, the complete text of the GNU General\nPublic License version 2 can be found in "
+     "`/usr/share/common-licenses/GPL-2'.", None),
+    ("Notwithstanding the foregoing, with regard to derivative works based on Python 1.6.1 that incorporate "
+     "non-separable material that was previously distributed under the GNU General Public License (GPL), the law of "
+     "the Commonwealth of Virginia shall govern this License Agreement.", None),
+    ("The GPL-compatible licenses make it possible to combine Python with other software that is released under the "
+     "GPL; the others don't.", None),
+    ("PYTHON SOFTWARE FOUNDATION LICENSE VERSION 2\n--------------------------------------------\n\n1. This LICENSE "
+     "AGREEMENT is between the Python Software Foundation", "PSF-2.0"),
+    ("This program is free software: you can redistribute it and/or modify it under the terms of the GNU General "
+     "Public License as published by the Free Software Foundation, either version 3 of the License, or (at your "
+     "option) any later version.\n\nAs a special exception, you may create a larger work that contains part or all of "
+     "the Bison parser skeleton and distribute that work under terms of your choice",
+     "GPL-3.0-or-later WITH Bison-exception-2.2"),
+    ("This program is free software; you can redistribute it and/or modify it under the terms of the GNU General "
+     "Public License as published by the Free Software Foundation; either version 2 of the License, or (at your "
+     "option) any later version.\n\nIn addition, as a special exception, the copyright holders give permission to link "
+     "the code of portions of this program with the OpenSSL library under certain conditions.",
+     "GPL-2.0-or-later AND LicenseRef-OpenSSL-exception"),
+    ("Redistribution and use in source and binary forms, with or without\nmodification, are permitted provided that "
+     "the following conditions are met:\n1. Redistributions of source code must retain the above copyright notice.\n"
+     "2. Redistributions in binary form must reproduce the above copyright\nnotice.\n3. [This condition was removed.]\n"
+     "4. Neither the name of the University nor the names of its contributors\nmay be used to endorse or promote "
+     "products derived from this software\nwithout specific prior written permission.\nIN NO EVENT ... SUCH DAMAGE.",
+     "BSD-3-Clause"),
+    ("Permission is hereby granted, free of charge, to any person obtaining a copy of this software and associated "
+     "documentation files (the \"Software\"), to deal in the Software without restriction", "MIT"),
+    ("Licensed under the Apache License, Version 2.0 (the \"License\"); you may not use this file except in "
+     "compliance with the License.", "Apache-2.0"),
+]
+
+
+@pytest.mark.parametrize("text,want", SENTENCES)
+def test_notice_sentences(text: str, want: str | None) -> None:
+    found = read_notice(text).found
+    raw = " and ".join(f.name for f in found)
+    assert (normalize(raw, TABLES).spdx if raw else None) == want
+    for f in found:
+        assert f.evidence and len(f.evidence) <= 240
+
+
+@pytest.mark.parametrize("text", [
+    "version " * 200_000,  # 1.6 MB of one word: read up to MAX_NOTICE, linear time
+    "General Public License " * 40_000,
+    "Redistribution and use in source and binary forms, with or without modification, are permitted provided that "
+    * 10_000,
+    "\x00\xff\ufffd" * 100_000,
+    "",
+])
+def test_hostile_notices_are_bounded(text: str) -> None:
+    start = time.monotonic()
+    notice = read_notice(text)
+    assert time.monotonic() - start < 10
+    assert notice.truncated == (len(text) > MAX_NOTICE)
+
+
+def test_free_text_pointer_only_and_unreadable(tmp_path: Path) -> None:
+    doc = tmp_path / "usr/share/doc"
+    (doc / "pointer").mkdir(parents=True)
+    (doc / "pointer/copyright").write_text("Released under the terms of the GPL; see\n/usr/share/common-licenses/GPL-3.\n")
+    (doc / "fifo").mkdir()
+    os.mkfifo(doc / "fifo/copyright")
+    fs = DirectoryRoot(tmp_path)
+    got = read_copyright(fs, "pointer")
+    assert (got.raw, got.source, got.read) == ("GPL-3", "copyright-text", "pointer-only")
+    fifo = read_copyright(fs, "fifo")
+    assert fifo.raw is None and "cannot be read" in fifo.evidence

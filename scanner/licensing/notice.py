@@ -129,8 +129,8 @@ _BSD = re.compile(r"Redistribution and use in source and binary forms, with or w
                   r"provided that", re.I)
 _BSD_END = re.compile(r"SUCH DAMAGE\.?|Redistribution and use in source", re.I)
 _BSD_ADVERTISING = re.compile(r"All advertising materials mentioning features or use of this software must display", re.I)
-_BSD_ENDORSE = re.compile(r"Neither the names? of[^.]{0,300}?(?:may|must|shall) be used to endorse"
-                          r"|(?:The names? of)[^.]{0,200}?(?:may|must|shall) not be used to endorse"
+_BSD_ENDORSE = re.compile(r"Neither the names? of.{0,300}?(?:may|must|shall) be used to endorse"
+                          r"|(?:The names? of).{0,200}?(?:may|must|shall) not be used to endorse"
                           r"|may not be used to endorse or promote", re.I)
 
 
