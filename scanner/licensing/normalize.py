@@ -179,6 +179,8 @@ class _Names:
         return self.with_exception(self.use(lic, m.group(1)), self.use(exc, exc_name))
 
     def use(self, entry: NameEntry, words: str) -> str:
+        if entry.note and entry.note not in self.st.notes:
+            self.st.notes.append(entry.note)
         if entry.guess:
             self.st.guess = True
             alts = f" (also used for {', '.join(entry.alternatives)})" if entry.alternatives else ""
