@@ -30,6 +30,7 @@ from build_scancode import build_scancode, compare, detect, summary  # noqa: E40
 
 from scanner.inventory.osrelease import read_os_release  # noqa: E402
 from scanner.licensing import license_packages, load_tables  # noqa: E402
+from scanner.licensing.naming import license_naming  # noqa: E402
 from scanner.scan import read_package_databases  # noqa: E402
 from scanner.target import DirectoryRoot  # noqa: E402
 
@@ -39,8 +40,10 @@ MAX_COPYRIGHT = 4 << 20
 def copyright_files(root: Path) -> tuple[dict[str, str], dict[str, bytes]]:
     """flightcheck's SPDX expression and the copyright file of each dpkg package of a root."""
     fs = DirectoryRoot(root)
-    dbs = [db for db in read_package_databases(fs, read_os_release(fs)) if db.manager == "dpkg"]
-    licenses = license_packages(fs, dbs, load_tables())
+    osr = read_os_release(fs)
+    dbs = [db for db in read_package_databases(fs, osr) if db.manager == "dpkg"]
+    # the tables as the scan uses them: by the root's naming convention
+    licenses = license_packages(fs, dbs, load_tables().for_naming(license_naming(osr, [db.manager for db in dbs])))
     ours: dict[str, str] = {}
     files: dict[str, bytes] = {}
     for db in dbs:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 MAX_NOTICE = 512 * 1024  # characters of one file read for grants (Debian's largest are ~300 kB)
 MAX_EVIDENCE = 240
@@ -210,24 +211,42 @@ def _bsd(flat: str) -> list[Found]:
     return out
 
 
-def _texts(flat: str) -> list[Found]:
-    out = _bsd(flat)
+#: words (lower case) without which a pattern cannot match: most patterns are not run at all
+_TEXT_KEYS = {"Expat": ("free of charge",), "ISC": ("with or without fee",), "Zlib": ("permission is granted to anyone",),
+              "Apache-2.0": ("apache",), "Apache-1.1": ("apache",), "MPL-2.0": ("mozilla", "mpl-"),
+              "MPL-1.1": ("mozilla", "mpl-"), "CC0-1.0": ("cc0", "creative commons"),
+              "CC-BY-SA-{v}": ("creative commons",), "CC-BY-{v}": ("creative commons",),
+              "public-domain": ("public domain",)}
+_EXCEPTION_KEYS = {"Bison-exception-2.2": "bison", "Bison-exception-1.24": "bison", "GCC-exception-3.1": "gcc runtime",
+                   "GCC-exception-2.0": "by itself cause", "Libtool-exception": "libtool",
+                   "Classpath-exception-2.0": "combined work", "OpenSSL exception": "openssl"}
+_GNU_WORDS = ("gpl", "general public", "gfdl", "documentation licen")
+
+
+def _texts(flat: str, low: str) -> list[Found]:
+    out = _bsd(flat) if "redistribution and use" in low else []
     for rx, name in _TEXTS:
+        if not any(k in low for k in _TEXT_KEYS[name]):
+            continue
         for m in rx.finditer(flat):
             n = name.format(**m.groupdict()) if "{" in name else name
             if n == "Expat" and re.search(r"X Consortium", flat[m.start():m.start() + 2500]):
                 n = "X11"
             out.append(Found(n, _short(flat[max(0, m.start() - 60):m.end() + 60]), m.start()))
-    for m in _PSF.finditer(flat):
+    for m in (_PSF.finditer(flat) if "python software foundation" in low or "psf license" in low else ()):
         n = "Python-2.0" if _PYTHON_STACK.search(flat) else "PSF-2"
         out.append(Found(n, _short(m.group(0)), m.start()))
     return out
 
 
-def _with_exceptions(flat: str, grants: list[Found]) -> list[Found]:
+def _with_exceptions(flat: str, low: str, grants: list[Found]) -> list[Found]:
     """Each exception joined to the nearest GNU grant before it (else after it)."""
     grants = list(grants)
+    if not grants:
+        return grants
     for rx, exc in _EXCEPTIONS:
+        if _EXCEPTION_KEYS.get(exc, "autoconf") not in low:
+            continue
         for m in rx.finditer(flat):
             families = _EXCEPTION_FAMILIES.get(exc, ("GPL",))
             fits = [i for i, g in enumerate(grants)
@@ -243,12 +262,17 @@ def _with_exceptions(flat: str, grants: list[Found]) -> list[Found]:
     return grants
 
 
+@lru_cache(maxsize=64)
 def read_notice(text: str) -> Notice:
-    """Every license the text grants or carries, in the order they appear, each once."""
+    """Every license the text grants or carries, in the order they appear, each once.
+    (Remembered for the last texts read: one copyright file is often shared by every
+    package of a source, krb5's five libraries, gcc's runtimes.)"""
     truncated = len(text) > MAX_NOTICE
     flat = flatten(text[:MAX_NOTICE])
-    grants = [g for at, s in _sentences(flat) for g in _grants(at, s)]
-    found = sorted([*_with_exceptions(flat, grants), *_texts(flat)], key=lambda f: f.at)
+    low = flat.lower()
+    grants = [g for at, s in _sentences(flat) if any(w in low[at:at + len(s)] for w in _GNU_WORDS)
+              for g in _grants(at, s)]
+    found = sorted([*_with_exceptions(flat, low, grants), *_texts(flat, low)], key=lambda f: f.at)
     seen: dict[str, Found] = {}
     for f in found:
         seen.setdefault(f.name.casefold(), f)
