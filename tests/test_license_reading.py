@@ -348,3 +348,21 @@ def test_same_string_on_their_own_roots(tmp_path: Path) -> None:
     got = {pid.split("/")[1].split("_")[0]: (pl.outcome.spdx, pl.outcome.status)
            for pid, pl in license_packages(fs, [db], tables).items()}
     assert got == {"libfoo1": ("MIT", "exact"), "cracklib": ("Artistic-1.0", "guess")}
+
+
+def test_how_a_file_was_read_is_remembered(tmp_path: Path) -> None:
+    """The scan cache keeps each copyright file's reading, how it was read included: a
+    rescan says notice-text with the same evidence, from the cache."""
+    from scanner.inventory.memostore import MemoStore
+
+    doc = tmp_path / "root/usr/share/doc"
+    shutil.copytree(COPYRIGHT / "libc6", doc / "libc6")
+    fs = DirectoryRoot(tmp_path / "root")
+    memo = MemoStore(tmp_path / "cache.db", "DirectoryRoot:t")
+    first = read_copyright(fs, "libc6", memo)
+    memo.commit()
+    again = MemoStore(tmp_path / "cache.db", "DirectoryRoot:t")
+    second = read_copyright(fs, "libc6", again)
+    assert again.hits.get("copyright") == 1
+    assert (second.raw, second.source, second.read, second.evidence) == (first.raw, first.source, "notice-text",
+                                                                          first.evidence)

@@ -3,7 +3,7 @@
 ScanCode (``scancode-toolkit-mini`` from PyPI, in its own virtualenv built once into the
 fixture cache by ``fixtures/build_scancode.py``) detects licenses in the same Debian
 ``copyright`` files flightcheck reads. On a fixed sample (the 19 real files of
-``fixtures/data/copyright`` and 12 packages of this host picked with a fixed seed, when it is
+``fixtures/data/copyright`` and 8 packages of this host picked with a fixed seed, when it is
 a dpkg system): every SPDX-listed id flightcheck declares is among ScanCode's on at least 95%
 of packages, and never "-only" where ScanCode finds "-or-later" and no "-only". The
 disagreements are printed. ``bench/scancode_oracle.py`` runs the same comparison on every
@@ -25,7 +25,7 @@ from scanner.target import DirectoryRoot
 from conftest import CACHE, REPO, load_builder
 
 COPYRIGHT = REPO / "fixtures" / "data" / "copyright"
-HOST_SAMPLE = 12
+HOST_SAMPLE = 8  # with the 19 fixture files: under two minutes of ScanCode on this machine
 SEED = 18
 
 
@@ -61,11 +61,12 @@ def test_flightcheck_ids_are_among_scancodes(oracle: object, tmp_path: Path,
     db = PackageDatabase("dpkg", "/var/lib/dpkg/status", "dpkg-status", "python-debian", pkgs)
     ours = license_packages(fs, [db], load_tables().for_naming(license_naming({}, ["dpkg"])))  # as a scan of Debian
     files = {n: (tmp_path / "usr/share/doc" / n / "copyright").read_bytes() for n in names}
-    theirs = oracle.detect(oracle.build_scancode(CACHE), files)  # type: ignore[attr-defined]
+    theirs = oracle.detect(oracle.build_scancode(CACHE), files, processes=2)  # type: ignore[attr-defined]
     verdicts = [oracle.compare(n, ours[f"deb/{n}"].outcome.spdx, theirs[n]) for n in names]  # type: ignore[attr-defined]
     with capsys.disabled():
         print("\nScanCode oracle, fixed sample: " + oracle.summary(verdicts))  # type: ignore[attr-defined]
     assert len(verdicts) >= len(list(COPYRIGHT.glob("*/copyright")))
-    assert sum(bool(v.theirs) for v in verdicts) >= 0.9 * len(verdicts), "ScanCode detects nothing: the oracle is broken"
+    judged = [v for v in verdicts if v.theirs]  # where ScanCode detects no SPDX-listed id it can neither confirm nor deny
+    assert len(judged) >= 0.9 * len(verdicts), "ScanCode detects nothing: the oracle is broken"
     assert not [v.package for v in verdicts if v.only_not_later]
-    assert sum(v.agrees for v in verdicts) >= 0.95 * len(verdicts)
+    assert sum(v.agrees for v in judged) >= 0.95 * len(judged)
