@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from scanner.inventory.memo import Memo, file_key
-from scanner.licensing.dep5text import texts_decide
-from scanner.licensing.notice import MAX_NOTICE, read_notice
 from scanner.target import RootFS
 
 MAX_COPYRIGHT = 4 << 20
@@ -110,6 +108,8 @@ def _read_copyright(fs: RootFS, path: str) -> DebianLicense:
             if synopsis and synopsis not in synopses:
                 synopses.append(synopsis)
         if synopses:
+            from scanner.licensing.dep5text import texts_decide  # noqa: PLC0415 (its patterns compiled only when a file is read)
+
             synopses, read = texts_decide(synopses, split)
             return DebianLicense(_join(synopses), "dep5", f"{path}: machine-readable (DEP-5){read}")
         return _free_text(text, path, "DEP-5 header but no Files paragraph with a License; ")
@@ -117,6 +117,8 @@ def _read_copyright(fs: RootFS, path: str) -> DebianLicense:
 
 
 def _free_text(text: str, path: str, why: str) -> DebianLicense:
+    from scanner.licensing.notice import MAX_NOTICE, read_notice  # noqa: PLC0415 (compiled only when a file is read)
+
     notice = read_notice(text)
     found = [f.name for f in notice.found]
     decided = {_family(n) for n in found}
