@@ -25,9 +25,10 @@ every pattern is linear (no nested repetition)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
-from functools import lru_cache
 
 MAX_NOTICE = 512 * 1024  # characters of one file read for grants (Debian's largest are ~300 kB)
 MAX_EVIDENCE = 240
@@ -262,11 +263,27 @@ def _with_exceptions(flat: str, low: str, grants: list[Found]) -> list[Found]:
     return grants
 
 
-@lru_cache(maxsize=64)
+_RECENT: OrderedDict[bytes, Notice] = OrderedDict()
+_RECENT_MAX = 256  # notices remembered, by the digest of their text (not the text: bounded memory)
+
+
 def read_notice(text: str) -> Notice:
     """Every license the text grants or carries, in the order they appear, each once.
-    (Remembered for the last texts read: one copyright file is often shared by every
-    package of a source, krb5's five libraries, gcc's runtimes.)"""
+    The last notices read are remembered by their text's digest: one copyright file is
+    often shared by every package of a source (krb5's five libraries, gcc's runtimes)."""
+    key = hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()
+    hit = _RECENT.get(key)
+    if hit is not None:
+        _RECENT.move_to_end(key)
+        return hit
+    notice = _read_notice(text)
+    _RECENT[key] = notice
+    if len(_RECENT) > _RECENT_MAX:
+        _RECENT.popitem(last=False)
+    return notice
+
+
+def _read_notice(text: str) -> Notice:
     truncated = len(text) > MAX_NOTICE
     flat = flatten(text[:MAX_NOTICE])
     low = flat.lower()
