@@ -366,3 +366,14 @@ def test_how_a_file_was_read_is_remembered(tmp_path: Path) -> None:
     assert again.hits.get("copyright") == 1
     assert (second.raw, second.source, second.read, second.evidence) == (first.raw, first.source, "notice-text",
                                                                           first.evidence)
+
+
+def test_remembered_notices_are_bounded() -> None:
+    from scanner.licensing import notice
+
+    for i in range(notice._RECENT_MAX + 40):
+        read_notice(f"This program is free software; you can redistribute it under the terms of the GNU General Public "
+                    f"License, version 2 or any later version. ({i})")
+    assert len(notice._RECENT) == notice._RECENT_MAX
+    again = read_notice("Licensed under the Apache License, Version 2.0 (x)")
+    assert again is read_notice("Licensed under the Apache License, Version 2.0 (x)")  # the same text: remembered
