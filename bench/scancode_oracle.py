@@ -12,7 +12,7 @@ comparison on a fixed sample.
 Roots: the Debian 12 root of ``bench/peers.py`` (``.cache/bench/deb12-standard``) and, with
 ``--host``, this machine's ``/``. Figures are for this machine and this run only.
 
-Usage: bench/scancode_oracle.py [--host] [--root PATH ...] [--processes N]
+Usage: bench/scancode_oracle.py [--host] [--no-debian] [--root PATH ...] [--processes N]
 """
 
 from __future__ import annotations
@@ -62,10 +62,13 @@ def main() -> int:
     ap.add_argument("--host", action="store_true", help="also this machine's /")
     ap.add_argument("--root", action="append", type=Path, default=[], help="another Debian root")
     ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument("--no-debian", action="store_true", help="leave the Debian 12 root out")
     args = ap.parse_args()
     roots = [*args.root]
     deb12 = REPO / ".cache" / "bench" / "deb12-standard"
-    if (deb12 / "var/lib/dpkg/status").exists():
+    if args.no_debian:
+        pass
+    elif (deb12 / "var/lib/dpkg/status").exists():
         roots.insert(0, deb12)
     else:
         print(f"{deb12}: not built (bench/peers.py builds it with mmdebstrap)")
