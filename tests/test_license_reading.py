@@ -226,6 +226,18 @@ SENTENCES = [
      "documentation files (the \"Software\"), to deal in the Software without restriction", "MIT"),
     ("Licensed under the Apache License, Version 2.0 (the \"License\"); you may not use this file except in "
      "compliance with the License.", "Apache-2.0"),
+    # libksba8: an SPDX id inside the free text
+    ("License: LGPL-2.1-or-later\n This file is free software; you can redistribute it and/or modify it under the "
+     "terms of the GNU Lesser General Public License as published by the Free Software Foundation; either version 2.1 "
+     "of the License, or (at your option) any later version.", "LGPL-2.1-or-later"),
+    # libxss1: the X Consortium's clause on names makes the Expat grant X11's
+    ("Permission is hereby granted, free of charge, to any person obtaining a copy of this software ... OTHER "
+     "DEALINGS IN THE SOFTWARE.\n\nExcept as contained in this notice, the name of the X Consortium shall not be "
+     "used in advertising", "X11"),
+    # libgcc's Expat text followed, further on, by Unicode's own license with the same clause: still MIT
+    ("Permission is hereby granted, free of charge, to any person obtaining a copy of this software ... OTHER "
+     "DEALINGS IN THE SOFTWARE.\n\nUNICODE, INC. LICENSE AGREEMENT - DATA FILES AND SOFTWARE ... DATA FILES OR "
+     "SOFTWARE.\n\nExcept as contained in this notice, the name of a copyright holder shall not be used", "MIT"),
 ]
 
 

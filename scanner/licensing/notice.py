@@ -57,7 +57,8 @@ _FAMILY = re.compile(
     r"|Free Documentation Licen[cs]e|(?:GNU )?(?:Lesser|Library) General Public Licen[cs]e|Affero General Public Licen[cs]e"
     r"|(?:GNU )?General Public Licen[cs]e|GNU [LA]?GPL|\b[LA]?GPL\b(?!-compat)|\bGFDL\b)"
     r"(?: \(\"?(?:[LA]?GPL|GFDL)\"?\))?"
-    r"(?P<short>(?: ?v| ?-| version )?(?P<sver>[123](?:\.[0-9])?)(?![0-9])(?P<splus>\+| \(?or later\)?| or any later version)?)?",
+    r"(?P<short>(?: ?v| ?-| version )?(?P<sver>[123](?:\.[0-9])?)(?![0-9])"
+    r"(?P<splus>\+|-or-later| \(?or later\)?| or any later version)?)?",
     re.I)
 _VERSION = re.compile(
     r"(?:either |under |only )?(?:version|v\.?) ?(?P<ver>[123](?:\.[0-9])?)(?![0-9])(?: of the Licen[cs]e)?(?: only)?"
@@ -224,6 +225,19 @@ _EXCEPTION_KEYS = {"Bison-exception-2.2": "bison", "Bison-exception-1.24": "biso
 _GNU_WORDS = ("gpl", "general public", "gfdl", "documentation licen")
 
 
+_X11_CLAUSE = re.compile(r"[. ¶]{0,8}Except as contained in this notice, the names? of", re.I)
+
+
+def _x11(flat: str, low: str, at: int) -> bool:
+    """The Expat grant at ``at`` is X11's: its disclaimer ends "... DEALINGS IN THE
+    SOFTWARE." and the X Consortium's clause on the use of names follows at once."""
+    end = low.find("dealings in the software", at, at + 2500)
+    if end < 0:
+        return False
+    end += len("dealings in the software")
+    return "x consortium" in low[at:end] or _X11_CLAUSE.match(flat, end) is not None
+
+
 def _texts(flat: str, low: str) -> list[Found]:
     out = _bsd(flat) if "redistribution and use" in low else []
     for rx, name in _TEXTS:
@@ -231,7 +245,7 @@ def _texts(flat: str, low: str) -> list[Found]:
             continue
         for m in rx.finditer(flat):
             n = name.format(**m.groupdict()) if "{" in name else name
-            if n == "Expat" and re.search(r"X Consortium", flat[m.start():m.start() + 2500]):
+            if n == "Expat" and _x11(flat, low, m.start()):
                 n = "X11"
             out.append(Found(n, _short(flat[max(0, m.start() - 60):m.end() + 60]), m.start()))
     for m in (_PSF.finditer(flat) if "python software foundation" in low or "psf license" in low else ()):
