@@ -35,6 +35,7 @@ from scanner.licensing import (
     license_packages,
     load_tables,
 )
+from scanner.licensing.naming import license_naming
 from scanner.linkage.loader import resolve_all
 from scanner.records import Records, project
 from scanner.target import DirectoryRoot, RootFS
@@ -160,7 +161,9 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
             by_origin = OwnershipIndex(fs, origins.databases)
             owner = lambda path: ownership.owner(path) or by_origin.owner(path)  # noqa: E731
             if options.licenses:
-                tables = load_tables().with_overrides(policy.names, policy.exceptions)
+                # what the files declare of themselves (Python metadata) is SPDX-style, whatever
+                # the system's own convention
+                tables = load_tables().for_naming("spdx").with_overrides(policy.names, policy.exceptions)
                 pkg_licenses = {**pkg_licenses,
                                 **license_packages(fs, origins.databases, tables, policy.network_copyleft)}
         if origins.errors:
@@ -251,7 +254,8 @@ def _packages(fs: RootFS, options: ScanOptions, policy: Policy, cache: ScanCache
     ownership = OwnershipIndex(fs, databases)
     licenses: dict[str, PackageLicense] = {}
     if options.licenses:
-        tables = load_tables().with_overrides(policy.names, policy.exceptions)
+        naming = license_naming(os_release, [db.manager for db in databases])
+        tables = load_tables().for_naming(naming).with_overrides(policy.names, policy.exceptions)
         licenses = license_packages(fs, databases, tables, policy.network_copyleft, memo)
     return os_release, databases, ownership, licenses, time.monotonic() - t0, tuple(os_errors)
 

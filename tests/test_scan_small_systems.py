@@ -101,7 +101,7 @@ def test_alpine_root_full_scan(alpine_root: Path, tmp_path: Path) -> None:
     assert (musl["id"], musl["purl"]) == ("apk/musl-1.2.2-r3.armv7",
                                           "pkg:apk/alpine/musl@1.2.2-r3?arch=armv7&distro=alpine-3.14.2")
     assert (musl["license_raw"], musl["license_spdx"], musl["license_status"], musl["license_source"]) == \
-        ("MIT", "MIT", "guess", "apk")  # MIT is an umbrella name: a guess, as for rpm
+        ("MIT", "MIT", "exact", "apk")  # Alpine names licenses by SPDX id: MIT is MIT (issue 18; on Fedora a guess)
     assert (pk["zlib"]["license_spdx"], pk["zlib"]["license_status"]) == ("Zlib", "exact")
     assert (pk["busybox"]["license_spdx"], pk["apk-tools"]["license_spdx"]) == ("GPL-2.0-only", "GPL-2.0-only")
     assert pk["libretls"]["license_spdx"] == "ISC AND (BSD-3-Clause OR MIT)"

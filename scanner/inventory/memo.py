@@ -30,7 +30,8 @@ Key = str
 #: census cache's own record codec
 READER_CODE = ("inventory/elf*.py", "inventory/rpm*.py", "inventory/bdb.py", "inventory/dpkg.py", "inventory/apk.py",
                "inventory/opkg.py", "inventory/textdb.py", "inventory/packages.py", "inventory/purl.py",
-               "inventory/readers.py", "inventory/cachecodec.py", "licensing/debian.py")
+               "inventory/readers.py", "inventory/cachecodec.py", "licensing/debian.py",
+               "licensing/notice.py", "licensing/dep5text.py")
 
 _PACKAGE = Path(__file__).resolve().parent.parent  # scanner/
 

@@ -8,8 +8,9 @@ and the network-copyleft list are data (``rules/licenses/``, the policy)."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -18,7 +19,7 @@ from scanner.inventory.memo import Memo, code_fingerprint
 from scanner.inventory.packages import Package, PackageDatabase
 from scanner.licensing.categories import DEFAULT_NETWORK_COPYLEFT, category
 from scanner.licensing.debian import read_copyright
-from scanner.licensing.normalize import LicenseOutcome, license_ref, normalize
+from scanner.licensing.normalize import LicenseOutcome, license_ref, normalize, one_spelling
 from scanner.licensing.tables import LicenseTables, load_tables
 from scanner.target import RootFS
 
@@ -38,7 +39,7 @@ LICENSE_FIELDS = {"rpm": "rpm LICENSE tag", "apk": "apk L: field", "opkg": "opkg
 class PackageLicense:
     package: str  # package id
     raw: str | None
-    source: str  # rpm | apk | opkg | dep5 | copyright-text | none
+    source: str  # rpm | apk | opkg | dep5 | copyright-text | notice-text | pointer-only | none | a metadata field
     evidence: str
     outcome: LicenseOutcome
     category: str
@@ -96,8 +97,15 @@ def license_packages(fs: RootFS | None, databases: Iterable[PackageDatabase], ta
                                              "unknown")
     if memo is not None and learned:
         memo.put("licenses", "outcomes", fingerprint, {**(known if isinstance(known, dict) else {}), **learned})
-    return out
+    return _one_ref_spelling(out, tables)
 
+
+#: how a free-text copyright file was read, as a package's license notes say it
+FREE_TEXT = {
+    "copyright-text": "read from free-text copyright",
+    "notice-text": "read from the notice text of a free-text copyright file (its grants, version clauses, license texts)",
+    "pointer-only": "read from free-text copyright: only its /usr/share/common-licenses pointers name a license",
+}
 
 #: what each metadata field a license may be read from is called in a finding's evidence
 FIELD_EVIDENCE = {
@@ -114,7 +122,7 @@ def _package_license(fs: RootFS | None, pkg: Package, outcome: Callable[[str | N
     metadata), source named by manager or field."""
     if pkg.manager == "dpkg" and fs is not None:
         deb = read_copyright(fs, pkg.name, memo)
-        raw, source, evidence = deb.raw, deb.source, deb.evidence
+        raw, source, evidence = deb.raw, deb.read or deb.source, deb.evidence
     elif pkg.license_from is not None:  # a field of the package's own metadata (Python)
         raw, source, evidence = pkg.license_raw, pkg.license_from, FIELD_EVIDENCE.get(pkg.license_from, pkg.license_from)
     elif pkg.manager in ("golang", "cargo", "elf-note"):  # what a binary declares names no license
@@ -123,14 +131,24 @@ def _package_license(fs: RootFS | None, pkg: Package, outcome: Callable[[str | N
         manager = pkg.manager if pkg.manager in LICENSE_FIELDS else "rpm"
         raw, source, evidence = pkg.license_raw, (manager if pkg.license_raw else "none"), LICENSE_FIELDS[manager]
     o, cat = outcome(raw)
-    if source == "copyright-text" and o.status == "exact":
-        o = LicenseOutcome(o.raw, o.spdx, "guess", o.refs, (*o.notes, "read from free-text copyright"),
-                           o.proprietary, o.public_domain)
+    if source in FREE_TEXT and o.status in ("exact", "guess"):  # a reading of free text is never certain
+        o = LicenseOutcome(o.raw, o.spdx, "guess", o.refs, (*o.notes, FREE_TEXT[source]), o.proprietary, o.public_domain)
     elif source == "copyright-text" and raw is None:
         ref = license_ref(f"{pkg.name}-copyright")
         o = LicenseOutcome(None, ref, "unknown", {ref: evidence}, ("copyright file is not machine-readable",))
         cat = "unknown"
     return PackageLicense(pkg.id, raw, source, evidence, o, cat)
+
+
+def _one_ref_spelling(out: dict[str, PackageLicense], tables: LicenseTables) -> dict[str, PackageLicense]:
+    """Every LicenseRef id spelt one way across the packages (SPDX ids ignore case)."""
+    preferred = frozenset(r for e in (*tables.names.values(), *tables.exceptions.values())
+                          for r in re.findall(r"LicenseRef-[A-Za-z0-9.-]+", e.spdx))
+    ids = list(out)
+    for pid, o in zip(ids, one_spelling([out[i].outcome for i in ids], preferred)):
+        if o is not out[pid].outcome:
+            out[pid] = replace(out[pid], outcome=o)
+    return out
 
 
 def _outcomes_fingerprint(tables: LicenseTables, network_copyleft: tuple[str, ...]) -> str:

@@ -4,10 +4,16 @@ Machine-readable files (DEP-5, copyright-format 1.0: a first paragraph with a ``
 field naming the format) are read with python-debian's deb822 paragraph parser (the fast
 one: ``debian.copyright``'s round-trip parser costs about 15 ms a file, seconds on a whole
 system): the package's license is the conjunction of the ``License:`` synopses (first
-line) of all its ``Files:`` paragraphs, in order, duplicates removed. About a third of Debian's
-packages have a free-text file instead: then the best evidence is reported, marked as a
-guess: the ``/usr/share/common-licenses/<name>`` files the text points to (Debian policy
-asks for exactly these references) and a few unmistakable license titles.
+line) of all its ``Files:`` paragraphs, in order, duplicates removed; where the text of a
+``License:`` paragraph grants a GNU license "or (at your option) any later version" that its
+short name gives without ``+``, or names the exception its short name leaves vague (``GPL-3+
+with Bison exception`` whose text is Bison's 2.2 exception), the text wins and the evidence
+says so. About a third of Debian's packages have a free-text file instead: its notice is
+read (:mod:`scanner.licensing.notice`: the grants with their version clauses, the exceptions,
+the standard license texts; ``read`` is ``notice-text``), and the
+``/usr/share/common-licenses/<name>`` files the text points to (Debian policy asks for exactly
+these references) are used only for the licenses no sentence of the notice decided
+(``read`` is ``pointer-only`` when nothing else was found). Either way it is marked a guess.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from scanner.inventory.memo import Memo, file_key
 from scanner.target import RootFS
 
 MAX_COPYRIGHT = 4 << 20
+_EVIDENCE_ITEMS = 8  # sentences quoted in a free-text file's evidence
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _COMMON = re.compile(r"/usr/share/common-licenses/([A-Za-z0-9.+_-]+)")
 _TITLES = (
@@ -35,6 +42,7 @@ class DebianLicense:
     raw: str | None  # what the copyright file says, as a license string
     source: str  # dep5 | copyright-text | none
     evidence: str  # the file read, and how
+    read: str = ""  # free text: notice-text (its sentences decided) | pointer-only (common-licenses names only)
 
 
 def _join(synopses: list[str]) -> str:
@@ -61,15 +69,15 @@ def read_copyright(fs: RootFS, package: str, memo: Memo | None = None) -> Debian
                 return hit
     found = _read_copyright(fs, path)
     if memo is not None and st is not None:
-        memo.put("copyright", f"{path}\0{real}", file_key(st), [found.raw, found.source, found.evidence])
+        memo.put("copyright", f"{path}\0{real}", file_key(st), [found.raw, found.source, found.evidence, found.read])
     return found
 
 
 def _from_memo(value: Any) -> DebianLicense:
-    if not (isinstance(value, list) and len(value) == 3 and isinstance(value[0], (str, type(None)))
-            and isinstance(value[1], str) and isinstance(value[2], str)):
+    if not (isinstance(value, list) and len(value) == 4 and isinstance(value[0], (str, type(None)))
+            and all(isinstance(v, str) for v in value[1:])):
         raise ValueError("not a remembered copyright file")
-    return DebianLicense(value[0], value[1], value[2])
+    return DebianLicense(value[0], value[1], value[2], value[3])
 
 
 def _read_copyright(fs: RootFS, path: str) -> DebianLicense:
@@ -79,9 +87,11 @@ def _read_copyright(fs: RootFS, path: str) -> DebianLicense:
         return DebianLicense(None, "none", f"{path}: not present")
     except OSError as exc:  # a FIFO, a device, a loop of links: there, but not read (unknown, not none)
         return DebianLicense(None, "copyright-text", f"{path}: cannot be read ({exc.strerror or exc})")
-    # only the header and the Files paragraphs matter; the stand-alone License paragraphs
-    # (full license texts, most of the file) are not handed to the parser at all
-    chunks = [c for i, c in enumerate(_PARAGRAPH_BREAK.split(text)) if i == 0 or c.lstrip().startswith("Files:")]
+    # only the header and the Files paragraphs are handed to the parser; the stand-alone
+    # License paragraphs (full license texts, most of the file) are read only where a short
+    # name's version or exception is to be checked against its text
+    split = _PARAGRAPH_BREAK.split(text)
+    chunks = [c for i, c in enumerate(split) if i == 0 or c.lstrip().startswith("Files:")]
     from debian.deb822 import Deb822  # noqa: PLC0415 (imported when a file is read, not on a remembered one)
 
     try:
@@ -98,21 +108,44 @@ def _read_copyright(fs: RootFS, path: str) -> DebianLicense:
             if synopsis and synopsis not in synopses:
                 synopses.append(synopsis)
         if synopses:
-            return DebianLicense(_join(synopses), "dep5", f"{path}: machine-readable (DEP-5)")
+            from scanner.licensing.dep5text import texts_decide  # noqa: PLC0415 (its patterns compiled only when a file is read)
+
+            synopses, read = texts_decide(synopses, split)
+            return DebianLicense(_join(synopses), "dep5", f"{path}: machine-readable (DEP-5){read}")
         return _free_text(text, path, "DEP-5 header but no Files paragraph with a License; ")
     return _free_text(text, path, "")
 
 
 def _free_text(text: str, path: str, why: str) -> DebianLicense:
-    found: list[str] = []
-    for name in _COMMON.findall(text):
+    from scanner.licensing.notice import MAX_NOTICE, read_notice  # noqa: PLC0415 (compiled only when a file is read)
+
+    notice = read_notice(text)
+    found = [f.name for f in notice.found]
+    decided = {_family(n) for n in found}
+    pointers: list[str] = []
+    for name in _COMMON.findall(text[:MAX_NOTICE]):
         name = name.rstrip(".")
-        if name not in found:
-            found.append(name)
+        if name not in pointers and _family(name) not in decided:
+            pointers.append(name)
     for rx, name in _TITLES:
-        if rx.search(text) and not any(f.startswith(name.split("-")[0]) for f in found):
-            found.append(name)
-    if not found:
-        return DebianLicense(None, "copyright-text", f"{path}: {why}not machine-readable, no license named")
-    return DebianLicense(" and ".join(found), "copyright-text",
-                         f"{path}: {why}not machine-readable; license names found in the text: {', '.join(found)}")
+        if rx.search(text[:MAX_NOTICE]) and _family(name) not in decided and not any(
+                _family(p) == _family(name) for p in pointers):
+            pointers.append(name)
+    names = [*found, *pointers]
+    cut = f" (only the first {MAX_NOTICE:,} characters read)" if notice.truncated else ""
+    if not names:
+        return DebianLicense(None, "copyright-text", f"{path}: {why}not machine-readable, no license named{cut}")
+    parts = [f"{f.name}: \"{f.evidence}\"" for f in notice.found[:_EVIDENCE_ITEMS]]
+    if len(notice.found) > _EVIDENCE_ITEMS:
+        parts.append(f"{len(notice.found) - _EVIDENCE_ITEMS} more")
+    if pointers:
+        parts.append(f"named only by a common-licenses pointer or a title: {', '.join(pointers)}")
+    return DebianLicense(" and ".join(names), "copyright-text",
+                         f"{path}: {why}not machine-readable{cut}; read from the notice: " + "; ".join(parts),
+                         "notice-text" if found else "pointer-only")
+
+
+def _family(name: str) -> str:
+    m = re.match(r"[A-Za-z]+", name)
+    family = m.group(0).upper() if m else name
+    return "MIT" if family in ("EXPAT", "X") else family

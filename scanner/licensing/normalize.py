@@ -38,6 +38,7 @@ MAX_RAW = 4096  # longer strings are junk, not license expressions
 _WORD = re.compile(r"\(|\)|&&?|\|\|?|,|;|[^\s()&|,;]+")
 _OPS = {"and": "AND", "&": "AND", "&&": "AND", ",": "AND", ";": "AND", "or": "OR", "|": "OR", "||": "OR"}
 _MAX_NAME_WORDS = 8
+_JOINED_WITH = re.compile(r"(.+?)-with-(.+)", re.I)
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,10 @@ class _Names:
     def with_exception(self, lic: str, exc: str) -> str:
         if exc.startswith("LicenseRef-") or " " in lic:
             # SPDX 2.3 allows no LicenseRef after WITH, nor WITH after a compound:
-            # the exception's text is kept alongside instead (as Fedora writes it)
+            # the exception's text is kept alongside instead (as Fedora writes it), and said so
+            why = ("SPDX has no id for this exception and SPDX 2.3 allows only listed exception ids after WITH"
+                   if exc.startswith("LicenseRef-") else "SPDX 2.3 allows WITH only after a single license")
+            self.st.notes.append(f"{lic} with {exc}: written {lic} AND {exc} ({why})")
             return f"{lic} AND {exc}"
         return f"{lic} WITH {exc}"
 
@@ -146,6 +150,10 @@ class _Names:
             if entry is not None:
                 parser.i += k
                 return self.use(entry, " ".join(run[:k]))
+        joined = None if exception else self.joined_with(run[0])
+        if joined is not None:
+            parser.i += 1
+            return joined
         # unknown: take words up to the first operator word
         k = next((n for n, w in enumerate(run) if w.lower() in ("and", "or", "with")), len(run)) or 1
         words = " ".join(run[:k])
@@ -156,7 +164,23 @@ class _Names:
         self.st.notes.append(f"{words!r} is not a license name flightcheck knows")
         return ref
 
+    def joined_with(self, word: str) -> str | None:
+        """One word that is a license and an exception joined by ``-with-`` (Ubuntu's
+        ``GPL-3+-WITH-BISON-EXCEPTION``), when both halves are known names."""
+        m = _JOINED_WITH.fullmatch(word)
+        if m is None:
+            return None
+        lic = _lookup([m.group(1)], self.st.tables, False)
+        exc_name = m.group(2)
+        exc = (_lookup([exc_name], self.st.tables, True)
+               or _lookup(exc_name.replace("-", " ").split(), self.st.tables, True))
+        if lic is None or exc is None:
+            return None
+        return self.with_exception(self.use(lic, m.group(1)), self.use(exc, exc_name))
+
     def use(self, entry: NameEntry, words: str) -> str:
+        if entry.note and entry.note not in self.st.notes:
+            self.st.notes.append(entry.note)
         if entry.guess:
             self.st.guess = True
             alts = f" (also used for {', '.join(entry.alternatives)})" if entry.alternatives else ""
@@ -254,3 +278,37 @@ def normalize(raw: str | None, tables: LicenseTables) -> LicenseOutcome:
         return LicenseOutcome(raw, ref, "unknown", {ref: raw}, (f"license-expression: {exc}",))
     status = "unknown" if st.unknown else "guess" if st.guess else "exact"
     return LicenseOutcome(raw, spdx, status, st.refs, tuple(st.notes), st.proprietary, st.public_domain)
+
+
+_ANY_REF = re.compile(r"LicenseRef-[A-Za-z0-9.-]+")
+
+
+def one_spelling(outcomes: list[LicenseOutcome], preferred: frozenset[str] = frozenset()) -> list[LicenseOutcome]:
+    """The same outcomes with every LicenseRef id spelt one way across all of them: SPDX
+    compares license ids without regard to case, so ``LicenseRef-distributable`` and
+    ``LicenseRef-Distributable`` in one document are one id. The spelling kept is the
+    name tables' (``preferred``) when they have one, else the one most outcomes use (the
+    first in sorted order among equals)."""
+    spellings: dict[str, dict[str, int]] = {}
+    for o in outcomes:
+        for ref in set((*o.refs, *_ANY_REF.findall(o.spdx))):
+            counts = spellings.setdefault(ref.casefold(), {})
+            counts[ref] = counts.get(ref, 0) + 1
+    chosen = {}
+    for counts in spellings.values():
+        if len(counts) > 1:
+            best = sorted(set(counts) & preferred) or sorted(counts, key=lambda r: (-counts[r], r))
+            chosen.update({s: best[0] for s in counts if s != best[0]})
+    if not chosen:
+        return outcomes
+    out = []
+    for o in outcomes:
+        if not any(r in chosen for r in (*o.refs, *_ANY_REF.findall(o.spdx))):
+            out.append(o)
+            continue
+        refs: dict[str, str] = {}
+        for ref, raw in o.refs.items():
+            refs.setdefault(chosen.get(ref, ref), raw)
+        spdx = _ANY_REF.sub(lambda m: chosen.get(m.group(0), m.group(0)), o.spdx)
+        out.append(LicenseOutcome(o.raw, spdx, o.status, refs, o.notes, o.proprietary, o.public_domain))
+    return out

@@ -8,10 +8,11 @@ shape)."""
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from scanner.licensing.naming import SPDX_STYLE
 from scanner.resources import content_dir
 
 
@@ -22,22 +23,39 @@ class NameEntry:
     proprietary: bool = False
     public_domain: bool = False
     alternatives: tuple[str, ...] = ()
+    #: what the name means under one naming convention (``[names."X".naming.debian]``)
+    naming: tuple[tuple[str, "NameEntry"], ...] = ()
+    note: str = ""  # said in the outcome's notes when this entry is used (a convention applied)
 
 
 def _key(name: str) -> str:
     return " ".join(name.split()).casefold()
 
 
+def _entry(name: str, e: Any) -> NameEntry:
+    if not isinstance(e, dict) or not isinstance(e.get("spdx"), str):
+        raise ValueError(f"license table entry {name!r} has no spdx string")
+    naming = e.get("naming", {})
+    if not isinstance(naming, dict):
+        raise ValueError(f"license table entry {name!r}: naming is not a table")
+    return NameEntry(
+        spdx=e["spdx"], guess=bool(e.get("guess")), proprietary=bool(e.get("proprietary")),
+        public_domain=bool(e.get("public_domain")), alternatives=tuple(e.get("alternatives", ())),
+        naming=tuple((str(k), _entry(f"{name} on {k}", v)) for k, v in sorted(naming.items())),
+    )
+
+
 def _entries(table: dict[str, Any]) -> dict[str, NameEntry]:
-    out = {}
-    for name, e in table.items():
-        if not isinstance(e, dict) or not isinstance(e.get("spdx"), str):
-            raise ValueError(f"license table entry {name!r} has no spdx string")
-        out[_key(name)] = NameEntry(
-            spdx=e["spdx"], guess=bool(e.get("guess")), proprietary=bool(e.get("proprietary")),
-            public_domain=bool(e.get("public_domain")), alternatives=tuple(e.get("alternatives", ())),
-        )
-    return out
+    return {_key(name): _entry(name, e) for name, e in table.items()}
+
+
+def _for_naming(key: str, e: NameEntry, naming: str) -> NameEntry:
+    own = dict(e.naming).get(naming)
+    if own is not None:
+        return replace(own, note=f"{key!r} read as {naming} names it: {own.spdx}")
+    if naming in SPDX_STYLE and " " not in e.spdx and key == e.spdx.casefold() and (e.guess or e.alternatives):
+        return replace(e, guess=False, alternatives=(), note=f"{e.spdx!r} is an SPDX id in {naming}'s naming: exact")
+    return e
 
 
 @dataclass(frozen=True)
@@ -53,6 +71,15 @@ class LicenseTables:
 
     def with_overrides(self, names: dict[str, Any], exceptions: dict[str, Any]) -> "LicenseTables":
         return LicenseTables({**self.names, **_entries(names)}, {**self.exceptions, **_entries(exceptions)})
+
+    def for_naming(self, naming: str) -> "LicenseTables":
+        """The tables as a target of this naming convention (:mod:`scanner.licensing.naming`)
+        reads them: an entry's own ``naming.<convention>`` meaning, and on SPDX-style
+        conventions a name that is itself an SPDX id is exact (``MIT`` on Yocto)."""
+        if not naming:
+            return self
+        return LicenseTables({k: _for_naming(k, e, naming) for k, e in self.names.items()},
+                             {k: _for_naming(k, e, naming) for k, e in self.exceptions.items()})
 
 
 def load_tables(folder: Path | None = None) -> LicenseTables:
