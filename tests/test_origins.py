@@ -65,13 +65,13 @@ def test_wheels_own_exactly_the_files_pip_lists(origins: Path, doc: dict[str, An
         assert owned == listed
         for path in owned:
             assert elves[path]["license"] == pkg["license_spdx"]
-    # the license as each declares it: an SPDX expression (core metadata 2.4), a classifier
+    # the license as each declares it: an SPDX expression (core metadata 2.4), a shipped text
     assert (python["fcspeed"]["license_spdx"], python["fcspeed"]["license_source"]) == \
         ("MIT OR Apache-2.0", "python-license-expression")
-    # "BSD License" names no BSD variant: read through the classifier table as the umbrella
-    # name BSD, a guess the report says so
-    assert (python["fclegacy"]["license_raw"], python["fclegacy"]["license_source"]) == ("BSD", "python-classifier")
-    assert python["fclegacy"]["license_status"] == "guess" and python["fclegacy"]["license_spdx"].startswith("BSD-")
+    # its classifier "BSD License" names no BSD variant; the license text it ships does
+    assert (python["fclegacy"]["license_spdx"], python["fclegacy"]["license_source"]) == \
+        ("BSD-2-Clause", "python-license-file")
+    assert python["fclegacy"]["license_status"] == "guess"  # read from free text: said so, never exact
     # the library auditwheel-style bundling put beside the extension is the wheel's too
     assert elves["/opt/app/venv/lib/python3.11/site-packages/fclegacy.libs/libfcdep-1a2b3c.so"]["owner"] == \
         python["fclegacy"]["id"]
@@ -172,3 +172,21 @@ def test_hostile_origins_are_error_records(origins: Path, tmp_path: Path) -> Non
         assert elves[path]["owner"] is None and elves[path]["tree"]
     (err,) = [f for f in doc["findings"] if f["rule"] == "FC-ERR-001" and f["subject"] == "inventory"]
     assert err["state"] == "error"  # the unread origins reach the gate, failing at the rule's severity
+
+
+def test_declared_license_precedence() -> None:
+    """License-Expression, then the shipped license text, then License, then classifiers
+    (through the table: the SPDX id where the classifier names one version, else the
+    umbrella name)."""
+    from scanner.inventory.origins.python import Declared, declared_license
+
+    bsd2 = (Path(__file__).parent.parent / "fixtures/origins/python/LICENSE.fclegacy").read_text()
+    gpl = ["License :: OSI Approved :: GNU General Public License v2 or later (GPLv2+)"]
+    assert declared_license("MIT", "BSD", gpl, [bsd2]) == Declared("MIT", "python-license-expression")
+    assert declared_license(None, "BSD", gpl, [bsd2]) == Declared("BSD-2-clause", "python-license-file")
+    assert declared_license(None, "BSD", gpl, ["no license text here"]) == Declared("BSD", "python-license")
+    assert declared_license(None, "UNKNOWN", gpl, []) == Declared("GPL-2.0-or-later", "python-classifier")
+    assert declared_license(None, "x" * 300, ["License :: OSI Approved :: BSD License"], []) == \
+        Declared("BSD", "python-classifier")
+    assert declared_license(None, None, [], []) == Declared(None, "none")
+

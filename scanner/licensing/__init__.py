@@ -105,6 +105,7 @@ FREE_TEXT = {
     "copyright-text": "read from free-text copyright",
     "notice-text": "read from the notice text of a free-text copyright file (its grants, version clauses, license texts)",
     "pointer-only": "read from free-text copyright: only its /usr/share/common-licenses pointers name a license",
+    "python-license-file": "read from the license text a Python distribution ships (its License-File)",
 }
 
 #: what each metadata field a license may be read from is called in a finding's evidence
@@ -112,6 +113,7 @@ FIELD_EVIDENCE = {
     "python-license-expression": "METADATA License-Expression (an SPDX expression, core metadata 2.4)",
     "python-license": "METADATA License field",
     "python-classifier": "METADATA License :: classifiers",
+    "python-license-file": "the License-File texts of the .dist-info, read by the notice reader",
 }
 
 

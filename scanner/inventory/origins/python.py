@@ -156,7 +156,9 @@ def _distribution(fs: RootFS, site: str, folder: str) -> Package:
         raise ValueError("its Name and Version are implausibly long")
     files = _files(fs, site, folder, egg)
     declared = declared_license(meta.get("License-Expression"), meta.get("License"),
-                                meta.get_all("Classifier") or [])
+                                meta.get_all("Classifier") or [],
+                                [] if meta.get("License-Expression") else
+                                _license_texts(fs, folder, meta.get_all("License-File") or []))
     return Package(
         id=f"pypi/{name}@{version}:{folder}", manager=MANAGER, name=name, epoch=None, version=version,
         release=None, arch=None, source=None, vendor=(meta.get("Author") or meta.get("Maintainer") or None),
@@ -183,10 +185,37 @@ def _files(fs: RootFS, site: str, folder: str, egg: bool) -> tuple[str, ...]:
     return tuple(out)
 
 
-def declared_license(expression: str | None, field: str | None, classifiers: list[str]) -> Declared:
-    """The license a distribution declares, by the order of precedence of its metadata."""
+def _license_texts(fs: RootFS, folder: str, names: list[str]) -> list[str]:
+    """The license files a distribution ships (``License-File``: under ``licenses/`` of
+    the .dist-info since core metadata 2.4, beside METADATA before), at most four, each
+    within ``MAX_PYTHON_METADATA_BYTES``; a name that climbs out of the folder is skipped."""
+    texts: list[str] = []
+    for name in names[:4]:
+        if not name or name.startswith("/") or ".." in name.split("/"):
+            continue
+        for path in (f"{folder}/licenses/{name}", f"{folder}/{name}"):
+            try:
+                texts.append(_read_text(fs, path, "MAX_PYTHON_METADATA_BYTES"))
+                break
+            except (OSError, LimitExceeded):
+                continue
+    return texts
+
+
+def declared_license(expression: str | None, field: str | None, classifiers: list[str],
+                     license_texts: list[str] | None = None) -> Declared:
+    """The license a distribution declares, by the order of precedence of its metadata:
+    ``License-Expression``; else what the license files it ships grant (read by the
+    notice reader, :mod:`scanner.licensing.notice`: the exact BSD variant, the GPL's
+    version clause); else a one-line ``License``; else the classifiers."""
     if expression and expression.strip():
         return Declared(expression.strip(), "python-license-expression")
+    if license_texts:
+        from scanner.licensing.notice import read_notice
+
+        names = [f.name for text in license_texts for f in read_notice(text).found]
+        if names:
+            return Declared(" AND ".join(dict.fromkeys(names)), "python-license-file")
     if field and field.strip() and "\n" not in field.strip() and len(field.strip()) <= 200 \
             and field.strip().upper() not in ("UNKNOWN", "NONE"):
         return Declared(field.strip(), "python-license")
