@@ -389,3 +389,31 @@ def test_remembered_notices_are_bounded() -> None:
     assert len(notice._RECENT) == notice._RECENT_MAX
     again = read_notice("Licensed under the Apache License, Version 2.0 (x)")
     assert again is read_notice("Licensed under the Apache License, Version 2.0 (x)")  # the same text: remembered
+
+
+def test_a_copyright_text_is_read_once_per_cache(tmp_path: Path) -> None:
+    """Two targets scanned with one --cache file: the second, whose package has a copyright
+    file of the same text under another name, takes the first's reading (keyed by the
+    text's digest), naming its own file in the evidence."""
+    from conftest import scan_root
+
+    sample = Path(__file__).parent.parent / "fixtures/data/copyright/bash/copyright"  # free text: the notice reader
+    roots = {}
+    for name in ("alpha", "beta"):
+        root = tmp_path / name
+        (root / "var/lib/dpkg/info").mkdir(parents=True)
+        (root / "var/lib/dpkg/status").write_text(
+            f"Package: {name}\nStatus: install ok installed\nVersion: 1.0-1\nArchitecture: amd64\n"
+            "Maintainer: nobody <n@example.org>\nDescription: a fixture\n")
+        (root / f"var/lib/dpkg/info/{name}.list").write_text(f"/usr/share/doc/{name}\n")
+        (root / f"usr/share/doc/{name}").mkdir(parents=True)
+        (root / f"usr/share/doc/{name}/copyright").write_bytes(sample.read_bytes())
+        roots[name] = root
+    cache = tmp_path / "cache.sqlite"
+    first = scan_root(roots["alpha"], cache=cache)
+    second = scan_root(roots["beta"], cache=cache)
+    (a,), (b,) = first["packages"], second["packages"]
+    assert second["scan"]["options"]["cache"]["memo_hits"].get("copyright-content") == 1
+    assert first["scan"]["options"]["cache"]["memo_hits"].get("copyright-content") is None
+    assert (a["license_spdx"], a["license_source"]) == (b["license_spdx"], b["license_source"])
+    assert "/usr/share/doc/beta/copyright" in b["license_evidence"] and "alpha" not in b["license_evidence"]

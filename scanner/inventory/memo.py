@@ -75,6 +75,15 @@ class Memo(Protocol):
         """Keep the JSON value ``value`` under ``(kind, name)`` with ``key``."""
         ...
 
+    def get_content(self, kind: str, digest: str, use: Callable[[Any], T]) -> T | None:
+        """What ``use`` makes of the value kept for a content ``digest`` (a hash of the
+        bytes it was computed from) by any target of the store; None as for :meth:`get`."""
+        ...
+
+    def put_content(self, kind: str, digest: str, value: Any) -> None:
+        """Keep a value computed from content alone, for every target of the store."""
+        ...
+
 
 def remembered(memo: Memo | None, kind: str, name: str, key: Callable[[], Key | None], compute: Callable[[], T], *,
                encode: Callable[[T], Any], decode: Callable[[Any], T],

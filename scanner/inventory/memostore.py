@@ -3,6 +3,9 @@
 
 Rows are ``(target, kind, name, key, code version, JSON value)``; a row is answered only
 for the same key and code version (:func:`~scanner.inventory.cachefile.code_version`).
+Values computed from content alone (a copyright file's reading, by the digest of its bytes)
+are kept under the target :data:`SHARED` and answered to every target of the file; they
+are never pruned by one target's scan, only dropped with their code version.
 Everything stored is loaded once when the store opens (a few rows: one per package database,
 one per Debian copyright file), so :meth:`MemoStore.get` is a dictionary read, safe from the
 packages thread while the census runs. New values are written at :meth:`MemoStore.commit`;
@@ -23,6 +26,10 @@ from scanner.inventory.memo import Key
 T = TypeVar("T")
 
 
+#: the target of the rows every target shares (values keyed by a digest of their content)
+SHARED = "\x00content"
+
+
 class MemoStore:
     """Values kept between scans of one target (see :class:`~scanner.inventory.memo.Memo`).
     ``hits`` counts the values used, by kind."""
@@ -36,6 +43,11 @@ class MemoStore:
                                     (self.file.target, self.file.version))
         self._stored: dict[tuple[str, bytes], tuple[Key, str]] = {(kind, path): (key, value)
                                                                   for kind, path, key, value in rows}
+        shared = self.file.db.execute("SELECT kind, path, value FROM memo WHERE target = ? AND version = ?",
+                                      (SHARED, self.file.version))
+        self._shared: dict[tuple[str, str], str] = {(kind, bytes(path).decode("ascii", "replace")): value
+                                                    for kind, path, value in shared}
+        self._new_shared: dict[tuple[str, str], str] = {}
 
     def get(self, kind: str, name: str, key: Key, use: Callable[[Any], T]) -> T | None:
         """What ``use`` makes of the value stored for ``name`` under ``kind`` with the same
@@ -57,6 +69,21 @@ class MemoStore:
         self._new.append((kind, name.encode("utf-8", "surrogateescape"), key,
                           json.dumps(value, ensure_ascii=True, separators=(",", ":"))))
 
+    def get_content(self, kind: str, digest: str, use: Callable[[Any], T]) -> T | None:
+        raw = self._shared.get((kind, digest)) or self._new_shared.get((kind, digest))
+        if raw is None:
+            return None
+        try:
+            value = use(loads(raw))
+        except (ValueError, TypeError):
+            return None
+        self.hits[f"{kind}-content"] = self.hits.get(f"{kind}-content", 0) + 1
+        return value
+
+    def put_content(self, kind: str, digest: str, value: Any) -> None:
+        if (kind, digest) not in self._shared:
+            self._new_shared[(kind, digest)] = json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+
     def write(self, prune: bool) -> None:
         """The new values, in the caller's transaction; with ``prune`` (a whole-target
         scan), this target's values that the scan did not ask for are forgotten. Values of
@@ -68,7 +95,13 @@ class MemoStore:
             db.executemany("DELETE FROM memo WHERE target = ? AND kind = ? AND path = ?",
                            [(target, *m) for m in self._stored if m not in self._seen])
         db.execute("DELETE FROM memo WHERE target = ? AND version != ?", (target, self.file.version))
+        db.executemany("INSERT OR REPLACE INTO memo VALUES (?, ?, ?, ?, ?, ?)",
+                       [(SHARED, kind, digest.encode("ascii"), "", self.file.version, v)
+                        for (kind, digest), v in self._new_shared.items()])
+        db.execute("DELETE FROM memo WHERE target = ? AND version != ?", (SHARED, self.file.version))
+        self._shared.update(self._new_shared)
         self._new.clear()
+        self._new_shared.clear()
 
     def commit(self, *, prune: bool = True) -> None:
         with self.file.db:

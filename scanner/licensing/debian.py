@@ -18,6 +18,7 @@ these references) are used only for the licenses no sentence of the notice decid
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -53,8 +54,10 @@ def _join(synopses: list[str]) -> str:
 
 def read_copyright(fs: RootFS, package: str, memo: Memo | None = None) -> DebianLicense:
     """The license a package's copyright file states. ``memo`` (the scan cache's memo
-    store) keeps the answer per file for the next scan, keyed by the file's identity: an
-    unchanged copyright file is not parsed again."""
+    store) keeps the answer for the next scan twice: keyed by the file's identity (an
+    unchanged file is not even read again) and by a digest of its text, shared by every
+    target of the cache (the same copyright file on every machine of a release, or of every
+    package of one source, is parsed once)."""
     path = f"/usr/share/doc/{package}/copyright"
     st = real = None
     if memo is not None:
@@ -67,10 +70,28 @@ def read_copyright(fs: RootFS, package: str, memo: Memo | None = None) -> Debian
             hit: DebianLicense | None = memo.get("copyright", f"{path}\0{real}", file_key(st), _from_memo)
             if hit is not None:
                 return hit
-    found = _read_copyright(fs, path)
+    try:
+        data = fs.read(path, MAX_COPYRIGHT)
+    except FileNotFoundError:
+        return DebianLicense(None, "none", f"{path}: not present")
+    except OSError as exc:  # a FIFO, a device, a loop of links: there, but not read (unknown, not none)
+        return DebianLicense(None, "copyright-text", f"{path}: cannot be read ({exc.strerror or exc})")
+    digest = hashlib.sha256(data).hexdigest()
+    shared = memo.get_content("copyright", digest, _from_memo) if memo is not None else None
+    if shared is not None:
+        found = DebianLicense(shared.raw, shared.source, shared.evidence.replace(PATH_MARK, path), shared.read)
+    else:
+        found = _parse_copyright(data.decode("utf-8", "replace"), path)
+        if memo is not None:
+            memo.put_content("copyright", digest, [found.raw, found.source, found.evidence.replace(path, PATH_MARK),
+                                                   found.read])
     if memo is not None and st is not None:
         memo.put("copyright", f"{path}\0{real}", file_key(st), [found.raw, found.source, found.evidence, found.read])
     return found
+
+
+#: where a shared reading names the file it was read from (each target puts its own path back)
+PATH_MARK = "\x00path\x00"
 
 
 def _from_memo(value: Any) -> DebianLicense:
@@ -80,13 +101,7 @@ def _from_memo(value: Any) -> DebianLicense:
     return DebianLicense(value[0], value[1], value[2], value[3])
 
 
-def _read_copyright(fs: RootFS, path: str) -> DebianLicense:
-    try:
-        text = fs.read(path, MAX_COPYRIGHT).decode("utf-8", "replace")
-    except FileNotFoundError:
-        return DebianLicense(None, "none", f"{path}: not present")
-    except OSError as exc:  # a FIFO, a device, a loop of links: there, but not read (unknown, not none)
-        return DebianLicense(None, "copyright-text", f"{path}: cannot be read ({exc.strerror or exc})")
+def _parse_copyright(text: str, path: str) -> DebianLicense:
     # only the header and the Files paragraphs are handed to the parser; the stand-alone
     # License paragraphs (full license texts, most of the file) are read only where a short
     # name's version or exception is to be checked against its text
