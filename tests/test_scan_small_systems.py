@@ -287,3 +287,19 @@ def test_hostile_databases_in_a_full_scan(tmp_path: Path, built_elves: dict[str,
     assert any(p == "/usr/lib/opkg/status" and "is not a 'Field: value' line" in m for p, m in errors)
     assert any(p == "/usr/lib/opkg/status" and "cut short" in m for p, m in errors)
     assert doc["summary"]["unowned_elves"] == 0
+
+
+def test_the_same_name_on_yocto_and_fedora(tmp_path: Path, built_elves: dict[str, bytes],
+                                           rpmroot_result: dict[str, Any]) -> None:
+    """Issue 18: "MIT" is SPDX's MIT on a Yocto root (its LICENSE values are SPDX-style) and
+    one of a dozen licenses under Fedora's legacy umbrella name on an rpm root like Fedora."""
+    root = opkg_root(tmp_path / "root", YOCTO, "/var/lib/opkg", built_elves)
+    make_file(root, "/etc/os-release", b"ID=angstrom\nVERSION_ID=v2013.06\n")
+    status = root / "var/lib/opkg/status"
+    status.write_text(status.read_text().rstrip("\n") + "\n\nPackage: libmitthing\nVersion: 1.0-r0\n"
+                      "Architecture: armv7a\nLicense: MIT\nStatus: install ok installed\n")
+    doc = scan(DirectoryRoot(root), ScanOptions(jobs=1))
+    yocto = {p["name"]: p for p in doc["packages"]}["libmitthing"]
+    fedora = {p["name"]: p for p in rpmroot_result["packages"]}["suidapp"]  # License: MIT, on an ID_LIKE=fedora root
+    assert (yocto["license_raw"], yocto["license_spdx"], yocto["license_status"]) == ("MIT", "MIT", "exact")
+    assert (fedora["license_raw"], fedora["license_spdx"], fedora["license_status"]) == ("MIT", "MIT", "guess")
