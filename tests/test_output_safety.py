@@ -10,6 +10,7 @@ and never a raw control character, and every report must parse.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import html
 import json
@@ -26,6 +27,7 @@ from urllib.parse import quote, unquote
 import jsonschema
 import pytest
 
+from scanner.reports.pagedata import unpack_ref
 from scanner.textsafe import json_dumps, markup, visible, xml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -158,6 +160,13 @@ def test_junit_parses_and_carries_the_visible_spelling(scanned: dict[str, Any]) 
     assert f"fail: {visible(hostile_path)}" in body.text
 
 
+def page_data_of(page: str) -> dict[str, Any]:
+    """The data an HTML report embeds (gzip-compressed JSON in base64), read back."""
+    opening = '<script type="application/octet-stream" id="data" data-encoding="gzip+base64">'
+    start = page.index(opening) + len(opening)
+    return json.loads(gzip.decompress(base64.b64decode(page[start:page.index("</script>", start)])))
+
+
 def test_html_report_shows_the_visible_spelling(scanned: dict[str, Any]) -> None:
     """Jinja's autoescape leaves control characters and bidi overrides as they are: the
     report shows every target string as the terminal does, inside the tree data too."""
@@ -165,7 +174,16 @@ def test_html_report_shows_the_visible_spelling(scanned: dict[str, Any]) -> None
     assert_no_raw_controls(raw)
     page = raw.decode("utf-8")
     hostile_path = "/usr/bin/" + json_spelling(HOSTILE_NAME)
-    assert html.escape(visible(hostile_path), quote=False) in page
+    # the files are rendered by the page's script from the embedded data: the path is
+    # there in its visible spelling (read back as the script reads it), never raw
+    data = page_data_of(page)
+    paths = {unpack_ref(data, e[0]) for e in data["E"]}
+    assert visible(hostile_path) in paths and hostile_path not in paths
+    subjects = {unpack_ref(data, f[3]) for f in data["F"]}
+    assert visible(hostile_path) in subjects
+    # the target root in the page's own markup: escaped text, control characters visible
+    root = json.loads((scanned["out"] / "result.json").read_bytes().decode("utf-8"))["target"]["root"]
+    assert html.escape(visible(root), quote=False) in page
     assert "\\x1b[2J\\x1b[H\\x1b[32mP" in page or "\\x1b[2J" in page
 
 
