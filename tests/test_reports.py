@@ -4,16 +4,20 @@ selenium), the PDF through poppler's pdftoppm and pdftotext, and the report comm
 from __future__ import annotations
 
 import copy
+import functools
+import itertools
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from scanner.reports import html as htmlreport
 from scanner.reports import write_reports
+from scanner.textsafe import visible, visible_tree
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -123,6 +127,8 @@ def test_html_in_chromium(rpmroot_result: dict, tmp_path: Path, browser) -> None
     open_group_rows(browser)
     shown = browser.find_elements(By.CSS_SELECTOR, "#findings-table tbody tr.finding")
     assert len(shown) == 1 and "prop-app" in shown[0].text
+    # the message with its subject put back in place (the data writes it once, as a mark)
+    assert "/opt/vendor/bin/prop-app is a proprietary executable" in shown[0].text and "\\x01" not in shown[0].text
     # free-text search over every finding's rule, subject and message
     Select(browser.find_element(By.ID, "f-severity")).select_by_visible_text("all severities")
     Select(browser.find_element(By.ID, "f-state")).select_by_visible_text("all states")
@@ -249,3 +255,64 @@ def test_junit_of_a_big_result_is_linear(tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 10
     suite = next(iter(JUnitXml.fromfile(str(tmp_path / "junit.xml"))))
     assert (suite.tests, suite.failures) == (20_000, 20_000)
+
+
+def decode_evidence(data: dict, x: Any) -> Any:
+    """Evidence read back from the page's data, as report.js reads it."""
+    from scanner.reports.pagedata import unpack_ref
+
+    if isinstance(x, int):
+        return unpack_ref(data, x)
+    if x and x[0] == "=":
+        return x[1]
+    if x and x[0] == "{":
+        return {unpack_ref(data, x[i]): decode_evidence(data, x[i + 1]) for i in range(1, len(x), 2)}
+    return [decode_evidence(data, v) for v in x]
+
+
+def test_page_data_reads_back_to_the_result(rpmroot_result: dict) -> None:
+    """The compact data the HTML embeds holds what the old table rows showed: every
+    finding once, in its rule and group, with subject, message and evidence; every ELF
+    path; every executable's linked libraries with package, license and category, though
+    most are written as a bare soname."""
+    from scanner.reports.groups import group_findings
+    from scanner.reports.pagedata import LEFT_OUT, page_data, unpack_ref
+    from tests.bigresult import big_result
+
+    for doc in (hostile(rpmroot_result), big_result(rpmroot_result, elves=3000, findings=2000, trees=10, packages=20)):
+        data = json.loads(json.dumps(page_data(doc)))
+        ref = functools.partial(unpack_ref, data)
+        groups = group_findings(doc)
+        # each group's members are a range of F, the ranges cover F once, in group order
+        ranges = [tuple(g[6]) for r in data["rules"] for g in r[4]]
+        assert [n for _, n in ranges] == [len(g.findings) for rg in groups for g in rg.groups]
+        assert sum(n for _, n in ranges) == len(data["F"]) == len(doc["findings"])
+        assert [s for s, _ in ranges] == list(itertools.accumulate([0] + [n for _, n in ranges[:-1]]))
+        flat = [f for rg in groups for g in rg.groups for f in g.findings]
+        for f, row in zip(flat, data["F"], strict=True):
+            subject = visible(f["subject"])
+            assert ref(row[3]) == subject and data["sev"][row[1]] == f["severity"]
+            assert ref(row[4]).replace("\x01", subject) == visible(f["message"])
+            want = {visible(k): v for k, v in f["evidence"].items() if k not in LEFT_OUT}
+            assert json.dumps(decode_evidence(data, row[5])) == json.dumps(visible_tree(want))
+        elves = [e for e in doc["elves"] if e["type"] != "debuginfo"]
+        assert [ref(r[0]) for r in data["E"]] == [visible(e["path"]) for e in elves]
+        by_path = {r[0]: r for r in data["E"]}
+        defaults = dict(data["R"])
+        for e, row in zip(elves, data["E"], strict=True):
+            if e["type"] not in ("executable", "pie"):
+                continue
+            got = []
+            for x in row[7] if len(row) > 7 else []:
+                soname, path = (x, defaults[x]) if isinstance(x, int) else (x[0], x[1])
+                if isinstance(x, list) and len(x) == 5:
+                    got.append((ref(soname), ref(path), ref(x[2]), ref(x[3]), data["cats"][x[4]]))
+                    continue
+                lib = by_path.get(path) if path is not None else None
+                got.append((ref(soname), ref(path), ref(data["K"][lib[2]][0]) if lib and lib[2] >= 0 else None,
+                            ref(lib[3]) if lib else None, data["cats"][lib[4]] if lib else "unknown"))
+            want_rows = [(visible(r["soname"]), visible(r["path"]) if r["path"] else None,
+                          visible(r["package"]) if r["package"] else None,
+                          visible(r["license"]) if r["license"] else None, r["category"])
+                         for r in e["linked_licenses"]]
+            assert got == want_rows, e["path"]

@@ -69,7 +69,7 @@ def bar_chart(values: list[tuple[str, int, str]], width: int = 320) -> str:
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{h}" viewBox="0 0 {width} {h}" role="img">']
     for i, (label, value, color) in enumerate(values):
         y = i * row + 2
-        w = int((width - label_w - 40) * value / top)
+        w = int((width - label_w - 10 - 8 * len(str(top))) * value / top)
         parts.append(f'<text x="0" y="{y + 14}" font-size="12" fill="#1d2330">{escape(visible(label))}</text>'
                      f'<rect x="{label_w}" y="{y + 3}" width="{max(w, 1)}" height="14" rx="2" fill="{color}"/>'
                      f'<text x="{label_w + w + 6}" y="{y + 14}" font-size="12" fill="#1d2330">{value}</text>')

@@ -78,7 +78,11 @@ class Pack:
         """The reference of a string (a path when it is absolute and has no empty part)."""
         if value is None:
             return None
-        s = visible(str(value))
+        return self.spelled(visible(str(value)))
+
+    def spelled(self, s: str) -> int:
+        """The reference of a string already in its visible spelling (a message holding
+        the subject's place mark, which :func:`visible` would escape)."""
         if s.startswith("/") and len(s) > 1 and "//" not in s and not s.endswith("/"):
             return -self._node(s) - 1
         found = self._s.get(s)
@@ -128,7 +132,7 @@ def _findings(pack: Pack, doc: Mapping[str, Any], rules: list[RuleGroup]) -> tup
                 waiver = f.get("waiver")
                 members.append(len(out_findings))
                 out_findings.append(_trim([r_index, sev[f["severity"]], state.get(f["state"], 0), pack.ref(f["subject"]),
-                                     pack.ref(message), pack.tree(f.get("evidence") or {}),
+                                     pack.spelled(message), pack.tree(f.get("evidence") or {}),
                                      [pack.ref(waiver.get("reason")), pack.ref(waiver.get("expires"))]
                                      if waiver else None]))
             groups.append([KINDS.index(g.kind), pack.ref(g.key), pack.ref(g.label), state.get(g.state, 0),
