@@ -300,3 +300,22 @@ def test_debug_on_a_refusal_of_our_own_prints_no_empty_trace() -> None:
     r = flightcheck("--debug", "rules", "show", "NO-SUCH-RULE")
     assert r.returncode == 2
     assert r.stderr.decode().splitlines() == ["flightcheck: error: no rule NO-SUCH-RULE (see: flightcheck rules list)"]
+
+
+def test_pdf_and_its_attachments_show_the_visible_spelling(scanned: dict[str, Any], tmp_path: Path) -> None:
+    """The PDF's text and every file attached to it spell target strings as the HTML does."""
+    if not shutil.which("pdfdetach") or not shutil.which("pdftotext"):
+        pytest.skip("needs poppler-utils (make installs it)")
+    r = flightcheck("report", str(scanned["out"] / "result.json"), "-f", "pdf", "-o", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    pdf = tmp_path / "report.pdf"
+    subprocess.run(["pdfdetach", "-saveall", "-o", str(tmp_path), str(pdf)], check=True)
+    hostile_path = "/usr/bin/" + json_spelling(HOSTILE_NAME)
+    findings = (tmp_path / "findings.csv").read_bytes()
+    unowned = (tmp_path / "unowned.csv").read_bytes()
+    assert visible(hostile_path).encode() in findings and visible(hostile_path).encode() in unowned
+    for name in ("findings.csv", "findings.json", "packages.csv", "executables.csv", "unowned.csv", "errors.csv"):
+        assert_no_raw_controls((tmp_path / name).read_bytes())
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, check=True).stdout
+    assert_no_raw_controls(text)
+    assert b"\\x1b[2J" in text
