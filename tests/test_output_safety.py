@@ -10,7 +10,6 @@ and never a raw control character, and every report must parse.
 
 from __future__ import annotations
 
-import base64
 import gzip
 import html
 import json
@@ -26,6 +25,8 @@ from urllib.parse import quote, unquote
 
 import jsonschema
 import pytest
+
+from pagereader import page_data_of
 
 from scanner.reports.pagedata import unpack_ref
 from scanner.textsafe import json_dumps, markup, visible, xml
@@ -158,13 +159,6 @@ def test_junit_parses_and_carries_the_visible_spelling(scanned: dict[str, Any]) 
     body = failure.find("failure")
     assert body is not None and body.text is not None
     assert f"fail: {visible(hostile_path)}" in body.text
-
-
-def page_data_of(page: str) -> dict[str, Any]:
-    """The data an HTML report embeds (gzip-compressed JSON in base64), read back."""
-    opening = '<script type="application/octet-stream" id="data" data-encoding="gzip+base64">'
-    start = page.index(opening) + len(opening)
-    return json.loads(gzip.decompress(base64.b64decode(page[start:page.index("</script>", start)])))
 
 
 def test_html_report_shows_the_visible_spelling(scanned: dict[str, Any]) -> None:

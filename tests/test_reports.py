@@ -277,7 +277,7 @@ def test_page_data_reads_back_to_the_result(rpmroot_result: dict) -> None:
     most are written as a bare soname."""
     from scanner.reports.groups import group_findings
     from scanner.reports.pagedata import LEFT_OUT, page_data, unpack_ref
-    from tests.bigresult import big_result
+    from bigresult import big_result
 
     for doc in (hostile(rpmroot_result), big_result(rpmroot_result, elves=3000, findings=2000, trees=10, packages=20)):
         data = json.loads(json.dumps(page_data(doc)))
