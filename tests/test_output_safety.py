@@ -26,6 +26,9 @@ from urllib.parse import quote, unquote
 import jsonschema
 import pytest
 
+from pagereader import page_data_of
+
+from scanner.reports.pagedata import unpack_ref
 from scanner.textsafe import json_dumps, markup, visible, xml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -165,7 +168,16 @@ def test_html_report_shows_the_visible_spelling(scanned: dict[str, Any]) -> None
     assert_no_raw_controls(raw)
     page = raw.decode("utf-8")
     hostile_path = "/usr/bin/" + json_spelling(HOSTILE_NAME)
-    assert html.escape(visible(hostile_path), quote=False) in page
+    # the files are rendered by the page's script from the embedded data: the path is
+    # there in its visible spelling (read back as the script reads it), never raw
+    data = page_data_of(page)
+    paths = {unpack_ref(data, e[0]) for e in data["E"]}
+    assert visible(hostile_path) in paths and hostile_path not in paths
+    subjects = {unpack_ref(data, f[3]) for f in data["F"]}
+    assert visible(hostile_path) in subjects
+    # the target root in the page's own markup: escaped text, control characters visible
+    root = json.loads((scanned["out"] / "result.json").read_bytes().decode("utf-8"))["target"]["root"]
+    assert html.escape(visible(root), quote=False) in page
     assert "\\x1b[2J\\x1b[H\\x1b[32mP" in page or "\\x1b[2J" in page
 
 
@@ -282,3 +294,22 @@ def test_debug_on_a_refusal_of_our_own_prints_no_empty_trace() -> None:
     r = flightcheck("--debug", "rules", "show", "NO-SUCH-RULE")
     assert r.returncode == 2
     assert r.stderr.decode().splitlines() == ["flightcheck: error: no rule NO-SUCH-RULE (see: flightcheck rules list)"]
+
+
+def test_pdf_and_its_attachments_show_the_visible_spelling(scanned: dict[str, Any], tmp_path: Path) -> None:
+    """The PDF's text and every file attached to it spell target strings as the HTML does."""
+    if not shutil.which("pdfdetach") or not shutil.which("pdftotext"):
+        pytest.skip("needs poppler-utils (make installs it)")
+    r = flightcheck("report", str(scanned["out"] / "result.json"), "-f", "pdf", "-o", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    pdf = tmp_path / "report.pdf"
+    subprocess.run(["pdfdetach", "-saveall", "-o", str(tmp_path), str(pdf)], check=True)
+    hostile_path = "/usr/bin/" + json_spelling(HOSTILE_NAME)
+    findings = (tmp_path / "findings.csv").read_bytes()
+    unowned = (tmp_path / "unowned.csv").read_bytes()
+    assert visible(hostile_path).encode() in findings and visible(hostile_path).encode() in unowned
+    for name in ("findings.csv", "findings.json", "packages.csv", "executables.csv", "unowned.csv", "errors.csv"):
+        assert_no_raw_controls((tmp_path / name).read_bytes())
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, check=True).stdout
+    assert_no_raw_controls(text)
+    assert b"\\x1b[2J" in text
