@@ -266,6 +266,74 @@ function start(D) {
     }
     return node(e, [e[0]], 0);
   }
+  // the license graph of one executable: an inline SVG, the executable on the left, each
+  // library of its closure in the column of its depth (shortest DT_NEEDED chain), coloured
+  // by its license category; an edge per DT_NEEDED entry; a node's title names its package
+  // and license; clicking a node shows only its edges
+  var CAT_COLORS = {"public-domain": "#3f8f5a", "permissive": "#5aa469", "weak-copyleft": "#d89b2b",
+                    "copyleft": "#c9473f", "network-copyleft": "#8e1f1a", "proprietary": "#7b52ae", "unknown": "#9aa3b2"};
+  var SVG = "http://www.w3.org/2000/svg";
+  function svgEl(tag, attrs, text) {
+    var n = document.createElementNS(SVG, tag);
+    Object.keys(attrs).forEach(function (k) { n.setAttribute(k, attrs[k]); });
+    if (text !== undefined) n.textContent = text;
+    return n;
+  }
+  function graph(e) {
+    var closure = {};
+    linked(e).forEach(function (r) { closure[r.soname] = r; });
+    var depth = {}, order = [e[0]], edges = [];
+    depth[e[0]] = 0;
+    for (var i = 0; i < order.length && order.length < 400; i++) {
+      var rec = byPath[order[i]];
+      if (!rec) continue;
+      (rec[6] || []).forEach(function (soname) {
+        var r = closure[soname], to = r && r.path !== null ? r.path : "missing:" + str(soname);
+        edges.push([order[i], to]);
+        if (depth[to] === undefined) { depth[to] = depth[order[i]] + 1; order.push(to); }
+      });
+    }
+    var cols = {}, W = 230, H = 26, pos = {};
+    order.forEach(function (p) { (cols[depth[p]] = cols[depth[p]] || []).push(p); });
+    var ncol = Object.keys(cols).length, nrow = Math.max.apply(null, Object.keys(cols).map(function (k) { return cols[k].length; }));
+    var svg = svgEl("svg", {width: ncol * W + 20, height: nrow * H + 20, role: "img", "aria-label": "license graph of " + str(e[0])});
+    Object.keys(cols).forEach(function (d) { cols[d].forEach(function (p, row) { pos[p] = [10 + d * W, 10 + row * H]; }); });
+    var lines = svgEl("g", {}), nodes = svgEl("g", {});
+    svg.appendChild(lines); svg.appendChild(nodes);
+    edges.forEach(function (ed) {
+      var a = pos[ed[0]], b = pos[ed[1]];
+      if (!a || !b) return;
+      var l = svgEl("line", {x1: a[0] + 180, y1: a[1] + 9, x2: b[0], y2: b[1] + 9, stroke: "#8899aa", "stroke-width": 1});
+      l.dataset.from = String(ed[0]); l.dataset.to = String(ed[1]);
+      lines.appendChild(l);
+    });
+    order.forEach(function (p) {
+      var missing = typeof p === "string" && p.indexOf("missing:") === 0, rec = missing ? null : byPath[p];
+      var r = null;
+      Object.keys(closure).forEach(function (k) { if (closure[k].path === p) r = closure[k]; });
+      var catName = missing ? "unknown" : D.cats[p === e[0] ? e[4] : (r ? r.cat : (rec ? rec[4] : null))] || "unknown";
+      var g = svgEl("g", {transform: "translate(" + pos[p][0] + "," + pos[p][1] + ")", cursor: "pointer"});
+      g.appendChild(svgEl("rect", {width: 180, height: 18, rx: 3, fill: missing ? "#fff" : CAT_COLORS[catName],
+                                   stroke: missing ? "#c9473f" : "none", "stroke-dasharray": missing ? "3 2" : "none"}));
+      var label = missing ? p.slice(8) + " (not found)" : (str(p) || "").split("/").pop();
+      g.appendChild(svgEl("text", {x: 4, y: 13, "font-size": 11, fill: missing ? "#c9473f" : "#fff"}, label.slice(0, 28)));
+      var who = missing ? "not found by the loader" : (p === e[0] ? (pkgName(e[2]) || "unowned") + ", " + (str(e[3]) || "\u2014")
+                : (r ? (r.pkg || "unowned") + ", " + (r.lic || "\u2014") : ""));
+      g.appendChild(svgEl("title", {}, (missing ? label : str(p)) + ": " + who + " (" + catName + ")"));
+      g.addEventListener("click", function () {
+        var on = g.dataset.on !== "1";
+        nodes.querySelectorAll("g").forEach(function (x) { x.dataset.on = ""; });
+        g.dataset.on = on ? "1" : "";
+        lines.querySelectorAll("line").forEach(function (l) {
+          var mine = l.dataset.from === String(p) || l.dataset.to === String(p);
+          l.setAttribute("stroke-opacity", !on || mine ? "1" : "0.08");
+          l.setAttribute("stroke-width", on && mine ? "2" : "1");
+        });
+      });
+      nodes.appendChild(g);
+    });
+    return svg;
+  }
   function linkCell(e) {
     var c = el("td");
     if (!e[7] || !e[7].length) { c.appendChild(el("span", "muted", e[5] & 1 ? "statically linked" : "links nothing")); return c; }
@@ -290,7 +358,12 @@ function start(D) {
       btn.type = "button"; btn.dataset.path = str(e[0]);
       var box = el("div", "tree-box");
       btn.addEventListener("click", function () { if (box.firstChild) box.textContent = ""; else box.appendChild(tree(e)); });
-      det.appendChild(btn); det.appendChild(box);
+      det.appendChild(btn);
+      var gbtn = el("button", "graph-toggle", "license graph");
+      gbtn.type = "button"; gbtn.dataset.path = str(e[0]);
+      var gbox = el("div", "graph-box");
+      gbtn.addEventListener("click", function () { if (gbox.firstChild) gbox.textContent = ""; else gbox.appendChild(graph(e)); });
+      det.appendChild(box); det.appendChild(gbtn); det.appendChild(gbox);
     });
     c.appendChild(det);
     return c;

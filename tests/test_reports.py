@@ -166,6 +166,22 @@ def test_html_in_chromium(rpmroot_result: dict, tmp_path: Path, browser) -> None
     button.click()
     tree = button.find_element(By.XPATH, "following-sibling::div").text
     assert "libgreet.so.1 → /usr/lib64/libgreet.so.1.0.0" in tree
+    # the license graph: an inline SVG, a node per object of the closure coloured by its
+    # license category, a click on a node keeps only its edges bright
+    gbutton = browser.find_element(By.CSS_SELECTOR, "button.graph-toggle[data-path='/usr/bin/hello']")
+    gbutton.click()
+    svg = gbutton.find_element(By.XPATH, "following-sibling::div[@class='graph-box']/*[local-name()='svg']")
+    hello = next(e for e in doc["elves"] if e["path"] == "/usr/bin/hello")
+    titles = [t.get_attribute("textContent") for t in svg.find_elements(By.CSS_SELECTOR, "g > title")]
+    assert len(titles) == 1 + len({v for v in hello["closure"].values() if v}) + \
+        sum(1 for v in hello["closure"].values() if v is None)
+    greet = next(t for t in titles if t.startswith("/usr/lib64/libgreet.so.1.0.0:"))
+    assert "LGPL" in greet and "weak-copyleft" in greet
+    node = svg.find_elements(By.CSS_SELECTOR, "g[cursor='pointer']")[0]
+    node.click()
+    faded = [ln for ln in svg.find_elements(By.TAG_NAME, "line") if ln.get_attribute("stroke-opacity") == "0.08"]
+    bright = [ln for ln in svg.find_elements(By.TAG_NAME, "line") if ln.get_attribute("stroke-opacity") == "1"]
+    assert bright and len(faded) + len(bright) == len(svg.find_elements(By.TAG_NAME, "line"))
     # unowned files by tree: each tree opens to its files
     trees = browser.find_elements(By.CSS_SELECTOR, "#unowned-table tbody details")
     assert len(trees) == len(doc["unowned_trees"]) > 0
@@ -182,7 +198,10 @@ def test_html_in_chromium(rpmroot_result: dict, tmp_path: Path, browser) -> None
 def test_html_is_self_contained(rpmroot_result: dict) -> None:
     page = htmlreport.render(rpmroot_result)
     for needle in ("http://", "https://", "src=", "@import", "url("):
-        lines = [ln for ln in page.splitlines() if needle in ln and "xmlns=" not in ln]
+        # the SVG namespace is a name, never fetched (inline SVG markup, and the script's
+        # createElementNS for the license graph)
+        lines = [ln for ln in page.splitlines() if needle in ln and "xmlns=" not in ln
+                 and ln.strip() != 'var SVG = "http://www.w3.org/2000/svg";']
         # the only absolute URLs allowed are the SVG namespace and text from the result
         assert all("flightcheck.invalid" in ln or "example.invalid" in ln or needle == "src=" and "data:" in ln
                    for ln in lines), (needle, lines[:3])
