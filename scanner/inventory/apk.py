@@ -31,9 +31,8 @@ from scanner.errors import ErrorRecord
 from scanner.inventory.packages import Package, PackageDatabase, PathBudget, checked_arch, shown
 from scanner.inventory.purl import distro, namespace, purl
 from scanner.inventory.readers import register
-from scanner.inventory.textdb import (Paragraph, TextDbReader, checked_path, ends_cut, lines_of, paragraphs,
-                                      read_capped, read_located, reconcile)
-from scanner.limits import LimitExceeded
+from scanner.inventory.textdb import (Paragraph, TextDbReader, checked_path, ends_cut, overlong_version, read_capped,
+                                      read_located, read_paragraphs)
 from scanner.target import RootFS
 
 CANDIDATES = ("/lib/apk/db/installed", "/usr/lib/apk/db/installed")
@@ -68,23 +67,8 @@ def _read(fs: RootFS, os_release: dict[str, str], path: str) -> PackageDatabase:
     if data is None:
         return PackageDatabase(MANAGER, path, BACKEND, "python", (), tuple(errors))
     ends_cut(data, path, errors)
-    packages: list[Package] = []
-    budget = PathBudget()
-    read = 0
-    for start, block in paragraphs(lines_of(data)):
-        read += 1
-        try:
-            pkg = _package(os_release, path, start, block, budget, errors)
-        except Exception as exc:  # noqa: BLE001 - one paragraph's failure is its own error record
-            errors.append(ErrorRecord(path, "inventory", f"paragraph at line {start}: cannot be read "
-                                                         f"({type(exc).__name__}: {exc}); skipped"))
-            continue
-        if pkg is not None:
-            packages.append(pkg)
-    starved = budget.starved_record(path)
-    if starved:
-        errors.append(starved)
-    reconcile(path, read, len(packages), 0, errors)
+    packages = read_paragraphs(data, path, lambda start, block, budget: _package(os_release, path, start, block,
+                                                                                 budget, errors), errors)
     return PackageDatabase(MANAGER, path, BACKEND, "python", tuple(packages), tuple(errors))
 
 
@@ -112,10 +96,9 @@ def _package(os_release: dict[str, str], path: str, start: int, block: list[str]
     if not name or not version or not _NAME.fullmatch(name):
         errors.append(ErrorRecord(path, "inventory", f"{where}: no valid P (name) or V (version) line; skipped"))
         return None
-    if len(version) > limits.MAX_PACKAGE_VERSION_CHARS:
-        errors.append(ErrorRecord(path, "inventory", f"package {name}: " + str(LimitExceeded(
-            "MAX_PACKAGE_VERSION_CHARS", limits.MAX_PACKAGE_VERSION_CHARS, f"a version of {len(version):,} characters"))
-            + "; skipped"))
+    overlong = overlong_version(path, name, version)
+    if overlong is not None:
+        errors.append(overlong)
         return None
     problems: list[str] = []
     if not _VERSION.fullmatch(version):

@@ -35,9 +35,9 @@ from scanner.errors import ErrorRecord
 from scanner.inventory.packages import Package, PackageDatabase, PathBudget, checked_arch, shown
 from scanner.inventory.purl import distro, namespace, purl
 from scanner.inventory.readers import register
-from scanner.inventory.textdb import (Paragraph, TextDbReader, control_fields, ends_cut, lines_of, paragraphs,
-                                      read_capped, read_located, read_path_list, reconcile)
-from scanner.limits import LimitExceeded
+from scanner.inventory.textdb import (Paragraph, TextDbReader, control_fields, ends_cut, lines_of, overlong_version,
+                                      paragraphs, read_paragraphs,
+                                      read_capped, read_located, read_path_list)
 from scanner.target import RootFS
 
 CANDIDATES = ("/usr/lib/opkg/status", "/var/lib/opkg/status")
@@ -76,26 +76,8 @@ def _read(fs: RootFS, os_release: dict[str, str], status: str) -> PackageDatabas
         return PackageDatabase(MANAGER, status, BACKEND, "python", (), tuple(errors))
     ends_cut(data, status, errors)
     info = posixpath.dirname(status) + "/info"
-    packages: list[Package] = []
-    budget = PathBudget()
-    read = gone = 0
-    for start, block in paragraphs(lines_of(data)):
-        read += 1
-        try:
-            para = control_fields(start, block)
-            pkg = _package(fs, os_release, status, info, para, budget, errors)
-        except Exception as exc:  # noqa: BLE001 - one paragraph's failure is its own error record
-            errors.append(ErrorRecord(status, "inventory", f"paragraph at line {start}: cannot be read "
-                                                           f"({type(exc).__name__}: {exc}); skipped"))
-            continue
-        if isinstance(pkg, Package):
-            packages.append(pkg)
-        elif pkg == "gone":
-            gone += 1
-    starved = budget.starved_record(status)
-    if starved:
-        errors.append(starved)
-    reconcile(status, read, len(packages), gone, errors)
+    packages = read_paragraphs(data, status, lambda start, block, budget: _package(
+        fs, os_release, status, info, control_fields(start, block), budget, errors), errors)
     return PackageDatabase(MANAGER, status, BACKEND, "python", tuple(packages), tuple(errors))
 
 
@@ -115,10 +97,9 @@ def _package(fs: RootFS, os_release: dict[str, str], status: str, info: str, par
         return None
     if state[2] in GONE:
         return "gone"
-    if len(version) > limits.MAX_PACKAGE_VERSION_CHARS:
-        errors.append(ErrorRecord(status, "inventory", f"package {name}: " + str(LimitExceeded(
-            "MAX_PACKAGE_VERSION_CHARS", limits.MAX_PACKAGE_VERSION_CHARS, f"a version of {len(version):,} characters"))
-            + "; skipped"))
+    overlong = overlong_version(status, name, version)
+    if overlong is not None:
+        errors.append(overlong)
         return None
     problems: list[str] = []
     if any(c.isspace() or not c.isprintable() for c in version):

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from scanner import limits
 from scanner.errors import ErrorRecord
 from scanner.inventory.memo import file_key
-from scanner.inventory.packages import PackageDatabase, PathBudget, shown
+from scanner.inventory.packages import Package, PackageDatabase, PathBudget, shown
 from scanner.inventory.readers import Found, Location, ReadContext
 from scanner.limits import LimitExceeded
 from scanner.target import RootFS
@@ -207,6 +207,44 @@ def ends_cut(data: bytes, path: str, errors: list[ErrorRecord]) -> None:
     if data and not data.endswith(b"\n"):
         errors.append(ErrorRecord(path, "inventory", "the file ends inside a line: it was cut short; its last "
                                                      "paragraph is read as it is"))
+
+
+def read_paragraphs(data: bytes, path: str, parse: Callable[[int, list[str], PathBudget], object],
+                    errors: list[ErrorRecord]) -> list[Package]:
+    """The packages of a paragraph database (apk's ``installed``, opkg's ``status``): every
+    paragraph handed to ``parse(start_line, lines, budget)`` with one file-list budget for
+    the database; a paragraph whose parser raises is an error record; the paragraphs read
+    are reconciled with the packages listed and those ``parse`` says are ``"gone"``."""
+    packages: list[Package] = []
+    budget = PathBudget()
+    read = gone = 0
+    for start, block in paragraphs(lines_of(data)):
+        read += 1
+        try:
+            pkg = parse(start, block, budget)
+        except Exception as exc:  # noqa: BLE001 - one paragraph's failure is its own error record
+            errors.append(ErrorRecord(path, "inventory", f"paragraph at line {start}: cannot be read "
+                                                         f"({type(exc).__name__}: {exc}); skipped"))
+            continue
+        if isinstance(pkg, Package):
+            packages.append(pkg)
+        elif pkg == "gone":
+            gone += 1
+    starved = budget.starved_record(path)
+    if starved:
+        errors.append(starved)
+    reconcile(path, read, len(packages), gone, errors)
+    return packages
+
+
+def overlong_version(path: str, name: str, version: str) -> ErrorRecord | None:
+    """The error record of a package whose version is longer than
+    ``MAX_PACKAGE_VERSION_CHARS`` (it is then skipped), else None."""
+    if len(version) <= limits.MAX_PACKAGE_VERSION_CHARS:
+        return None
+    return ErrorRecord(path, "inventory", f"package {name}: " + str(LimitExceeded(
+        "MAX_PACKAGE_VERSION_CHARS", limits.MAX_PACKAGE_VERSION_CHARS, f"a version of {len(version):,} characters"))
+        + "; skipped")
 
 
 def reconcile(path: str, read: int, listed: int, not_installed: int, errors: list[ErrorRecord]) -> None:
