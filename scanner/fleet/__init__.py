@@ -53,9 +53,11 @@ def _last_scans(db: str | None, hypervisors: list[Hypervisor]) -> dict[str, dict
         rows = history.list_scans(db)
     except history.HistoryError:
         return {}
-    for row in sorted(rows, key=lambda r: (r.started, r.id)):  # later rows overwrite earlier ones
-        if row.kind != "domain" or "/" not in row.target:
-            continue
+    latest: dict[str, Any] = {}  # each fleet guest's last stored scan: only those documents are read
+    for row in sorted(rows, key=lambda r: (r.started, r.id)):
+        if row.kind == "domain" and "/" in row.target:
+            latest[row.target] = row
+    for row in sorted(latest.values(), key=lambda r: (r.started, r.id)):  # a uuid's last sighting wins
         doc = history.load(db, row.id)
         dom = doc.get("target", {}).get("domain") or {}
         hv = (dom.get("hypervisor") or {}).get("name")

@@ -88,17 +88,18 @@ def scan_guest(job: GuestJob) -> dict[str, Any]:
             return asdict(res)
         res.uuid, res.state = dom.uuid, dom.state
         try:
-            res.disks = [str(d) for d in domain_images(dom, allow_running=job.allow_running)]
+            images = domain_images(dom, allow_running=job.allow_running)  # they carry their backing chains
         except TargetError as exc:
             res.outcome, res.reason = "skipped", str(exc)
             return asdict(res)
+        res.disks = [str(d) for d in images]
         res.fingerprint = disks_fingerprint(res.disks)
         if job.previous_fingerprint is not None and job.previous_fingerprint == res.fingerprint:
             res.outcome, res.reason = "unchanged", "its disks have not changed since the last stored scan"
             return asdict(res)
         facts = {**dom.facts(), "hypervisor": {"name": job.hypervisor, "uri": job.uri, "host": host},
                  "disks_fingerprint": res.fingerprint}
-        fs = open_target(images=domain_images(dom, allow_running=job.allow_running), backend=job.backend,
+        fs = open_target(images=images, backend=job.backend,
                          backing_dirs=[Path(d) for d in job.backing_dirs], domain=facts)
         try:
             res.doc = scan(fs, job.options)

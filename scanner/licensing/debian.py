@@ -76,7 +76,7 @@ def read_copyright(fs: RootFS, package: str, memo: Memo | None = None) -> Debian
         return DebianLicense(None, "none", f"{path}: not present")
     except OSError as exc:  # a FIFO, a device, a loop of links: there, but not read (unknown, not none)
         return DebianLicense(None, "copyright-text", f"{path}: cannot be read ({exc.strerror or exc})")
-    digest = hashlib.sha256(data).hexdigest()
+    digest = hashlib.sha256(data).hexdigest() if memo is not None else ""
     shared = memo.get_content("copyright", digest, _from_memo) if memo is not None else None
     if shared is not None:
         found = DebianLicense(shared.raw, shared.source, shared.evidence.replace(PATH_MARK, path), shared.read)
