@@ -26,7 +26,7 @@ from scanner.inventory.census import Census, Progress, census_paths
 from scanner.errors import ErrorRecord
 from scanner.inventory.osrelease import read_os_release
 from scanner.inventory.packages import OwnershipIndex, PackageDatabase
-from scanner.inventory.origins import find_origins
+from scanner.inventory.origins import Origins, find_origins
 from scanner.inventory.readers import read_package_databases
 from scanner.inventory.sysconf import SystemConfig, read_system_config
 from scanner.licensing import (
@@ -155,7 +155,11 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
     mark = time.monotonic()
     owner = ownership.owner
     if options.packages:  # what no system database owns: Python distributions, Go, Rust, package notes
-        origins = find_origins(fs, [r.path for r in census.elves if ownership.owner(r.path) is None])
+        try:
+            origins = find_origins(fs, [r.path for r in census.elves if ownership.owner(r.path) is None])
+        except Exception as exc:  # noqa: BLE001 - the origins stage's failure, not the scan's: its files stay unowned
+            origins = Origins((), (ErrorRecord("/", "inventory", f"the origins of unowned files could not be read "
+                                                                 f"({type(exc).__name__}: {exc})"),))
         if origins.databases:
             databases = [*databases, *origins.databases]
             by_origin = OwnershipIndex(fs, origins.databases)

@@ -154,9 +154,14 @@ def test_hostile_origins_are_error_records(origins: Path, tmp_path: Path) -> Non
     mk = next(site.glob("fclegacy-*.dist-info")) / "METADATA"
     mk.write_bytes(b"Name: fclegacy\nVersion: 0.9\nLicense: " + b"x" * (5 << 20))  # over the cap
 
+    record = next(site.glob("pip-*.dist-info")) / "RECORD"  # a field past csv's limit, and paths too long
+    record.write_text(record.read_text() + "x" * 5000 + ",,\n" + "y" * 200_000 + ",,\n")
+
     doc = scan_root(root)
     resultmod.validate(doc)
     errors = {e["path"]: e["message"] for e in doc["errors"] if e["stage"] == "inventory"}
+    assert "1 paths left out" in errors[str(record).removeprefix(str(root))]
+    assert "stops parsing" in errors[str(record).removeprefix(str(root))]
     assert "/opt/stamped/bin/stamped" in errors
     assert "/opt/go/bin/hello" in errors
     assert "MAX_ORIGIN_SECTION_BYTES" in errors["/opt/rust/bin/hello-rs"]
@@ -166,6 +171,7 @@ def test_hostile_origins_are_error_records(origins: Path, tmp_path: Path) -> Non
     assert not any("root:" in (p.get("license_raw") or "") for p in doc["packages"])  # /etc/passwd not read
     python = _packages(doc, "python")
     assert {"pip", "setuptools"} <= set(python) and "fcspeed" not in python  # the rest of the site is read
+    assert python["pip"]["files"] > 900  # what its RECORD listed before the broken lines
     # what could not be explained is unowned, never owned by a guess
     elves = by_path(doc)
     for path in ("/opt/stamped/bin/stamped", "/opt/go/bin/hello", "/opt/rust/bin/hello-rs"):

@@ -128,7 +128,7 @@ def read_site(fs: RootFS, site: str) -> PackageDatabase:
     for name in names:
         folder = f"{site}/{name}"
         try:
-            packages.append(_distribution(fs, site, folder))
+            packages.append(_distribution(fs, site, folder, errors))
         except (OSError, ValueError, LimitExceeded) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             errors.append(ErrorRecord(folder, "inventory", f"Python distribution not read: {why}"))
@@ -145,7 +145,7 @@ def _read_text(fs: RootFS, path: str, cap: str) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-def _distribution(fs: RootFS, site: str, folder: str) -> Package:
+def _distribution(fs: RootFS, site: str, folder: str, errors: list[ErrorRecord]) -> Package:
     egg = folder.endswith(".egg-info")
     meta = HeaderParser().parsestr(_read_text(fs, f"{folder}/{'PKG-INFO' if egg else 'METADATA'}",
                                               "MAX_PYTHON_METADATA_BYTES"))
@@ -154,7 +154,7 @@ def _distribution(fs: RootFS, site: str, folder: str) -> Package:
         raise ValueError("its metadata names no Name and Version")
     if len(name) + len(version) > limits.MAX_PACKAGE_VERSION_CHARS:
         raise ValueError("its Name and Version are implausibly long")
-    files = _files(fs, site, folder, egg)
+    files = _files(fs, site, folder, egg, errors)
     declared = declared_license(meta.get("License-Expression"), meta.get("License"),
                                 meta.get_all("Classifier") or [],
                                 [] if meta.get("License-Expression") else
@@ -166,22 +166,34 @@ def _distribution(fs: RootFS, site: str, folder: str) -> Package:
         files=files, database=site, license_from=declared.source if declared.raw else None)
 
 
-def _files(fs: RootFS, site: str, folder: str, egg: bool) -> tuple[str, ...]:
-    """The files the installer recorded, made absolute and normalised; paths that climb
-    out of the root or are implausibly long are left out."""
+def _files(fs: RootFS, site: str, folder: str, egg: bool, errors: list[ErrorRecord]) -> tuple[str, ...]:
+    """The files the installer recorded, made absolute and normalised. Paths that are
+    implausibly long or not paths at all are left out, and so is the rest of a list that
+    stops parsing (a field past the csv module's limit): both said in one error record."""
+    name = "installed-files.txt" if egg else "RECORD"
     try:
-        text = _read_text(fs, f"{folder}/{'installed-files.txt' if egg else 'RECORD'}", "MAX_PYTHON_RECORD_BYTES")
+        text = _read_text(fs, f"{folder}/{name}", "MAX_PYTHON_RECORD_BYTES")
     except FileNotFoundError:
         return ()
     base = folder if egg else site
     rows: Iterable[list[str]] = ([line] for line in text.splitlines()) if egg else csv.reader(io.StringIO(text))
     out: list[str] = []
-    for row in rows:
-        if not row or not row[0] or len(row[0]) > limits.MAX_PACKAGE_PATH_CHARS:
-            continue
-        path = posixpath.normpath(row[0] if row[0].startswith("/") else f"{base}/{row[0]}")
-        if path.startswith("/") and not path.startswith("//"):
+    dropped, stopped = 0, ""
+    try:
+        for row in rows:
+            if not row or not row[0]:
+                continue
+            path = posixpath.normpath(row[0] if row[0].startswith("/") else f"{base}/{row[0]}")
+            if len(row[0]) > limits.MAX_PACKAGE_PATH_CHARS or not path.startswith("/") or path.startswith("//"):
+                dropped += 1
+                continue
             out.append(path)
+    except csv.Error as exc:
+        stopped = f"; the list stops parsing after {len(out):,} paths ({exc}), the rest is not read"
+    if dropped or stopped:
+        errors.append(ErrorRecord(f"{folder}/{name}", "inventory", f"{dropped:,} paths left out (longer than "
+                                  f"MAX_PACKAGE_PATH_CHARS or not paths){stopped}: the files they name show as "
+                                  "unowned"))
     return tuple(out)
 
 
