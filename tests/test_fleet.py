@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from conftest import CACHE, load_builder
-from test_history import postgres  # noqa: F401 - a fixture
+from test_history import new_database, postgres  # noqa: F401 - a fixture
 
 import libvirt_harness as harness
 from scanner import history
@@ -133,14 +133,7 @@ def cluster() -> Iterator[Cluster]:
 
 
 def _pg_db(server: str) -> str:
-    import sqlalchemy as sa
-
-    name = f"fleet_{os.getpid()}_{time.monotonic_ns()}"
-    engine = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    engine.dispose()
-    return f"{server}/{name}"
+    return new_database(server, "fleet")
 
 
 def _hypervisors(lab: harness.Lab, node: str) -> list[Hypervisor]:

@@ -121,8 +121,12 @@ def history_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     database on the PostgreSQL server."""
     if request.param == "sqlite":
         return str(tmp_path / "not-yet" / "history.sqlite")
-    server = request.getfixturevalue("postgres")
-    name = f"history_{os.getpid()}_{next(_numbers)}"
+    return new_database(request.getfixturevalue("postgres"))
+
+
+def new_database(server: str, prefix: str = "history") -> str:
+    """A new, empty database on the PostgreSQL server ``server``; its URL."""
+    name = f"{prefix}_{os.getpid()}_{next(_numbers)}"
     engine = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.exec_driver_sql(f"CREATE DATABASE {name}")
