@@ -154,9 +154,10 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
         census = dataclasses.replace(census, errors=(*census.errors, *os_errors))
     mark = time.monotonic()
     owner = ownership.owner
+    owners = {r.path: ownership.owner(r.path) for r in census.elves}  # each ELF file looked up once
     if options.packages:  # what no system database owns: Python distributions, Go, Rust, package notes
         try:
-            origins = find_origins(fs, [r.path for r in census.elves if ownership.owner(r.path) is None])
+            origins = find_origins(fs, [path for path, pkg in owners.items() if pkg is None])
         except Exception as exc:  # noqa: BLE001 - the origins stage's failure, not the scan's: its files stay unowned
             origins = Origins((), (ErrorRecord("/", "inventory", f"the origins of unowned files could not be read "
                                                                  f"({type(exc).__name__}: {exc})"),))
@@ -164,6 +165,7 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
             databases = [*databases, *origins.databases]
             by_origin = OwnershipIndex(fs, origins.databases)
             owner = lambda path: ownership.owner(path) or by_origin.owner(path)  # noqa: E731
+            owners = {path: pkg or by_origin.owner(path) for path, pkg in owners.items()}
             if options.licenses:
                 # what the files declare of themselves (Python metadata) is SPDX-style, whatever
                 # the system's own convention
@@ -185,7 +187,6 @@ def _scan(fs: RootFS, options: ScanOptions, progress: Progress | None) -> dict[s
         lambda p: census_file(fs, p, light=True),
         lambda ps: census_paths(fs, ps, jobs=options.jobs, light=True),
     )
-    owners = {r.path: owner(r.path) for r in census.elves}
     timings["linkage"] = time.monotonic() - mark
     mark = time.monotonic()
     linked = (license_closures(census.elves, linkage.closures, owners, owner, pkg_licenses)
